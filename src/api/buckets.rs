@@ -1,0 +1,202 @@
+//! `/v2/Services/{ServiceSid}/RateLimits/{RateLimitSid}/Buckets`: create, list, fetch, update,
+//! delete. A change is in force from the very next request.
+
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::rate_limits::rate_limit_node;
+use super::{BaseUrl, printable};
+use crate::catalog::BucketRecord;
+use crate::state::AppState;
+use crate::store;
+use crate::twilio::auth::Caller;
+use crate::twilio::form::{FormBody, Params, query};
+use crate::twilio::paging::{self, PageRequest};
+use crate::twilio::{ApiError, date, sid};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v2/Services/{service}/RateLimits/{rate_limit}/Buckets",
+            get(list).post(create),
+        )
+        .route(
+            "/v2/Services/{service}/RateLimits/{rate_limit}/Buckets/{sid}",
+            get(fetch).post(update).delete(remove),
+        )
+}
+
+/// Valid ranges (our choice; Twilio publishes none): Max ≥ 1, 1 ≤ Interval ≤ 86400 seconds.
+pub const MAX_MAX: i64 = 1_000_000_000;
+pub const MAX_INTERVAL: i64 = 86_400;
+
+pub fn render(base: &str, b: &BucketRecord) -> Value {
+    json!({
+        "sid": b.sid,
+        "rate_limit_sid": b.rate_limit_sid,
+        "service_sid": b.service_sid,
+        "account_sid": b.account_sid,
+        "max": b.max,
+        "interval": b.interval,
+        "date_created": date::format(b.date_created),
+        "date_updated": date::format(b.date_updated),
+        "url": format!("{base}/v2/Services/{}/RateLimits/{}/Buckets/{}", b.service_sid, b.rate_limit_sid, b.sid),
+    })
+}
+
+fn max_param(p: &Params) -> Result<Option<u32>, ApiError> {
+    Ok(p.int("Max", 1, MAX_MAX)?.map(|n| n as u32))
+}
+
+fn interval_param(p: &Params) -> Result<Option<u32>, ApiError> {
+    Ok(p.int("Interval", 1, MAX_INTERVAL)?.map(|n| n as u32))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    Path((service, rate_limit)): Path<(String, String)>,
+    FormBody(p): FormBody,
+) -> Result<Response, ApiError> {
+    let rl = rate_limit_node(&state, &caller.account, &service, &rate_limit)?;
+    p.required("Max")?;
+    p.required("Interval")?;
+    let (Some(max), Some(interval)) = (max_param(&p)?, interval_param(&p)?) else {
+        return Err(ApiError::missing("Max"));
+    };
+    let now = state.now(&caller.account);
+    let record = BucketRecord {
+        sid: sid::generate(sid::BUCKET),
+        rate_limit_sid: rl.record.sid.clone(),
+        service_sid: rl.record.service_sid.clone(),
+        account_sid: caller.account.clone(),
+        max,
+        interval,
+        live_since_ms: now,
+        date_created: now,
+        date_updated: now,
+    };
+    let id = rl.record.id;
+    let limit = state.settings.max_buckets_per_rate_limit;
+    let st = state.clone();
+    let saved = state
+        .store
+        .writer
+        .write(
+            move |c| {
+                Box::pin(async move {
+                    store::insert_bucket(c, &record, id, limit)
+                        .await
+                        .map(|_| record)
+                })
+            },
+            move |b: &BucketRecord| st.catalog.write().put_bucket(b.clone()),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(render(&base, &saved))).into_response())
+}
+
+fn bucket(
+    state: &AppState,
+    account: &str,
+    service: &str,
+    rate_limit: &str,
+    sid: &str,
+) -> Result<BucketRecord, ApiError> {
+    let rl = rate_limit_node(state, account, service, rate_limit)?;
+    rl.buckets.get(sid).cloned().ok_or_else(|| {
+        ApiError::not_found(format!(
+            "/Services/{service}/RateLimits/{rate_limit}/Buckets/{}",
+            printable(sid)
+        ))
+    })
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    Path((service, rate_limit)): Path<(String, String)>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<Value>, ApiError> {
+    let rl = rate_limit_node(&state, &caller.account, &service, &rate_limit)?;
+    let req = PageRequest::from_query(&query(&uri), sid::BUCKET)?;
+    let page = paging::from_btree(&rl.buckets, &req, |_| true, |b| render(&base, b));
+    Ok(Json(paging::envelope(
+        "buckets",
+        &format!("{base}/v2/Services/{service}/RateLimits/{rate_limit}/Buckets"),
+        &[],
+        &req,
+        page,
+    )))
+}
+
+async fn fetch(
+    State(state): State<AppState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    Path((service, rate_limit, sid)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let b = bucket(&state, &caller.account, &service, &rate_limit, &sid)?;
+    Ok(Json(render(&base, &b)))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    Path((service, rate_limit, sid)): Path<(String, String, String)>,
+    FormBody(p): FormBody,
+) -> Result<Json<Value>, ApiError> {
+    let mut b = bucket(&state, &caller.account, &service, &rate_limit, &sid)?;
+    let now = state.now(&caller.account);
+    if let Some(max) = max_param(&p)? {
+        b.max = max;
+    }
+    if let Some(interval) = interval_param(&p)? {
+        if interval != b.interval {
+            // Admissions that already left the old window stay out of the new one.
+            b.live_since_ms = b.rule().live_since_after_interval_change(now);
+            b.interval = interval;
+        }
+    }
+    b.date_updated = now.max(b.date_created);
+    let st = state.clone();
+    let saved = state
+        .store
+        .writer
+        .write(
+            move |c| Box::pin(async move { store::update_bucket(c, &b).await.map(|_| b) }),
+            move |b: &BucketRecord| st.catalog.write().put_bucket(b.clone()),
+        )
+        .await?;
+    Ok(Json(render(&base, &saved)))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((service, rate_limit, sid)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    bucket(&state, &caller.account, &service, &rate_limit, &sid)?;
+    let st = state.clone();
+    let key = sid.clone();
+    state
+        .store
+        .writer
+        .write(
+            move |c| Box::pin(async move { store::delete_bucket(c, &key).await }),
+            move |_| {
+                st.catalog
+                    .write()
+                    .remove_bucket(&caller.account, &service, &rate_limit, &sid)
+            },
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

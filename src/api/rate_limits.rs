@@ -1,0 +1,200 @@
+//! `/v2/Services/{ServiceSid}/RateLimits`: create, list, fetch, update (Description only), delete.
+
+use std::sync::Arc;
+
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::{BaseUrl, printable, service_node};
+use crate::catalog::{RateLimitNode, RateLimitRecord};
+use crate::state::AppState;
+use crate::store;
+use crate::twilio::auth::Caller;
+use crate::twilio::form::{FormBody, query};
+use crate::twilio::paging::{self, PageRequest};
+use crate::twilio::{ApiError, date, sid};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v2/Services/{service}/RateLimits", get(list).post(create))
+        .route(
+            "/v2/Services/{service}/RateLimits/{sid}",
+            get(fetch).post(update).delete(remove),
+        )
+}
+
+pub fn render(base: &str, r: &RateLimitRecord) -> Value {
+    let url = format!("{base}/v2/Services/{}/RateLimits/{}", r.service_sid, r.sid);
+    json!({
+        "sid": r.sid,
+        "service_sid": r.service_sid,
+        "account_sid": r.account_sid,
+        "unique_name": r.unique_name,
+        "description": r.description,
+        "date_created": date::format(r.date_created),
+        "date_updated": date::format(r.date_updated),
+        "url": url,
+        "links": { "buckets": format!("{url}/Buckets") },
+    })
+}
+
+/// The longest UniqueName accepted (our choice; Twilio publishes none).
+pub const UNIQUE_NAME_MAX: usize = 64;
+const DESCRIPTION_MAX: usize = 255;
+
+/// Parses a UniqueName: 1–64 of `[A-Za-z0-9._-]` (60209 otherwise).
+pub fn unique_name(v: &str) -> Result<String, ApiError> {
+    let ok = !v.is_empty()
+        && v.len() <= UNIQUE_NAME_MAX
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(v.to_owned())
+    } else {
+        Err(ApiError::bad_request(
+            60209,
+            format!(
+                "Invalid UniqueName: use 1 to {UNIQUE_NAME_MAX} letters, digits, '.', '_' or '-'"
+            ),
+        ))
+    }
+}
+
+/// The caller's rate limit, or 404.
+pub fn rate_limit_node(
+    state: &AppState,
+    account: &str,
+    service: &str,
+    sid: &str,
+) -> Result<Arc<RateLimitNode>, ApiError> {
+    let node = service_node(state, account, service)?;
+    let not_found =
+        || ApiError::not_found(format!("/Services/{service}/RateLimits/{}", printable(sid)));
+    if !sid::is_valid(sid, sid::RATE_LIMIT) {
+        return Err(not_found());
+    }
+    node.rate_limits.get(sid).cloned().ok_or_else(not_found)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    Path(service): Path<String>,
+    FormBody(p): FormBody,
+) -> Result<Response, ApiError> {
+    let node = service_node(&state, &caller.account, &service)?;
+    let name = unique_name(p.required("UniqueName")?)?;
+    let description = p.text("Description", DESCRIPTION_MAX)?;
+    let now = state.now(&caller.account);
+    let record = RateLimitRecord {
+        id: 0,
+        sid: sid::generate(sid::RATE_LIMIT),
+        service_sid: node.record.sid.clone(),
+        account_sid: caller.account.clone(),
+        unique_name: name,
+        description,
+        date_created: now,
+        date_updated: now,
+    };
+    let max = state.settings.max_rate_limits_per_service;
+    let st = state.clone();
+    let saved = state
+        .store
+        .writer
+        .write(
+            move |c| Box::pin(store::insert_rate_limit(c, record, max)),
+            move |r: &RateLimitRecord| st.catalog.write().put_rate_limit(r.clone()),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(render(&base, &saved))).into_response())
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    Path(service): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<Value>, ApiError> {
+    let node = service_node(&state, &caller.account, &service)?;
+    let req = PageRequest::from_query(&query(&uri), sid::RATE_LIMIT)?;
+    let page = paging::from_btree(
+        &node.rate_limits,
+        &req,
+        |_| true,
+        |r| render(&base, &r.record),
+    );
+    Ok(Json(paging::envelope(
+        "rate_limits",
+        &format!("{base}/v2/Services/{service}/RateLimits"),
+        &[],
+        &req,
+        page,
+    )))
+}
+
+async fn fetch(
+    State(state): State<AppState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    Path((service, sid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let rl = rate_limit_node(&state, &caller.account, &service, &sid)?;
+    Ok(Json(render(&base, &rl.record)))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    Path((service, sid)): Path<(String, String)>,
+    FormBody(p): FormBody,
+) -> Result<Json<Value>, ApiError> {
+    let rl = rate_limit_node(&state, &caller.account, &service, &sid)?;
+    let mut record = rl.record.clone();
+    if let Some(d) = p.text("Description", DESCRIPTION_MAX)? {
+        record.description = Some(d);
+    }
+    record.date_updated = state.now(&caller.account).max(record.date_created);
+    let st = state.clone();
+    let saved = state
+        .store
+        .writer
+        .write(
+            move |c| {
+                Box::pin(async move { store::update_rate_limit(c, &record).await.map(|_| record) })
+            },
+            move |r: &RateLimitRecord| st.catalog.write().put_rate_limit(r.clone()),
+        )
+        .await?;
+    Ok(Json(render(&base, &saved)))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((service, sid)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let rl = rate_limit_node(&state, &caller.account, &service, &sid)?;
+    let id = rl.record.id;
+    let st = state.clone();
+    state
+        .store
+        .writer
+        .write(
+            move |c| Box::pin(store::delete_rate_limit(c, id)),
+            move |_| {
+                st.catalog
+                    .write()
+                    .remove_rate_limit(&caller.account, &service, &sid);
+                st.limiter.forget_rate_limit(id);
+            },
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,516 @@
+//! `/v2/Services/{ServiceSid}/Verifications`: start (with Service Rate Limits), fetch, and update
+//! (`Status` canceled or approved). A verification can be addressed by its `VE` SID or by its `To`.
+//!
+//! A start is checked, in order, against: the parameters, the send-attempts rule (60203), and
+//! every bucket of every rate limit named in `RateLimits` (20429, all or nothing). Only then is
+//! it recorded: a new verification or a re-send of the pending one, its send attempt, its
+//! admissions — and answered 201 once they have committed.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::{BaseUrl, printable, service_node};
+use crate::catalog::{RateLimitNode, ServiceNode};
+use crate::limiter::{Check, Decision};
+use crate::state::AppState;
+use crate::store;
+use crate::twilio::auth::Caller;
+use crate::twilio::form::{FormBody, Params};
+use crate::twilio::{ApiError, date, sid};
+use crate::verification::{Attempt, Status, Verification, random_code};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v2/Services/{service}/Verifications", post(create))
+        .route(
+            "/v2/Services/{service}/Verifications/{sid}",
+            get(fetch).post(update),
+        )
+}
+
+pub fn render(base: &str, v: &Verification) -> Value {
+    json!({
+        "sid": v.sid,
+        "service_sid": v.service_sid,
+        "account_sid": v.account_sid,
+        "to": v.to,
+        "channel": v.channel,
+        "status": v.status.as_str(),
+        "valid": v.status == Status::Approved,
+        "lookup": {},
+        "amount": v.amount,
+        "payee": v.payee,
+        "send_code_attempts": v.attempts.iter().map(|a| json!({
+            "time": date::format(a.at_ms),
+            "channel": attempt_channel(&a.channel),
+            "attempt_sid": a.sid,
+        })).collect::<Vec<_>>(),
+        "date_created": date::format(v.date_created),
+        "date_updated": date::format(v.date_updated),
+        "sna": null,
+        "url": format!("{base}/v2/Services/{}/Verifications/{}", v.service_sid, v.sid),
+    })
+}
+
+/// Send attempts name the channel as the spec's examples do (`SMS`, `EMAIL`, `whatsapp`).
+fn attempt_channel(c: &str) -> String {
+    match c {
+        "sms" | "email" | "call" => c.to_ascii_uppercase(),
+        other => other.to_owned(),
+    }
+}
+
+/// The channels of the spec's `verification_enum_channel`, and `auto` (sent as SMS).
+fn channel(v: &str) -> Result<&'static str, ApiError> {
+    Ok(match v {
+        "sms" | "auto" => "sms",
+        "call" => "call",
+        "email" => "email",
+        "whatsapp" => "whatsapp",
+        "sna" => "sna",
+        _ => {
+            return Err(ApiError::invalid_because(
+                "Channel",
+                "must be one of sms, call, email, whatsapp, sna, auto",
+            ));
+        }
+    })
+}
+
+/// `To`: an E.164 phone number, or an email address for the email channel.
+pub fn recipient(to: &str, channel: &str) -> Result<(), ApiError> {
+    let ok = if channel == "email" {
+        is_email(to)
+    } else {
+        is_e164(to)
+    };
+    if ok {
+        Ok(())
+    } else if channel == "email" {
+        Err(ApiError::invalid_because("To", "must be an email address"))
+    } else {
+        Err(ApiError::invalid_because(
+            "To",
+            "must be a phone number in E.164 format",
+        ))
+    }
+}
+
+fn is_e164(s: &str) -> bool {
+    let Some(digits) = s.strip_prefix('+') else {
+        return false;
+    };
+    (7..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return false;
+    };
+    s.len() <= 254
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_graphic() && c != '<' && c != '>' && c != '"')
+}
+
+/// The longest rate-limit value accepted.
+pub const RATE_LIMIT_VALUE_MAX: usize = 256;
+
+/// Parses `RateLimits`: a JSON object whose keys are the service's rate-limit unique names and
+/// whose values are strings or numbers.
+pub fn rate_limits(
+    raw: &str,
+    service: &ServiceNode,
+) -> Result<Vec<(Arc<RateLimitNode>, String)>, ApiError> {
+    let parsed: serde_json::Map<String, Value> = serde_json::from_str(raw).map_err(|_| {
+        ApiError::invalid_because(
+            "RateLimits",
+            "must be a JSON object of rate limit unique names to values",
+        )
+    })?;
+    let mut out = Vec::with_capacity(parsed.len());
+    for (key, value) in parsed {
+        let Some(rl) = service.rate_limit_by_name(&key) else {
+            return Err(ApiError::invalid_because(
+                "RateLimits",
+                format!(
+                    "no rate limit with unique name '{}' in this service",
+                    printable(&key)
+                ),
+            ));
+        };
+        let value = match value {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            _ => {
+                return Err(ApiError::invalid_because(
+                    "RateLimits",
+                    format!("the value of '{key}' must be a string or a number"),
+                ));
+            }
+        };
+        if value.chars().count() > RATE_LIMIT_VALUE_MAX {
+            return Err(ApiError::invalid_because(
+                "RateLimits",
+                format!("the value of '{key}' is longer than {RATE_LIMIT_VALUE_MAX} characters"),
+            ));
+        }
+        out.push((rl.clone(), value));
+    }
+    Ok(out)
+}
+
+/// `CustomCode`: 4–10 letters or digits, and only where the service allows custom codes.
+fn custom_code(p: &Params, service: &ServiceNode) -> Result<Option<String>, ApiError> {
+    let Some(code) = p.get("CustomCode") else {
+        return Ok(None);
+    };
+    if !service.record.custom_code_enabled {
+        return Err(ApiError::invalid_because(
+            "CustomCode",
+            "custom codes are not enabled for this service (CustomCodeEnabled)",
+        ));
+    }
+    if !(4..=10).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(ApiError::invalid_because(
+            "CustomCode",
+            "must be 4 to 10 letters or digits",
+        ));
+    }
+    Ok(Some(code.to_owned()))
+}
+
+/// The optional parameters that are only validated, not used.
+fn check_optional(p: &Params) -> Result<(), ApiError> {
+    for name in [
+        "CustomFriendlyName",
+        "CustomMessage",
+        "SendDigits",
+        "Locale",
+        "AppHash",
+        "TemplateCustomSubstitutions",
+        "DeviceIp",
+        "Tags",
+    ] {
+        p.text(name, 4096)?;
+    }
+    p.bool("EnableSnaClientToken")?;
+    if let Some(v) = p.get("RiskCheck") {
+        if v != "enable" && v != "disable" {
+            return Err(ApiError::invalid("RiskCheck"));
+        }
+    }
+    if let Some(v) = p.get("TemplateSid") {
+        if !sid::is_valid(v, "HJ") {
+            return Err(ApiError::invalid("TemplateSid"));
+        }
+    }
+    if let Some(v) = p.get("ChannelConfiguration") {
+        if serde_json::from_str::<serde_json::Map<String, Value>>(v).is_err() {
+            return Err(ApiError::invalid_because(
+                "ChannelConfiguration",
+                "must be a JSON object",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn too_many_sends() -> ApiError {
+    ApiError::too_many(60203, "Max send attempts reached")
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    Path(service): Path<String>,
+    FormBody(p): FormBody,
+) -> Result<Response, ApiError> {
+    let node = service_node(&state, &caller.account, &service)?;
+    let to = p.required("To")?.to_owned();
+    let channel = channel(p.required("Channel")?)?;
+    recipient(&to, channel)?;
+    let custom = custom_code(&p, &node)?;
+    let amount = p.text("Amount", 255)?;
+    let payee = p.text("Payee", 255)?;
+    check_optional(&p)?;
+    let limited = match p.get("RateLimits") {
+        Some(raw) => rate_limits(raw, &node)?,
+        None => Vec::new(),
+    };
+    let account = caller.account;
+    let settings = &state.settings;
+
+    // Decide and record in memory under the recipient's lock, so concurrent starts to one
+    // recipient see each other; the limiter takes its own locks inside.
+    let (snapshot, attempt, expired, reservation) = {
+        let now = state.now(&account);
+        let mut locked = state.recipients.lock(&node.record.sid, &to);
+        let r = locked.get_or_insert(&account);
+        if settings.send_attempts_limit > 0
+            && r.recent_sends(now, settings.send_window_ms) >= settings.send_attempts_limit as usize
+        {
+            return Err(too_many_sends());
+        }
+        let checks: Vec<Check> = limited
+            .iter()
+            .map(|(rl, value)| Check {
+                rate_limit_id: rl.record.id,
+                unique_name: &rl.record.unique_name,
+                value,
+                rules: &rl.rules,
+            })
+            .collect();
+        let reservation = match state.limiter.admit(&checks, now) {
+            Decision::Admitted(res) => res,
+            Decision::Refused {
+                retry_after_ms,
+                unique_name,
+            } => {
+                let seconds = (retry_after_ms.saturating_add(999) / 1000).max(1);
+                return Err(ApiError::too_many(20429, "Too many requests")
+                    .with_header("retry-after", seconds.to_string())
+                    .with_header("twilio-reached-rate-limit", unique_name));
+            }
+        };
+        let expired = r.take_expired(now);
+        let attempt = Attempt {
+            sid: sid::generate(sid::ATTEMPT),
+            channel: channel.to_owned(),
+            at_ms: now,
+        };
+        r.sends.push_back(now);
+        let is_new = r.pending.is_none();
+        let v = r.pending.get_or_insert_with(|| Verification {
+            sid: sid::generate(sid::VERIFICATION),
+            service_sid: node.record.sid.clone(),
+            account_sid: account.clone(),
+            to: to.clone(),
+            channel: channel.to_owned(),
+            status: Status::Pending,
+            code: random_code(node.record.code_length),
+            amount: None,
+            payee: None,
+            checks_failed: 0,
+            expires_ms: now + settings.code_ttl_ms,
+            date_created: now,
+            date_updated: now,
+            version: 0,
+            attempts: Vec::new(),
+        });
+        v.attempts.push(attempt.clone());
+        v.channel = channel.to_owned();
+        v.date_updated = now.max(v.date_updated);
+        v.version += 1;
+        if let Some(code) = custom {
+            v.code = code;
+        }
+        if amount.is_some() {
+            v.amount = amount;
+        }
+        if payee.is_some() {
+            v.payee = payee;
+        }
+        let snapshot = v.clone();
+        if let Some(old) = &expired {
+            locked.unindex(&old.sid);
+        }
+        if is_new {
+            locked.index(&snapshot.sid);
+        }
+        (snapshot, attempt, expired, reservation)
+    };
+
+    let v = snapshot.clone();
+    let admissions = reservation.entries.clone();
+    let saved = state
+        .store
+        .writer
+        .write(
+            move |c| {
+                Box::pin(async move {
+                    if let Some(old) = &expired {
+                        store::save_verification(c, old, None, "", &[]).await?;
+                    }
+                    store::save_verification(c, &v, Some(&attempt), &v.code, &admissions).await
+                })
+            },
+            |_| {},
+        )
+        .await;
+    if let Err(e) = saved {
+        state.limiter.undo(reservation);
+        return Err(e);
+    }
+    Ok((StatusCode::CREATED, Json(render(&base, &snapshot))).into_response())
+}
+
+/// Finds the (service, recipient) a path segment names: a `VE` SID or the `To` itself.
+pub fn locate(state: &AppState, service: &str, key: &str) -> Option<String> {
+    if key.starts_with(sid::VERIFICATION) && sid::is_valid(key, sid::VERIFICATION) {
+        let (s, to) = state.recipients.find_sid(key)?;
+        (s == service).then_some(to)
+    } else {
+        Some(key.to_owned())
+    }
+}
+
+/// Applies `change` to the live pending verification the path names (404 if none), stores the
+/// result and returns it. `change` may end the verification.
+pub async fn with_pending<T: Send + 'static>(
+    state: &AppState,
+    account: &str,
+    service: &str,
+    key: &str,
+    not_found: impl Fn() -> ApiError,
+    change: impl FnOnce(&mut Verification, i64) -> Result<T, ApiError>,
+) -> Result<(Verification, T), ApiError> {
+    let to = locate(state, service, key).ok_or_else(&not_found)?;
+    // Decide under the recipient's lock; store after releasing it.
+    let decided = {
+        let now = state.now(account);
+        let mut locked = state.recipients.lock(service, &to);
+        match locked.get() {
+            None => Err(None),
+            Some(r) => {
+                let expired = r.take_expired(now);
+                match r.pending.as_mut() {
+                    Some(v) if !key.starts_with(sid::VERIFICATION) || v.sid == key => {
+                        let out = change(v, now);
+                        let snapshot = v.clone();
+                        if snapshot.status != Status::Pending {
+                            r.pending = None;
+                            locked.unindex(&snapshot.sid);
+                        }
+                        Ok((snapshot, expired, out))
+                    }
+                    _ => {
+                        if let Some(old) = &expired {
+                            locked.unindex(&old.sid);
+                        }
+                        Err(expired)
+                    }
+                }
+            }
+        }
+    };
+    let (snapshot, expired, out) = match decided {
+        Ok(d) => d,
+        Err(expired) => {
+            if let Some(old) = expired {
+                store_finished(state, vec![old]).await?;
+            }
+            return Err(not_found());
+        }
+    };
+    let mut to_store = Vec::new();
+    to_store.extend(expired);
+    to_store.push(snapshot.clone());
+    store_finished(state, to_store).await?;
+    Ok((snapshot, out?))
+}
+
+async fn store_finished(state: &AppState, vs: Vec<Verification>) -> Result<(), ApiError> {
+    state
+        .store
+        .writer
+        .write(
+            move |c| {
+                Box::pin(async move {
+                    for v in &vs {
+                        store::save_verification(c, v, None, "", &[]).await?;
+                    }
+                    Ok(())
+                })
+            },
+            |_| {},
+        )
+        .await
+}
+
+fn not_found_at(service: &str, key: &str) -> impl Fn() -> ApiError {
+    let path = format!("/Services/{service}/Verifications/{}", printable(key));
+    move || ApiError::not_found(&path)
+}
+
+async fn fetch(
+    State(state): State<AppState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    Path((service, key)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    service_node(&state, &caller.account, &service)?;
+    let not_found = not_found_at(&service, &key);
+    let to = locate(&state, &service, &key).ok_or_else(&not_found)?;
+    let now = state.now(&caller.account);
+    let mut locked = state.recipients.lock(&service, &to);
+    let v = locked
+        .get()
+        .and_then(|r| r.pending.as_ref())
+        .filter(|v| v.is_live(now) && (!key.starts_with(sid::VERIFICATION) || v.sid == key))
+        .cloned()
+        .ok_or_else(&not_found)?;
+    Ok(Json(render(&base, &v)))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    Path((service, key)): Path<(String, String)>,
+    FormBody(p): FormBody,
+) -> Result<Json<Value>, ApiError> {
+    service_node(&state, &caller.account, &service)?;
+    let status = match p.required("Status")? {
+        "canceled" => Status::Canceled,
+        "approved" => Status::Approved,
+        _ => {
+            return Err(ApiError::invalid_because(
+                "Status",
+                "must be canceled or approved",
+            ));
+        }
+    };
+    let not_found = not_found_at(&service, &key);
+    let (v, ()) = with_pending(
+        &state,
+        &caller.account,
+        &service,
+        &key,
+        not_found,
+        |v, now| {
+            v.finish(status, now);
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(Json(render(&base, &v)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients_are_e164_or_email() {
+        assert!(recipient("+15017122661", "sms").is_ok());
+        assert!(recipient("15017122661", "sms").is_err());
+        assert!(recipient("+1501712266a", "sms").is_err());
+        assert!(recipient("+0123456789", "sms").is_err());
+        assert!(recipient("user@example.com", "email").is_ok());
+        assert!(recipient("user@example", "email").is_err());
+        assert!(recipient("+15017122661", "email").is_err());
+    }
+}

@@ -1,0 +1,188 @@
+//! verilimit: a local Twilio Verify v2 server that enforces Service Rate Limits exactly.
+//!
+//! A request flows one way: Twilio's wire dialect (`twilio`) → resource handlers (`api`,
+//! `emulator`) → domain state (`catalog`, `verification`, `limiter`) → persistence (`store`).
+
+pub mod api;
+pub mod catalog;
+pub mod config;
+pub mod emulator;
+pub mod limiter;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod twilio;
+pub mod verification;
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, OriginalUri};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{BoxError, Json, Router, middleware};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+
+use crate::config::Config;
+use crate::state::AppState;
+use crate::twilio::ApiError;
+
+/// The whole HTTP application.
+pub fn app(state: AppState, request_timeout: Duration) -> Router {
+    let mut router = Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .merge(api::routes());
+    if state.settings.control_plane {
+        router = router.merge(emulator::routes());
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: BoxError| async {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        20503,
+                        "The request took too long and was abandoned",
+                    )
+                }))
+                .timeout(request_timeout),
+        )
+        .layer(DefaultBodyLimit::max(twilio::form::BODY_LIMIT))
+        .route_layer(middleware::from_fn(telemetry::trace_request))
+        .with_state(state)
+}
+
+async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::not_found(api::printable(uri.path()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, 20004, "Method not allowed")
+}
+
+/// How long idle or slow clients may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight requests get to finish after shutdown begins.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves `app` on `listener` until `shutdown` completes; then stops accepting, lets in-flight
+/// requests finish (closing idle keep-alive connections), and returns.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = TowerToHyperService::new(app.clone());
+                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(DRAIN_TIMEOUT) => {
+            tracing::warn!("some connections did not finish within the drain timeout");
+        }
+    }
+    Ok(())
+}
+
+/// Runs the server from its configuration until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), String> {
+    let creds = config.credentials()?;
+    if creds.dev_account {
+        tracing::warn!(
+            account_sid = config::DEV_ACCOUNT_SID,
+            "no credentials configured: serving the development account (see README)"
+        );
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let (state, writer) = AppState::open(&config, creds.credentials).await?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let maintenance = tokio::spawn(state::maintenance_loop(
+        state.clone(),
+        Duration::from_secs(5),
+        stop_rx,
+    ));
+    let app = app(state, Duration::from_secs(config.request_timeout));
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "verilimit listening on http://{addr}");
+        let _ = out.flush();
+    }
+    tracing::info!(%addr, "listening");
+    serve(listener, app, shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = maintenance.await;
+    // The writer finishes once the last request holding the state is gone.
+    if tokio::time::timeout(Duration::from_secs(10), writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the writer did not finish in time");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,118 @@
+//! Pure sliding-window arithmetic over one admission log.
+//!
+//! A rate limit keeps, per value, one sorted log of admission times (ms): every admission for that
+//! value is recorded in all buckets of the rate limit at once, so the buckets share the log and
+//! differ only in their rule. A bucket counts the admissions `t` with
+//! `t >= live_since` and `now - t < interval` — a true sliding window at millisecond resolution.
+//!
+//! `live_since` makes the counting exact across configuration changes: it is the bucket's
+//! creation time, and when its Interval changes at time `u` it moves to `u - old_interval + 1`,
+//! so an admission that had already left the window never comes back when the window grows.
+
+use std::collections::VecDeque;
+
+/// One bucket's rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub max: u32,
+    pub interval_ms: i64,
+    pub live_since_ms: i64,
+}
+
+impl Rule {
+    /// The oldest admission time this rule still counts at `now`.
+    pub fn lower_bound(&self, now: i64) -> i64 {
+        self.live_since_ms
+            .max(now.saturating_sub(self.interval_ms) + 1)
+    }
+
+    /// `live_since` after the Interval changes at `now` (see the module docs).
+    pub fn live_since_after_interval_change(&self, now: i64) -> i64 {
+        self.live_since_ms.max(self.lower_bound(now))
+    }
+}
+
+/// Admissions this rule counts at `now`.
+pub fn count(log: &VecDeque<i64>, rule: &Rule, now: i64) -> usize {
+    let lower = rule.lower_bound(now);
+    log.len() - log.partition_point(|&t| t < lower)
+}
+
+/// `None` if one more admission fits at `now`; otherwise the milliseconds until it would.
+pub fn wait_ms(log: &VecDeque<i64>, rule: &Rule, now: i64) -> Option<i64> {
+    let lower = rule.lower_bound(now);
+    let start = log.partition_point(|&t| t < lower);
+    let counted = log.len() - start;
+    let max = rule.max as usize;
+    if counted < max {
+        return None;
+    }
+    if max == 0 {
+        return Some(i64::MAX);
+    }
+    // Room appears when all but max-1 of the counted admissions have left the window: the
+    // (counted - max)-th counted admission (0-based) leaves it at t + interval.
+    let t = log[start + (counted - max)];
+    Some((t + rule.interval_ms - now).max(1))
+}
+
+/// Drops the admissions no rule counts at `now` or later. With no rules, everything goes.
+pub fn prune(log: &mut VecDeque<i64>, rules: &[Rule], now: i64) {
+    let Some(keep_from) = rules.iter().map(|r| r.lower_bound(now)).min() else {
+        log.clear();
+        return;
+    };
+    let drop = log.partition_point(|&t| t < keep_from);
+    log.drain(..drop);
+}
+
+/// Appends `now`, keeping the log sorted even if the wall clock stepped back.
+pub fn record(log: &mut VecDeque<i64>, now: i64) {
+    let t = log.back().map_or(now, |&last| last.max(now));
+    log.push_back(t);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(ts: &[i64]) -> VecDeque<i64> {
+        ts.iter().copied().collect()
+    }
+
+    #[test]
+    fn counts_a_true_sliding_window() {
+        let r = Rule {
+            max: 2,
+            interval_ms: 1000,
+            live_since_ms: 0,
+        };
+        let l = log(&[100, 500]);
+        assert_eq!(count(&l, &r, 1099), 2);
+        assert_eq!(count(&l, &r, 1100), 1);
+        assert_eq!(wait_ms(&l, &r, 600), Some(500));
+        assert_eq!(wait_ms(&l, &r, 1100), None);
+    }
+
+    #[test]
+    fn a_grown_interval_does_not_revive_expired_admissions() {
+        let r = Rule {
+            max: 1,
+            interval_ms: 1000,
+            live_since_ms: 0,
+        };
+        let l = log(&[100]);
+        let grown = Rule {
+            interval_ms: 10_000,
+            live_since_ms: r.live_since_after_interval_change(2000),
+            ..r
+        };
+        assert_eq!(count(&l, &grown, 2000), 0);
+        let grown_early = Rule {
+            interval_ms: 10_000,
+            live_since_ms: r.live_since_after_interval_change(900),
+            ..r
+        };
+        assert_eq!(count(&l, &grown_early, 5000), 1);
+    }
+}

@@ -1,0 +1,239 @@
+//! Form bodies as the Twilio SDKs send them: `application/x-www-form-urlencoded`, PascalCase and
+//! dotted names (`Push.IncludeDate`), `+` as a space, booleans as `true`/`false`, integers as
+//! decimal strings. `Params` is a parsed body; its typed getters turn bad values into 60200 and
+//! missing required ones into 20001, so handlers only see valid data.
+
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use bytes::Bytes;
+
+use super::ApiError;
+
+/// The name/value pairs of a form body or query string, in order. A repeated name keeps its
+/// last value.
+#[derive(Debug, Default, Clone)]
+pub struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+impl Params {
+    pub fn parse(input: &[u8]) -> Self {
+        let pairs = form_urlencoded_pairs(input);
+        Self { pairs }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    pub fn required(&self, name: &str) -> Result<&str, ApiError> {
+        match self.get(name) {
+            Some(v) if !v.is_empty() => Ok(v),
+            _ => Err(ApiError::missing(name)),
+        }
+    }
+
+    /// An optional string of at most `max_chars` characters, free of control characters.
+    pub fn text(&self, name: &str, max_chars: usize) -> Result<Option<String>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => {
+                check_text(name, v, max_chars)?;
+                Ok(Some(v.to_owned()))
+            }
+        }
+    }
+
+    pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => parse_bool(v)
+                .map(Some)
+                .ok_or_else(|| ApiError::invalid(name)),
+        }
+    }
+
+    /// An optional integer within `min..=max`.
+    pub fn int(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => parse_int(v)
+                .filter(|n| (min..=max).contains(n))
+                .map(Some)
+                .ok_or_else(|| ApiError::invalid(name)),
+        }
+    }
+}
+
+/// Parses `application/x-www-form-urlencoded` (also used for query strings). Invalid UTF-8 is
+/// replaced rather than refused, so later validation names the parameter.
+pub fn form_urlencoded_pairs(input: &[u8]) -> Vec<(String, String)> {
+    input
+        .split(|b| *b == b'&')
+        .filter(|s| !s.is_empty())
+        .map(|pair| {
+            let mut it = pair.splitn(2, |b| *b == b'=');
+            let k = decode(it.next().unwrap_or_default());
+            let v = decode(it.next().unwrap_or_default());
+            (k, v)
+        })
+        .collect()
+}
+
+fn decode(raw: &[u8]) -> String {
+    let plus_as_space: Vec<u8> = raw
+        .iter()
+        .map(|b| if *b == b'+' { b' ' } else { *b })
+        .collect();
+    let bytes: Vec<u8> = percent_encoding::percent_decode(&plus_as_space).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+pub fn check_text(name: &str, v: &str, max_chars: usize) -> Result<(), ApiError> {
+    if v.chars().count() > max_chars {
+        return Err(ApiError::invalid_because(
+            name,
+            format!("must be at most {max_chars} characters"),
+        ));
+    }
+    if v.chars().any(|c| c.is_control() || c == '\u{FFFD}') {
+        return Err(ApiError::invalid_because(
+            name,
+            "must not contain control characters or invalid UTF-8",
+        ));
+    }
+    Ok(())
+}
+
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "true" | "True" | "TRUE" => Some(true),
+        "false" | "False" | "FALSE" => Some(false),
+        _ => None,
+    }
+}
+
+/// A plain decimal integer: optional sign and digits, nothing else (no floats, exponents or
+/// spaces), and no overflow.
+pub fn parse_int(v: &str) -> Option<i64> {
+    let digits = v.strip_prefix(['-', '+']).unwrap_or(v);
+    if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
+}
+
+/// Largest request body accepted (bytes); larger ones get 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// A form body. Refuses other content types (415 / 20415) and bodies over `BODY_LIMIT` (413).
+pub struct FormBody(pub Params);
+
+impl<S: Send + Sync> FromRequest<S> for FormBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
+            let mime = ct.split(';').next().unwrap_or_default().trim();
+            if !mime.is_empty() && mime != "application/x-www-form-urlencoded" {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    20415,
+                    "Unsupported Media Type: send application/x-www-form-urlencoded",
+                ));
+            }
+        }
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            let status = e.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    status,
+                    20413,
+                    format!("Request body too large: the limit is {BODY_LIMIT} bytes"),
+                )
+            } else {
+                ApiError::bad_request(20001, "The request body could not be read")
+            }
+        })?;
+        Ok(FormBody(Params::parse(&body)))
+    }
+}
+
+/// The query string as `Params`.
+pub fn query(uri: &axum::http::Uri) -> Params {
+    Params::parse(uri.query().unwrap_or_default().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn decodes_plus_as_space_and_dotted_names() {
+        let p = Params::parse(b"FriendlyName=My+Service%21&Push.IncludeDate=true&Totp.TimeStep=30");
+        assert_eq!(p.get("FriendlyName"), Some("My Service!"));
+        assert_eq!(p.bool("Push.IncludeDate").unwrap(), Some(true));
+        assert_eq!(p.int("Totp.TimeStep", 20, 60).unwrap(), Some(30));
+    }
+
+    #[test]
+    fn integers_are_plain_decimals() {
+        for bad in [
+            "1.0",
+            "1e3",
+            " 1",
+            "0x10",
+            "",
+            "99999999999999999999",
+            "--1",
+        ] {
+            assert_eq!(parse_int(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_int("-5"), Some(-5));
+        assert_eq!(parse_int("007"), Some(7));
+    }
+
+    #[test]
+    fn missing_and_invalid_map_to_twilio_codes() {
+        let p = Params::parse(b"Max=abc");
+        assert_eq!(p.int("Max", 1, 10).unwrap_err().code, 60200);
+        assert_eq!(p.required("Interval").unwrap_err().code, 20001);
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_parse_without_panicking(input in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let p = Params::parse(&input);
+            for (k, _) in &p.pairs {
+                let _ = p.int(k, i64::MIN, i64::MAX);
+                let _ = p.bool(k);
+                let _ = p.text(k, 10);
+            }
+        }
+
+        #[test]
+        fn encoded_pairs_round_trip(k in "[A-Za-z.]{1,12}", v in "\\PC{0,30}") {
+            let body = serde_urlencoded::to_string([(&k, &v)]).unwrap();
+            let p = Params::parse(body.as_bytes());
+            prop_assert_eq!(p.get(&k), Some(v.as_str()));
+        }
+
+        #[test]
+        fn parse_int_agrees_with_i64_in_range(n in any::<i64>()) {
+            let s = n.to_string();
+            if s.trim_start_matches('-').len() <= 18 {
+                prop_assert_eq!(parse_int(&s), Some(n));
+            }
+        }
+    }
+}
