@@ -1,0 +1,10 @@
+//! End-to-end tests of Verifications, Verification Checks, Service Rate Limits and the control
+//! plane, through HTTP against the real binary with a real SQLite file (see `../api/harness.rs`).
+
+#[path = "../api/harness.rs"]
+mod harness;
+
+mod builtin;
+mod control_plane;
+mod rate_limits;
+mod support;

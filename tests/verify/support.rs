@@ -1,0 +1,99 @@
+//! Shared steps: a service with rate limits and buckets, starting verifications, the clock.
+
+use serde_json::Value;
+
+use crate::harness::{Client, Reply};
+
+pub struct Fixture {
+    pub service: String,
+    /// (unique name, rate limit SID)
+    pub rate_limits: Vec<(String, String)>,
+}
+
+/// A service whose rate limits each have the given buckets `(max, interval)`.
+pub async fn service_with(c: &Client, limits: &[(&str, &[(u32, u32)])]) -> Fixture {
+    service_with_params(c, &[("FriendlyName", "verify")], limits).await
+}
+
+pub async fn service_with_params(
+    c: &Client,
+    params: &[(&str, &str)],
+    limits: &[(&str, &[(u32, u32)])],
+) -> Fixture {
+    let s = c.post_form("/v2/Services", params).await.expect(201);
+    let service = s["sid"].as_str().unwrap().to_owned();
+    let mut rate_limits = Vec::new();
+    for (name, buckets) in limits {
+        let rl = c
+            .post_form(
+                &format!("/v2/Services/{service}/RateLimits"),
+                &[("UniqueName", name)],
+            )
+            .await
+            .expect(201);
+        let rk = rl["sid"].as_str().unwrap().to_owned();
+        for (max, interval) in *buckets {
+            c.post_form(
+                &format!("/v2/Services/{service}/RateLimits/{rk}/Buckets"),
+                &[
+                    ("Max", &max.to_string()),
+                    ("Interval", &interval.to_string()),
+                ],
+            )
+            .await
+            .expect(201);
+        }
+        rate_limits.push((name.to_string(), rk));
+    }
+    Fixture {
+        service,
+        rate_limits,
+    }
+}
+
+/// A distinct E.164 number per index.
+pub fn phone(i: usize) -> String {
+    format!("+1555{:07}", i)
+}
+
+/// Starts an SMS verification to `to` with the given `RateLimits` JSON (if any).
+pub async fn start(c: &Client, service: &str, to: &str, rate_limits: Option<&str>) -> Reply {
+    let mut form = vec![("To", to), ("Channel", "sms")];
+    if let Some(rl) = rate_limits {
+        form.push(("RateLimits", rl));
+    }
+    c.post_form(&format!("/v2/Services/{service}/Verifications"), &form)
+        .await
+}
+
+pub async fn advance(c: &Client, seconds: i64) -> Value {
+    c.post_form(
+        "/emulator/v1/Clock",
+        &[("AdvanceSeconds", &seconds.to_string())],
+    )
+    .await
+    .expect(200)
+}
+
+/// The codes sent to `to`, oldest first.
+pub async fn codes_sent_to(c: &Client, to: &str) -> Vec<String> {
+    let to = to.replace('+', "%2B");
+    let body = c
+        .get(&format!("/emulator/v1/Outbox?To={to}&PageSize=1000"))
+        .await
+        .expect(200);
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+pub async fn check(c: &Client, service: &str, to: &str, code: &str) -> Reply {
+    c.post_form(
+        &format!("/v2/Services/{service}/VerificationCheck"),
+        &[("To", to), ("Code", code)],
+    )
+    .await
+}
