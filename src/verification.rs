@@ -4,7 +4,7 @@
 //! copy, written before any request that changed them is answered.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 
 use parking_lot::{Mutex, MutexGuard};
 
@@ -174,9 +174,7 @@ impl Locked<'_> {
 
 impl Recipients {
     fn shard(&self, key: &Key) -> usize {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        (h.finish() as usize) % SHARDS
+        (self.hasher.hash_one(key) as usize) % SHARDS
     }
 
     pub fn lock(&self, service_sid: &str, to: &str) -> Locked<'_> {

@@ -8,7 +8,7 @@
 pub mod window;
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 
 use parking_lot::Mutex;
 
@@ -66,10 +66,7 @@ impl Default for Limiter {
 
 impl Limiter {
     fn shard_of(&self, rate_limit_id: i64, value: &str) -> usize {
-        let mut h = self.hasher.build_hasher();
-        rate_limit_id.hash(&mut h);
-        value.hash(&mut h);
-        (h.finish() as usize) % SHARDS
+        (self.hasher.hash_one((rate_limit_id, value)) as usize) % SHARDS
     }
 
     /// Checks every bucket of every key at `now`; admits (recording `now` in all of them) only

@@ -1,0 +1,14 @@
+//! End-to-end tests of verilimit's Twilio Verify v2 surface for Services, RateLimits and Buckets:
+//! each test starts the real binary on a free port with its own database (see `harness`).
+
+mod harness;
+mod helpers;
+
+mod auth;
+mod buckets;
+mod errors;
+mod paging;
+mod persistence;
+mod rate_limits;
+mod schema;
+mod services;
