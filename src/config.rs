@@ -16,6 +16,9 @@ pub const DEV_AUTH_TOKEN: &str = "verilimit-dev-token";
     about = "A local Twilio Verify v2 server that enforces Service Rate Limits exactly"
 )]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address and port to listen on (`127.0.0.1:0` picks a free port). The server prints
     /// `verilimit listening on http://ADDR` on stdout once it listens.
     #[arg(long, env = "VERILIMIT_LISTEN", default_value = "127.0.0.1:8765")]
@@ -115,6 +118,31 @@ pub struct Config {
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `verilimit=debug`.
     #[arg(long, env = "VERILIMIT_LOG", default_value = "info")]
     pub log: String,
+
+    /// A JSON file of services, rate limits and buckets to create (or bring up to date) at
+    /// start-up; see the README's "Seed file".
+    #[arg(long, env = "VERILIMIT_SEED")]
+    pub seed: Option<std::path::PathBuf>,
+
+    /// Days a verification (it holds a phone number or email) is kept after it was created;
+    /// older ones are deleted with their codes. Twilio keeps `To` for 30 days.
+    #[arg(long, env = "VERILIMIT_RETENTION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub retention_days: u32,
+}
+
+/// What to do; with none, serve.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Exit 0 if the server answers `GET /healthz` with 200, else 1 (for container health
+    /// checks: no curl needed).
+    Healthcheck {
+        /// The URL to check; by default /healthz on the --listen port of this host.
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for Config {
@@ -139,6 +167,8 @@ impl std::fmt::Debug for Config {
 pub struct ResolvedCredentials {
     pub credentials: crate::twilio::auth::Credentials,
     pub dev_account: bool,
+    /// The first configured account (or the development account).
+    pub default_account: String,
 }
 
 impl Config {
@@ -188,7 +218,7 @@ impl Config {
             }
             add(DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, &mut creds, &mut None)?;
         }
-        let default_account = first.clone().unwrap_or_default();
+        let default_account = first.clone().unwrap_or_else(|| DEV_ACCOUNT_SID.to_owned());
         for entry in self.api_keys.iter().filter(|p| !p.is_empty()) {
             let mut parts = entry.splitn(3, ':');
             let (Some(k), Some(secret)) = (parts.next(), parts.next()) else {
@@ -209,6 +239,7 @@ impl Config {
         Ok(ResolvedCredentials {
             credentials: creds,
             dev_account,
+            default_account,
         })
     }
 }

@@ -7,7 +7,11 @@ pub mod api;
 pub mod catalog;
 pub mod config;
 pub mod emulator;
+pub mod events;
+pub mod healthcheck;
 pub mod limiter;
+pub mod metrics;
+pub mod seed;
 pub mod state;
 pub mod store;
 pub mod telemetry;
@@ -38,6 +42,7 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
+        .route("/metrics", get(metrics))
         .merge(api::routes());
     if state.settings.control_plane {
         router = router.merge(emulator::routes());
@@ -59,6 +64,20 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
         .layer(DefaultBodyLimit::max(twilio::form::BODY_LIMIT))
         .route_layer(middleware::from_fn(telemetry::trace_request))
         .with_state(state)
+}
+
+/// Prometheus metrics, for any configured account (they name services of every account).
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    _caller: twilio::auth::Caller,
+) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics::render(state.limiter.tracked(), state.recipients.tracked()),
+    )
 }
 
 async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
@@ -132,7 +151,18 @@ pub async fn run(config: Config) -> Result<(), String> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let seed = match &config.seed {
+        Some(path) => {
+            let accounts: Vec<String> = creds.credentials.accounts().map(str::to_owned).collect();
+            Some(seed::load(path, &creds.default_account, &accounts)?)
+        }
+        None => None,
+    };
     let (state, writer) = AppState::open(&config, creds.credentials).await?;
+    if let Some(seed) = seed {
+        seed::apply(&state, seed).await?;
+        tracing::info!("seed file applied");
+    }
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;

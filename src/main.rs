@@ -1,11 +1,23 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use verilimit::config::Config;
+use verilimit::config::{Command, Config};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
+    if let Some(Command::Healthcheck { url }) = &config.command {
+        let url = url
+            .clone()
+            .unwrap_or_else(|| verilimit::healthcheck::default_url(config.listen));
+        return match verilimit::healthcheck::probe(&url).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("verilimit healthcheck: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     verilimit::telemetry::init(&config.log);
     tracing::debug!(?config, "configuration");
     match verilimit::run(config).await {

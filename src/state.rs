@@ -27,6 +27,7 @@ pub struct Settings {
     pub code_ttl_ms: i64,
     pub max_rate_limits_per_service: u32,
     pub max_buckets_per_rate_limit: u32,
+    pub retention_ms: i64,
 }
 
 impl Settings {
@@ -43,6 +44,7 @@ impl Settings {
             code_ttl_ms: i64::from(c.code_ttl) * 1000,
             max_rate_limits_per_service: c.max_rate_limits_per_service,
             max_buckets_per_rate_limit: c.max_buckets_per_rate_limit,
+            retention_ms: i64::from(c.retention_days) * 86_400_000,
         }
     }
 }
@@ -87,6 +89,7 @@ pub struct Inner {
     pub limiter: Limiter,
     pub recipients: Recipients,
     pub clocks: Clocks,
+    pub events: crate::events::Events,
 }
 
 #[derive(Clone)]
@@ -157,6 +160,7 @@ impl AppState {
             limiter,
             recipients,
             clocks,
+            events: Default::default(),
         }));
         state.sweep_memory();
         Ok((state, writer))
@@ -181,10 +185,17 @@ impl AppState {
                 Some((rl.rules.clone(), self.clocks.now(&home.account_sid)))
             });
         }
-        self.recipients.sweep(
+        let expired = self.recipients.sweep(
             |account| self.clocks.now(account),
             self.settings.send_window_ms,
-        )
+        );
+        for v in &expired {
+            self.events.record(
+                &v.account_sid,
+                crate::events::Event::of(v, crate::events::Kind::Expired),
+            );
+        }
+        expired
     }
 
     /// One round of maintenance: memory sweep, expired verifications stored as such, and
@@ -218,6 +229,35 @@ impl AppState {
                 })
                 .collect()
         };
+        let cutoffs: Vec<(String, i64)> = self
+            .credentials
+            .accounts()
+            .map(|a| {
+                (
+                    a.to_owned(),
+                    self.clocks.now(a) - self.settings.retention_ms,
+                )
+            })
+            .collect();
+        self.store
+            .writer
+            .write(
+                move |c| {
+                    Box::pin(async move {
+                        let mut purged = 0;
+                        for (account, before) in cutoffs {
+                            purged += store::purge_verifications(c, &account, before).await?;
+                        }
+                        Ok(purged)
+                    })
+                },
+                |purged| {
+                    if *purged > 0 {
+                        tracing::info!(purged, "verifications past retention deleted");
+                    }
+                },
+            )
+            .await?;
         if !horizons.is_empty() {
             self.store
                 .writer

@@ -37,7 +37,9 @@ pub async fn trace_request(request: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", %method, %route, request_id = %id);
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
-    let latency_us = started.elapsed().as_micros() as u64;
+    let elapsed = started.elapsed();
+    let latency_us = elapsed.as_micros() as u64;
+    crate::metrics::request(&route, method.as_str(), status, elapsed.as_secs_f64());
     span.in_scope(|| {
         if status >= 500 {
             tracing::warn!(status, latency_us, "request failed");

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::{BaseUrl, printable, service_node};
 use crate::catalog::{RateLimitNode, ServiceNode};
+use crate::events::{Event, Kind};
 use crate::limiter::{Check, Decision};
 use crate::state::AppState;
 use crate::store;
@@ -252,16 +253,32 @@ async fn create(
     };
     let account = caller.account;
     let settings = &state.settings;
+    let refused = |rate_limit: Option<&str>, error_code: u32| {
+        state.events.record(
+            &account,
+            Event {
+                kind: Kind::Refused,
+                service_sid: node.record.sid.clone(),
+                verification_sid: None,
+                to: to.clone(),
+                rate_limit: rate_limit.map(str::to_owned),
+                error_code: Some(error_code),
+                at_ms: state.now(&account),
+            },
+        );
+    };
 
     // Decide and record in memory under the recipient's lock, so concurrent starts to one
     // recipient see each other; the limiter takes its own locks inside.
-    let (snapshot, attempt, expired, reservation) = {
+    let (snapshot, attempt, expired, reservation, is_new) = {
         let now = state.now(&account);
         let mut locked = state.recipients.lock(&node.record.sid, &to);
         let r = locked.get_or_insert(&account);
         if settings.send_attempts_limit > 0
             && r.recent_sends(now, settings.send_window_ms) >= settings.send_attempts_limit as usize
         {
+            drop(locked);
+            refused(None, 60203);
             return Err(too_many_sends());
         }
         let checks: Vec<Check> = limited
@@ -279,6 +296,9 @@ async fn create(
                 retry_after_ms,
                 unique_name,
             } => {
+                drop(locked);
+                crate::metrics::decision(&node.record.sid, &unique_name, false);
+                refused(Some(&unique_name), 20429);
                 let seconds = (retry_after_ms.saturating_add(999) / 1000).max(1);
                 return Err(ApiError::too_many(20429, "Too many requests")
                     .with_header("retry-after", seconds.to_string())
@@ -330,7 +350,7 @@ async fn create(
         if is_new {
             locked.index(&snapshot.sid);
         }
-        (snapshot, attempt, expired, reservation)
+        (snapshot, attempt, expired, reservation, is_new)
     };
 
     let v = snapshot.clone();
@@ -354,6 +374,11 @@ async fn create(
         state.limiter.undo(reservation);
         return Err(e);
     }
+    for (rl, _) in &limited {
+        crate::metrics::decision(&node.record.sid, &rl.record.unique_name, true);
+    }
+    let kind = if is_new { Kind::Started } else { Kind::Resent };
+    state.events.record(&account, Event::of(&snapshot, kind));
     Ok((StatusCode::CREATED, Json(render(&base, &snapshot))).into_response())
 }
 
@@ -386,9 +411,32 @@ pub async fn with_pending<T: Send + 'static>(
             None => Err(None),
             Some(r) => {
                 let expired = r.take_expired(now);
+                if let Some(old) = &expired {
+                    state.events.record(account, Event::of(old, Kind::Expired));
+                }
                 match r.pending.as_mut() {
                     Some(v) if !key.starts_with(sid::VERIFICATION) || v.sid == key => {
+                        let before = (v.status, v.checks_failed);
                         let out = change(v, now);
+                        if v.status != before.0 {
+                            let kind = match v.status {
+                                Status::Approved => Some(Kind::Approved),
+                                Status::Canceled => Some(Kind::Canceled),
+                                Status::MaxAttemptsReached => Some(Kind::MaxAttemptsReached),
+                                _ => None,
+                            };
+                            if let Some(kind) = kind {
+                                let mut e = Event::of(v, kind);
+                                if kind == Kind::MaxAttemptsReached {
+                                    e.error_code = Some(60202);
+                                }
+                                state.events.record(account, e);
+                            }
+                        } else if v.checks_failed > before.1 {
+                            state
+                                .events
+                                .record(account, Event::of(v, Kind::CheckFailed));
+                        }
                         let snapshot = v.clone();
                         if snapshot.status != Status::Pending {
                             r.pending = None;

@@ -25,6 +25,45 @@ pub fn routes() -> Router<AppState> {
         .route("/emulator/v1/Clock", get(clock).post(set_clock))
         .route("/emulator/v1/Reset", post(reset))
         .route("/emulator/v1/Services/{service}/Usage", get(usage))
+        .route("/emulator/v1/Export", get(export))
+        .route("/emulator/v1/Events", get(events))
+        .route("/emulator/v1/Maintenance", post(maintenance))
+}
+
+/// Runs one maintenance round now (normally every 5 s): expiry, pruning, retention.
+async fn maintenance(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    state.maintain().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn export(State(state): State<AppState>, caller: Caller) -> Json<Value> {
+    let seed = crate::seed::export(&state.catalog.read(), &caller.account);
+    Json(serde_json::to_value(seed).unwrap_or_default())
+}
+
+async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<Value>, ApiError> {
+    let q = query(&uri);
+    let limit = q
+        .int("PageSize", 1, crate::events::PER_ACCOUNT as i64)?
+        .unwrap_or(crate::events::PER_ACCOUNT as i64) as usize;
+    let events: Vec<Value> = state
+        .events
+        .recent(&caller.account, q.get("ServiceSid"), limit)
+        .into_iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(&e).unwrap_or_default();
+            v["date_created"] = json!(date::format(e.at_ms));
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "events": events })))
 }
 
 async fn outbox(
@@ -191,6 +230,7 @@ async fn reset(
                 };
                 st.limiter.clear(&ids);
                 st.recipients.clear_account(&account);
+                st.events.clear_account(&account);
                 st.clocks.set_offset(&account, 0);
             },
         )

@@ -311,3 +311,17 @@ pub async fn prune_admissions(
         .await?;
     Ok(done.rows_affected())
 }
+
+/// Deletes an account's verifications (and their codes) created before `before_ms`.
+pub async fn purge_verifications(
+    c: &mut SqliteConnection,
+    account: &str,
+    before_ms: i64,
+) -> Result<u64, ApiError> {
+    let done = sqlx::query("DELETE FROM verifications WHERE account_sid = ? AND date_created < ?")
+        .bind(account)
+        .bind(before_ms)
+        .execute(c)
+        .await?;
+    Ok(done.rows_affected())
+}

@@ -77,8 +77,11 @@ impl Writer {
 async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let started = std::time::Instant::now();
+        let jobs = batch.len();
         let finishes = run_batch(&mut conn, std::mem::take(&mut batch)).await;
         let committed = finishes.0;
+        crate::metrics::batch(jobs, started.elapsed().as_secs_f64(), committed);
         for finish in finishes.1 {
             finish(committed);
         }

@@ -118,6 +118,7 @@ impl std::error::Error for ApiError {}
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        crate::metrics::db_error();
         ApiError::internal(format!("database: {e}"))
     }
 }

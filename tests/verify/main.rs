@@ -6,5 +6,6 @@ mod harness;
 
 mod builtin;
 mod control_plane;
+mod operations;
 mod rate_limits;
 mod support;

@@ -1,0 +1,226 @@
+//! Prometheus metrics at `/metrics`: requests by route and status with latency histograms,
+//! admissions and refusals by service and rate limit (never by value: bounded cardinality),
+//! verification events, tracked state, and the store's batch sizes, commit times and errors.
+//! Hand-written text format: a few counters do not need a metrics framework.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::events::Kind;
+
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: vec![0; bounds.len()],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    fn observe(&mut self, v: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
+            self.counts[i] += 1;
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            cumulative += c;
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+const LATENCY_BOUNDS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+const BATCH_BOUNDS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
+struct RouteStats {
+    statuses: HashMap<(String, u16), u64>,
+    latency: Histogram,
+}
+
+#[derive(Default)]
+struct Metrics {
+    routes: Mutex<HashMap<String, RouteStats>>,
+    /// service → rate limit → [admitted, refused]
+    decisions: Mutex<HashMap<String, HashMap<String, [u64; 2]>>>,
+    events: [AtomicU64; 8],
+    store: Mutex<Option<(Histogram, Histogram)>>,
+    db_errors: AtomicU64,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
+
+const KINDS: [(Kind, &str); 8] = [
+    (Kind::Started, "started"),
+    (Kind::Resent, "resent"),
+    (Kind::Refused, "refused"),
+    (Kind::Approved, "approved"),
+    (Kind::CheckFailed, "check_failed"),
+    (Kind::Canceled, "canceled"),
+    (Kind::Expired, "expired"),
+    (Kind::MaxAttemptsReached, "max_attempts_reached"),
+];
+
+pub fn request(route: &str, method: &str, status: u16, seconds: f64) {
+    let mut routes = METRICS.routes.lock();
+    let stats = match routes.get_mut(route) {
+        Some(s) => s,
+        None => routes
+            .entry(route.to_owned())
+            .or_insert_with(|| RouteStats {
+                statuses: HashMap::new(),
+                latency: Histogram::new(LATENCY_BOUNDS),
+            }),
+    };
+    *stats
+        .statuses
+        .entry((method.to_owned(), status))
+        .or_default() += 1;
+    stats.latency.observe(seconds);
+}
+
+/// One rate limit's decision for one request.
+pub fn decision(service: &str, rate_limit: &str, admitted: bool) {
+    let mut d = METRICS.decisions.lock();
+    let per_service = match d.get_mut(service) {
+        Some(m) => m,
+        None => d.entry(service.to_owned()).or_default(),
+    };
+    let counts = match per_service.get_mut(rate_limit) {
+        Some(c) => c,
+        None => per_service.entry(rate_limit.to_owned()).or_default(),
+    };
+    counts[usize::from(!admitted)] += 1;
+}
+
+pub fn verification_event(kind: Kind) {
+    if let Some(i) = KINDS.iter().position(|(k, _)| *k == kind) {
+        METRICS.events[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One committed (or failed) transaction of `jobs` write jobs.
+pub fn batch(jobs: usize, seconds: f64, committed: bool) {
+    let mut store = METRICS.store.lock();
+    let (sizes, durations) =
+        store.get_or_insert_with(|| (Histogram::new(BATCH_BOUNDS), Histogram::new(LATENCY_BOUNDS)));
+    sizes.observe(jobs as f64);
+    durations.observe(seconds);
+    if !committed {
+        METRICS.db_errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub fn db_error() {
+    METRICS.db_errors.fetch_add(1, Ordering::Relaxed);
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The whole registry in Prometheus text format.
+pub fn render(limiter_tracked: usize, recipients_tracked: usize) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP verilimit_http_requests_total HTTP requests by route, method and status.\n# TYPE verilimit_http_requests_total counter\n");
+    let routes = METRICS.routes.lock();
+    let mut names: Vec<&String> = routes.keys().collect();
+    names.sort();
+    for route in &names {
+        let mut rows: Vec<_> = routes[*route].statuses.iter().collect();
+        rows.sort();
+        for ((method, status), n) in rows {
+            let _ = writeln!(
+                out,
+                "verilimit_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
+                escape(route)
+            );
+        }
+    }
+    out.push_str("# HELP verilimit_http_request_duration_seconds HTTP request latency by route.\n# TYPE verilimit_http_request_duration_seconds histogram\n");
+    for route in &names {
+        routes[*route].latency.render(
+            &mut out,
+            "verilimit_http_request_duration_seconds",
+            &format!("route=\"{}\"", escape(route)),
+        );
+    }
+    drop(routes);
+    out.push_str("# HELP verilimit_rate_limit_decisions_total Service Rate Limit decisions by service and rate limit.\n# TYPE verilimit_rate_limit_decisions_total counter\n");
+    let decisions = METRICS.decisions.lock();
+    let mut services: Vec<_> = decisions.iter().collect();
+    services.sort_by_key(|(s, _)| *s);
+    for (service, per) in services {
+        let mut per: Vec<_> = per.iter().collect();
+        per.sort_by_key(|(r, _)| *r);
+        for (rl, [admitted, refused]) in per {
+            for (outcome, n) in [("admitted", admitted), ("refused", refused)] {
+                let _ = writeln!(
+                    out,
+                    "verilimit_rate_limit_decisions_total{{service_sid=\"{}\",rate_limit=\"{}\",outcome=\"{outcome}\"}} {n}",
+                    escape(service),
+                    escape(rl)
+                );
+            }
+        }
+    }
+    drop(decisions);
+    out.push_str("# HELP verilimit_verification_events_total Verification events by type.\n# TYPE verilimit_verification_events_total counter\n");
+    for (i, (_, name)) in KINDS.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "verilimit_verification_events_total{{type=\"{name}\"}} {}",
+            METRICS.events[i].load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP verilimit_limiter_tracked_values (rate limit, value) admission logs held in memory.\n# TYPE verilimit_limiter_tracked_values gauge\nverilimit_limiter_tracked_values {limiter_tracked}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP verilimit_recipients_tracked Recipients with a pending verification or recent sends.\n# TYPE verilimit_recipients_tracked gauge\nverilimit_recipients_tracked {recipients_tracked}"
+    );
+    if let Some((sizes, durations)) = METRICS.store.lock().as_ref() {
+        out.push_str("# HELP verilimit_store_batch_jobs Write jobs per committed transaction.\n# TYPE verilimit_store_batch_jobs histogram\n");
+        sizes.render(&mut out, "verilimit_store_batch_jobs", "");
+        out.push_str("# HELP verilimit_store_commit_duration_seconds Time to run and commit one transaction.\n# TYPE verilimit_store_commit_duration_seconds histogram\n");
+        durations.render(&mut out, "verilimit_store_commit_duration_seconds", "");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP verilimit_store_errors_total Database errors.\n# TYPE verilimit_store_errors_total counter\nverilimit_store_errors_total {}",
+        METRICS.db_errors.load(Ordering::Relaxed)
+    );
+    out
+}
