@@ -124,6 +124,10 @@ pub struct Config {
     #[arg(long, env = "VERILIMIT_SEED")]
     pub seed: Option<std::path::PathBuf>,
 
+    /// PostgreSQL connections per instance (with a postgres:// database URL).
+    #[arg(long, env = "VERILIMIT_PG_POOL_SIZE", default_value_t = 16)]
+    pub pg_pool_size: u32,
+
     /// Days a verification (it holds a phone number or email) is kept after it was created;
     /// older ones are deleted with their codes. Twilio keeps `To` for 30 days.
     #[arg(long, env = "VERILIMIT_RETENTION_DAYS", default_value_t = 30,

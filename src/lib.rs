@@ -16,6 +16,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod twilio;
+pub mod ui;
 pub mod verification;
 
 use std::future::Future;
@@ -45,7 +46,7 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
         .route("/metrics", get(metrics))
         .merge(api::routes());
     if state.settings.control_plane {
-        router = router.merge(emulator::routes());
+        router = router.merge(emulator::routes()).merge(ui::routes());
     }
     router
         .fallback(not_found)
@@ -62,21 +63,43 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
                 .timeout(request_timeout),
         )
         .layer(DefaultBodyLimit::max(twilio::form::BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refresh_config,
+        ))
         .route_layer(middleware::from_fn(telemetry::trace_request))
         .with_state(state)
 }
 
-/// Prometheus metrics, for any configured account (they name services of every account).
+/// On PostgreSQL, brings this instance's configuration cache up to date before each request.
+async fn refresh_config(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    if let Err(e) = state.refresh().await {
+        return axum::response::IntoResponse::into_response(e);
+    }
+    next.run(request).await
+}
+
+/// Prometheus metrics, for any configured account; decisions are shown for the caller's own
+/// services only, so no account learns another's service SIDs.
 async fn metrics(
     axum::extract::State(state): axum::extract::State<AppState>,
-    _caller: twilio::auth::Caller,
+    caller: twilio::auth::Caller,
 ) -> impl axum::response::IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics::render(state.limiter.tracked(), state.recipients.tracked()),
+        {
+            let catalog = state.catalog.read();
+            metrics::render(state.limiter.tracked(), state.recipients.tracked(), |s| {
+                catalog.service(&caller.account, s).is_some()
+            })
+        },
     )
 }
 
@@ -187,9 +210,10 @@ pub async fn run(config: Config) -> Result<(), String> {
     let _ = stop_tx.send(true);
     let _ = maintenance.await;
     // The writer finishes once the last request holding the state is gone.
-    if tokio::time::timeout(Duration::from_secs(10), writer)
-        .await
-        .is_err()
+    if let Some(writer) = writer
+        && tokio::time::timeout(Duration::from_secs(10), writer)
+            .await
+            .is_err()
     {
         tracing::warn!("the writer did not finish in time");
     }

@@ -149,8 +149,13 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The whole registry in Prometheus text format.
-pub fn render(limiter_tracked: usize, recipients_tracked: usize) -> String {
+/// The whole registry in Prometheus text format; rate-limit decisions only of the services `visible` accepts (the
+/// caller's own).
+pub fn render(
+    limiter_tracked: usize,
+    recipients_tracked: usize,
+    visible: impl Fn(&str) -> bool,
+) -> String {
     let mut out = String::new();
     out.push_str("# HELP verilimit_http_requests_total HTTP requests by route, method and status.\n# TYPE verilimit_http_requests_total counter\n");
     let routes = METRICS.routes.lock();
@@ -180,7 +185,7 @@ pub fn render(limiter_tracked: usize, recipients_tracked: usize) -> String {
     let decisions = METRICS.decisions.lock();
     let mut services: Vec<_> = decisions.iter().collect();
     services.sort_by_key(|(s, _)| *s);
-    for (service, per) in services {
+    for (service, per) in services.into_iter().filter(|(s, _)| visible(s)) {
         let mut per: Vec<_> = per.iter().collect();
         per.sort_by_key(|(r, _)| *r);
         for (rl, [admitted, refused]) in per {

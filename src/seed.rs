@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{BucketRecord, Catalog, RateLimitRecord, ServiceRecord, ServiceSettings};
 use crate::state::AppState;
-use crate::store;
 use crate::twilio::{ApiError, sid};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -138,23 +137,6 @@ pub async fn apply(state: &AppState, seed: SeedFile) -> Result<(), String> {
     Ok(())
 }
 
-async fn write<T: Send + 'static>(
-    state: &AppState,
-    job: impl for<'c> FnOnce(
-        &'c mut sqlx::SqliteConnection,
-    ) -> store::BoxFuture<'c, Result<T, ApiError>>
-    + Send
-    + 'static,
-    apply: impl FnOnce(&mut Catalog, &T) + Send + 'static,
-) -> Result<T, ApiError> {
-    let st = state.clone();
-    state
-        .store
-        .writer
-        .write(job, move |t| apply(&mut st.catalog.write(), t))
-        .await
-}
-
 async fn apply_service(state: &AppState, s: SeedService) -> Result<(), ApiError> {
     let account = s.account_sid.clone().unwrap_or_default();
     let now = state.now(&account);
@@ -187,12 +169,11 @@ async fn apply_service(state: &AppState, s: SeedService) -> Result<(), ApiError>
             r.code_length = s.code_length.unwrap_or(r.code_length);
             r.custom_code_enabled = s.custom_code_enabled.unwrap_or(r.custom_code_enabled);
             r.date_updated = now.max(r.date_created);
-            write(
-                state,
-                move |c| Box::pin(async move { store::update_service(c, &r).await.map(|_| r) }),
-                |cat, r: &ServiceRecord| cat.put_service(r.clone()),
-            )
-            .await?
+            let st = state.clone();
+            state
+                .store
+                .update_service(r, move |r| st.catalog.write().put_service(r.clone()))
+                .await?
         }
         None => {
             let r = ServiceRecord {
@@ -205,12 +186,11 @@ async fn apply_service(state: &AppState, s: SeedService) -> Result<(), ApiError>
                 date_created: now,
                 date_updated: now,
             };
-            write(
-                state,
-                move |c| Box::pin(async move { store::insert_service(c, &r).await.map(|_| r) }),
-                |cat, r: &ServiceRecord| cat.put_service(r.clone()),
-            )
-            .await?
+            let st = state.clone();
+            state
+                .store
+                .insert_service(r, move |r| st.catalog.write().put_service(r.clone()))
+                .await?
         }
     };
     for rl in s.rate_limits {
@@ -241,14 +221,11 @@ async fn apply_rate_limit(
                 rec.description = r.description.clone();
             }
             rec.date_updated = now.max(rec.date_created);
-            let rec = write(
-                state,
-                move |c| {
-                    Box::pin(async move { store::update_rate_limit(c, &rec).await.map(|_| rec) })
-                },
-                |cat, r: &RateLimitRecord| cat.put_rate_limit(r.clone()),
-            )
-            .await?;
+            let st = state.clone();
+            let rec = state
+                .store
+                .update_rate_limit(rec, move |r| st.catalog.write().put_rate_limit(r.clone()))
+                .await?;
             (rec, node.buckets.clone())
         }
         None => {
@@ -266,12 +243,13 @@ async fn apply_rate_limit(
                 date_updated: now,
             };
             let max = state.settings.max_rate_limits_per_service;
-            let rec = write(
-                state,
-                move |c| Box::pin(store::insert_rate_limit(c, rec, max)),
-                |cat, r: &RateLimitRecord| cat.put_rate_limit(r.clone()),
-            )
-            .await?;
+            let st = state.clone();
+            let rec = state
+                .store
+                .insert_rate_limit(rec, max, move |r| {
+                    st.catalog.write().put_rate_limit(r.clone())
+                })
+                .await?;
             (rec, Default::default())
         }
     };
@@ -288,14 +266,11 @@ async fn apply_rate_limit(
                 rec.max = b.max;
                 rec.interval = b.interval;
                 rec.date_updated = now.max(rec.date_created);
-                write(
-                    state,
-                    move |c| {
-                        Box::pin(async move { store::update_bucket(c, &rec).await.map(|_| rec) })
-                    },
-                    |cat, b: &BucketRecord| cat.put_bucket(b.clone()),
-                )
-                .await?;
+                let st = state.clone();
+                state
+                    .store
+                    .update_bucket(rec, move |b| st.catalog.write().put_bucket(b.clone()))
+                    .await?;
             }
             None => {
                 let rec = BucketRecord {
@@ -311,16 +286,13 @@ async fn apply_rate_limit(
                 };
                 let id = record.id;
                 let limit = state.settings.max_buckets_per_rate_limit;
-                write(
-                    state,
-                    move |c| {
-                        Box::pin(async move {
-                            store::insert_bucket(c, &rec, id, limit).await.map(|_| rec)
-                        })
-                    },
-                    |cat, b: &BucketRecord| cat.put_bucket(b.clone()),
-                )
-                .await?;
+                let st = state.clone();
+                state
+                    .store
+                    .insert_bucket(rec, id, limit, move |b| {
+                        st.catalog.write().put_bucket(b.clone())
+                    })
+                    .await?;
             }
         }
     }

@@ -11,7 +11,7 @@ use parking_lot::RwLock;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::limiter::Limiter;
-use crate::store::{self, Store};
+use crate::store::Store;
 use crate::twilio::ApiError;
 use crate::twilio::auth::Credentials;
 use crate::verification::{Recipients, Verification};
@@ -71,6 +71,10 @@ impl Clocks {
         real_now_ms() + self.offset(account)
     }
 
+    pub fn replace(&self, offsets: HashMap<String, i64>) {
+        *self.offsets.write() = offsets.into_iter().filter(|(_, o)| *o != 0).collect();
+    }
+
     pub fn set_offset(&self, account: &str, offset: i64) {
         let mut o = self.offsets.write();
         if offset == 0 {
@@ -114,8 +118,8 @@ impl AppState {
     pub async fn open(
         config: &Config,
         credentials: Credentials,
-    ) -> Result<(Self, tokio::task::JoinHandle<()>), String> {
-        let (store, writer) = Store::open(&config.database_url).await?;
+    ) -> Result<(Self, Option<tokio::task::JoinHandle<()>>), String> {
+        let (store, writer) = Store::open(&config.database_url, config.pg_pool_size).await?;
         let load = |e: sqlx::Error| format!("cannot load the database: {e}");
         let catalog = store.load_catalog().await.map_err(load)?;
         let clocks = Clocks::default();
@@ -123,34 +127,38 @@ impl AppState {
             clocks.set_offset(&account, offset);
         }
         let limiter = Limiter::default();
-        for (id, value, at) in store.load_admissions().await.map_err(load)? {
-            limiter.restore(id, &value, at);
-        }
         let settings = Settings::from_config(config);
         let recipients = Recipients::default();
-        let oldest_offset = clocks
-            .offsets
-            .read()
-            .values()
-            .copied()
-            .min()
-            .unwrap_or(0)
-            .min(0);
-        let since = real_now_ms() + oldest_offset - settings.send_window_ms;
-        let mut service_accounts: HashMap<String, String> = HashMap::new();
-        for v in store.load_pending().await.map_err(load)? {
-            service_accounts.insert(v.service_sid.clone(), v.account_sid.clone());
-            recipients.restore_pending(v);
-        }
-        for (service, to, at) in store.load_recent_sends(since).await.map_err(load)? {
-            let account = match service_accounts.get(&service) {
-                Some(a) => a.clone(),
-                None => match catalog_account_of(&catalog, &service) {
-                    Some(a) => a,
-                    None => continue,
-                },
-            };
-            recipients.restore_send(&account, &service, &to, at);
+        // On SQLite the limiter and pending verifications live in memory: rebuild them. (On
+        // PostgreSQL they live in the database.)
+        if let Some(sqlite) = store.sqlite() {
+            for (id, value, at) in sqlite.load_admissions().await.map_err(load)? {
+                limiter.restore(id, &value, at);
+            }
+            let oldest_offset = clocks
+                .offsets
+                .read()
+                .values()
+                .copied()
+                .min()
+                .unwrap_or(0)
+                .min(0);
+            let since = real_now_ms() + oldest_offset - settings.send_window_ms;
+            let mut service_accounts: HashMap<String, String> = HashMap::new();
+            for v in sqlite.load_pending().await.map_err(load)? {
+                service_accounts.insert(v.service_sid.clone(), v.account_sid.clone());
+                recipients.restore_pending(v);
+            }
+            for (service, to, at) in sqlite.load_recent_sends(since).await.map_err(load)? {
+                let account = match service_accounts.get(&service) {
+                    Some(a) => a.clone(),
+                    None => match catalog_account_of(&catalog, &service) {
+                        Some(a) => a,
+                        None => continue,
+                    },
+                };
+                recipients.restore_send(&account, &service, &to, at);
+            }
         }
         let state = AppState(Arc::new(Inner {
             settings,
@@ -202,21 +210,9 @@ impl AppState {
     /// admissions no bucket counts any more pruned from the database.
     pub async fn maintain(&self) -> Result<(), ApiError> {
         let expired = self.sweep_memory();
-        if !expired.is_empty() {
-            self.store
-                .writer
-                .write(
-                    move |c| {
-                        Box::pin(async move {
-                            for v in &expired {
-                                store::save_verification(c, v, None, "", &[]).await?;
-                            }
-                            Ok(())
-                        })
-                    },
-                    |_| {},
-                )
-                .await?;
+        if let (Some(sqlite), false) = (self.store.sqlite(), expired.is_empty()) {
+            let items = expired.into_iter().map(|v| (v, None, Vec::new())).collect();
+            sqlite.save_verifications(items).await?;
         }
         let horizons: Vec<(i64, i64)> = {
             let catalog = self.catalog.read();
@@ -239,41 +235,33 @@ impl AppState {
                 )
             })
             .collect();
-        self.store
-            .writer
-            .write(
-                move |c| {
-                    Box::pin(async move {
-                        let mut purged = 0;
-                        for (account, before) in cutoffs {
-                            purged += store::purge_verifications(c, &account, before).await?;
-                        }
-                        Ok(purged)
-                    })
-                },
-                |purged| {
-                    if *purged > 0 {
-                        tracing::info!(purged, "verifications past retention deleted");
-                    }
-                },
-            )
-            .await?;
-        if !horizons.is_empty() {
-            self.store
-                .writer
-                .write(
-                    move |c| {
-                        Box::pin(async move {
-                            for (id, keep_from) in horizons {
-                                store::prune_admissions(c, id, keep_from).await?;
-                            }
-                            Ok(())
-                        })
-                    },
-                    |_| {},
-                )
-                .await?;
+        let purged = self.store.purge_verifications(cutoffs).await?;
+        if purged > 0 {
+            tracing::info!(purged, "verifications past retention deleted");
         }
+        if !horizons.is_empty() {
+            self.store.prune_admissions(horizons).await?;
+        }
+        Ok(())
+    }
+
+    /// On PostgreSQL, reloads the configuration cache (and clocks) if another instance changed
+    /// it since it was loaded. A no-op on SQLite, where this instance made every change.
+    pub async fn refresh(&self) -> Result<(), ApiError> {
+        let Some(pg) = self.store.postgres() else {
+            return Ok(());
+        };
+        let Some(version) = pg.stale_version().await? else {
+            return Ok(());
+        };
+        pg.reload_if_older(version, || async {
+            let catalog = self.store.load_catalog().await?;
+            let clocks = self.store.load_clocks().await?;
+            *self.catalog.write() = catalog;
+            self.clocks.replace(clocks);
+            Ok(())
+        })
+        .await?;
         Ok(())
     }
 }

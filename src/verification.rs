@@ -274,6 +274,68 @@ impl Recipients {
     }
 }
 
+/// A verification start that passed every check: it re-sends the pending verification of the
+/// recipient, or makes a new one. The same rule on both backends.
+pub struct Start {
+    pub service_sid: String,
+    pub account_sid: String,
+    pub to: String,
+    pub channel: String,
+    pub code_length: u32,
+    pub custom_code: Option<String>,
+    pub amount: Option<String>,
+    pub payee: Option<String>,
+    pub code_ttl_ms: i64,
+}
+
+impl Start {
+    /// Applies the start to the recipient's live pending verification (if any) at `now`.
+    /// Returns the verification as it now is, the send attempt, and whether it is new.
+    pub fn apply(
+        self,
+        pending: &mut Option<Verification>,
+        now: i64,
+    ) -> (Verification, Attempt, bool) {
+        let attempt = Attempt {
+            sid: crate::twilio::sid::generate(crate::twilio::sid::ATTEMPT),
+            channel: self.channel.clone(),
+            at_ms: now,
+        };
+        let is_new = pending.is_none();
+        let v = pending.get_or_insert_with(|| Verification {
+            sid: crate::twilio::sid::generate(crate::twilio::sid::VERIFICATION),
+            service_sid: self.service_sid,
+            account_sid: self.account_sid,
+            to: self.to,
+            channel: self.channel.clone(),
+            status: Status::Pending,
+            code: random_code(self.code_length),
+            amount: None,
+            payee: None,
+            checks_failed: 0,
+            expires_ms: now + self.code_ttl_ms,
+            date_created: now,
+            date_updated: now,
+            version: 0,
+            attempts: Vec::new(),
+        });
+        v.attempts.push(attempt.clone());
+        v.channel = self.channel;
+        v.date_updated = now.max(v.date_updated);
+        v.version += 1;
+        if let Some(code) = self.custom_code {
+            v.code = code;
+        }
+        if self.amount.is_some() {
+            v.amount = self.amount;
+        }
+        if self.payee.is_some() {
+            v.payee = self.payee;
+        }
+        (v.clone(), attempt, is_new)
+    }
+}
+
 /// A random numeric code of `len` digits.
 pub fn random_code(len: u32) -> String {
     use rand::Rng;

@@ -1,7 +1,8 @@
 //! `/v2/Services/{ServiceSid}/RateLimits/{RateLimitSid}/Buckets`: create, list, fetch, update,
 //! delete. A change is in force from the very next request.
 
-use axum::extract::{OriginalUri, Path, State};
+use super::Path;
+use axum::extract::{OriginalUri, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -12,7 +13,6 @@ use super::rate_limits::rate_limit_node;
 use super::{BaseUrl, printable};
 use crate::catalog::BucketRecord;
 use crate::state::AppState;
-use crate::store;
 use crate::twilio::auth::Caller;
 use crate::twilio::form::{FormBody, Params, query};
 use crate::twilio::paging::{self, PageRequest};
@@ -86,17 +86,9 @@ async fn create(
     let st = state.clone();
     let saved = state
         .store
-        .writer
-        .write(
-            move |c| {
-                Box::pin(async move {
-                    store::insert_bucket(c, &record, id, limit)
-                        .await
-                        .map(|_| record)
-                })
-            },
-            move |b: &BucketRecord| st.catalog.write().put_bucket(b.clone()),
-        )
+        .insert_bucket(record, id, limit, move |b| {
+            st.catalog.write().put_bucket(b.clone())
+        })
         .await?;
     Ok((StatusCode::CREATED, Json(render(&base, &saved))).into_response())
 }
@@ -169,11 +161,7 @@ async fn update(
     let st = state.clone();
     let saved = state
         .store
-        .writer
-        .write(
-            move |c| Box::pin(async move { store::update_bucket(c, &b).await.map(|_| b) }),
-            move |b: &BucketRecord| st.catalog.write().put_bucket(b.clone()),
-        )
+        .update_bucket(b, move |b| st.catalog.write().put_bucket(b.clone()))
         .await?;
     Ok(Json(render(&base, &saved)))
 }
@@ -185,18 +173,13 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     bucket(&state, &caller.account, &service, &rate_limit, &sid)?;
     let st = state.clone();
-    let key = sid.clone();
     state
         .store
-        .writer
-        .write(
-            move |c| Box::pin(async move { store::delete_bucket(c, &key).await }),
-            move |_| {
-                st.catalog
-                    .write()
-                    .remove_bucket(&caller.account, &service, &rate_limit, &sid)
-            },
-        )
+        .delete_bucket(sid.clone(), move |_| {
+            st.catalog
+                .write()
+                .remove_bucket(&caller.account, &service, &rate_limit, &sid)
+        })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

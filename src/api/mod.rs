@@ -55,6 +55,26 @@ fn is_host(h: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
 }
 
+/// Path parameters. Unlike axum's own extractor, a segment that cannot be decoded (invalid
+/// UTF-8 after percent-decoding) is answered like any unknown resource: 404 / 20404 with
+/// Twilio's error body.
+pub struct Path<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Path<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(t)) => Ok(Path(t)),
+            Err(_) => Err(ApiError::not_found(printable(parts.uri.path()))),
+        }
+    }
+}
+
 /// The caller's service, or 404 (also for a malformed SID and for another account's service).
 pub fn service_node(
     state: &AppState,

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{OriginalUri, Path, State};
+use super::Path;
+use axum::extract::{OriginalUri, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -12,7 +13,6 @@ use serde_json::{Value, json};
 use super::{BaseUrl, printable, service_node};
 use crate::catalog::{RateLimitNode, RateLimitRecord};
 use crate::state::AppState;
-use crate::store;
 use crate::twilio::auth::Caller;
 use crate::twilio::form::{FormBody, query};
 use crate::twilio::paging::{self, PageRequest};
@@ -105,11 +105,9 @@ async fn create(
     let st = state.clone();
     let saved = state
         .store
-        .writer
-        .write(
-            move |c| Box::pin(store::insert_rate_limit(c, record, max)),
-            move |r: &RateLimitRecord| st.catalog.write().put_rate_limit(r.clone()),
-        )
+        .insert_rate_limit(record, max, move |r| {
+            st.catalog.write().put_rate_limit(r.clone())
+        })
         .await?;
     Ok((StatusCode::CREATED, Json(render(&base, &saved))).into_response())
 }
@@ -164,13 +162,9 @@ async fn update(
     let st = state.clone();
     let saved = state
         .store
-        .writer
-        .write(
-            move |c| {
-                Box::pin(async move { store::update_rate_limit(c, &record).await.map(|_| record) })
-            },
-            move |r: &RateLimitRecord| st.catalog.write().put_rate_limit(r.clone()),
-        )
+        .update_rate_limit(record, move |r| {
+            st.catalog.write().put_rate_limit(r.clone())
+        })
         .await?;
     Ok(Json(render(&base, &saved)))
 }
@@ -185,16 +179,12 @@ async fn remove(
     let st = state.clone();
     state
         .store
-        .writer
-        .write(
-            move |c| Box::pin(store::delete_rate_limit(c, id)),
-            move |_| {
-                st.catalog
-                    .write()
-                    .remove_rate_limit(&caller.account, &service, &sid);
-                st.limiter.forget_rate_limit(id);
-            },
-        )
+        .delete_rate_limit(id, move |_| {
+            st.catalog
+                .write()
+                .remove_rate_limit(&caller.account, &service, &sid);
+            st.limiter.forget_rate_limit(id);
+        })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,6 +1,7 @@
 //! `/v2/Services`: create, list, fetch, update, delete.
 
-use axum::extract::{OriginalUri, Path, State};
+use super::Path;
+use axum::extract::{OriginalUri, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -10,7 +11,6 @@ use serde_json::{Value, json};
 use super::{BaseUrl, service_node};
 use crate::catalog::{ServiceRecord, ServiceSettings};
 use crate::state::AppState;
-use crate::store;
 use crate::twilio::auth::Caller;
 use crate::twilio::form::{FormBody, Params, query};
 use crate::twilio::paging::{self, PageRequest};
@@ -198,13 +198,7 @@ async fn create(
     let st = state.clone();
     let saved = state
         .store
-        .writer
-        .write(
-            move |c| {
-                Box::pin(async move { store::insert_service(c, &record).await.map(|_| record) })
-            },
-            move |r: &ServiceRecord| st.catalog.write().put_service(r.clone()),
-        )
+        .insert_service(record, move |r| st.catalog.write().put_service(r.clone()))
         .await?;
     Ok((StatusCode::CREATED, Json(render(&base, &saved))).into_response())
 }
@@ -254,13 +248,7 @@ async fn update(
     let st = state.clone();
     let saved = state
         .store
-        .writer
-        .write(
-            move |c| {
-                Box::pin(async move { store::update_service(c, &record).await.map(|_| record) })
-            },
-            move |r: &ServiceRecord| st.catalog.write().put_service(r.clone()),
-        )
+        .update_service(record, move |r| st.catalog.write().put_service(r.clone()))
         .await?;
     Ok(Json(render(&base, &saved)))
 }
@@ -272,21 +260,15 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     service_node(&state, &caller.account, &sid)?;
     let st = state.clone();
-    let account = caller.account.clone();
-    let key = sid.clone();
     state
         .store
-        .writer
-        .write(
-            move |c| Box::pin(async move { store::delete_service(c, &account, &key).await }),
-            move |_| {
-                let ids = st.catalog.write().remove_service(&caller.account, &sid);
-                for id in ids {
-                    st.limiter.forget_rate_limit(id);
-                }
-                st.recipients.clear_service(&sid);
-            },
-        )
+        .delete_service(caller.account.clone(), sid.clone(), move |_| {
+            let ids = st.catalog.write().remove_service(&caller.account, &sid);
+            for id in ids {
+                st.limiter.forget_rate_limit(id);
+            }
+            st.recipients.clear_service(&sid);
+        })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

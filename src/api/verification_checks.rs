@@ -5,7 +5,8 @@
 //! `pending`, `valid: false`. Once the allowed wrong checks are used, the next check answers
 //! 429 / 60202 and ends the verification (`max_attempts_reached`); after that, 404.
 
-use axum::extract::{Path, State};
+use super::Path;
+use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};

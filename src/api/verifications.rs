@@ -8,7 +8,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use super::Path;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,11 +21,11 @@ use crate::catalog::{RateLimitNode, ServiceNode};
 use crate::events::{Event, Kind};
 use crate::limiter::{Check, Decision};
 use crate::state::AppState;
-use crate::store;
+use crate::store::pg::Started;
 use crate::twilio::auth::Caller;
 use crate::twilio::form::{FormBody, Params};
 use crate::twilio::{ApiError, date, sid};
-use crate::verification::{Attempt, Status, Verification, random_code};
+use crate::verification::{Start, Status, Verification};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -161,6 +162,15 @@ pub fn rate_limits(
                 ));
             }
         };
+        if value.contains('\u{FFFD}') || value.chars().any(char::is_control) {
+            return Err(ApiError::invalid_because(
+                "RateLimits",
+                format!(
+                    "the value of '{}' must not contain control characters or invalid UTF-8",
+                    printable(&key)
+                ),
+            ));
+        }
         if value.chars().count() > RATE_LIMIT_VALUE_MAX {
             return Err(ApiError::invalid_because(
                 "RateLimits",
@@ -228,10 +238,6 @@ fn check_optional(p: &Params) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn too_many_sends() -> ApiError {
-    ApiError::too_many(60203, "Max send attempts reached")
-}
-
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -243,17 +249,27 @@ async fn create(
     let to = p.required("To")?.to_owned();
     let channel = channel(p.required("Channel")?)?;
     recipient(&to, channel)?;
-    let custom = custom_code(&p, &node)?;
-    let amount = p.text("Amount", 255)?;
-    let payee = p.text("Payee", 255)?;
+    let start = Start {
+        service_sid: node.record.sid.clone(),
+        account_sid: caller.account.clone(),
+        to: to.clone(),
+        channel: channel.to_owned(),
+        code_length: node.record.code_length,
+        custom_code: custom_code(&p, &node)?,
+        amount: p.text("Amount", 255)?,
+        payee: p.text("Payee", 255)?,
+        code_ttl_ms: state.settings.code_ttl_ms,
+    };
     check_optional(&p)?;
     let limited = match p.get("RateLimits") {
         Some(raw) => rate_limits(raw, &node)?,
         None => Vec::new(),
     };
     let account = caller.account;
-    let settings = &state.settings;
     let refused = |rate_limit: Option<&str>, error_code: u32| {
+        if let Some(name) = rate_limit {
+            crate::metrics::decision(&node.record.sid, name, false);
+        }
         state.events.record(
             &account,
             Event {
@@ -267,19 +283,69 @@ async fn create(
             },
         );
     };
+    let outcome = match state.store.postgres() {
+        Some(pg) => {
+            let s = &state.settings;
+            pg.start(
+                start,
+                &limited,
+                state.now(&account),
+                s.send_attempts_limit,
+                s.send_window_ms,
+            )
+            .await?
+        }
+        None => start_in_memory(&state, start, &limited).await?,
+    };
+    let (snapshot, is_new, expired) = match outcome {
+        Started::Admitted {
+            verification,
+            is_new,
+            expired,
+        } => (verification, is_new, expired),
+        Started::TooManySends => {
+            refused(None, 60203);
+            return Err(ApiError::too_many(60203, "Max send attempts reached"));
+        }
+        Started::Refused {
+            retry_after_ms,
+            unique_name,
+        } => {
+            refused(Some(&unique_name), 20429);
+            let seconds = (retry_after_ms.saturating_add(999) / 1000).max(1);
+            return Err(ApiError::too_many(20429, "Too many requests")
+                .with_header("retry-after", seconds.to_string())
+                .with_header("twilio-reached-rate-limit", unique_name));
+        }
+    };
+    for (rl, _) in &limited {
+        crate::metrics::decision(&node.record.sid, &rl.record.unique_name, true);
+    }
+    if let Some(old) = &expired {
+        state.events.record(&account, Event::of(old, Kind::Expired));
+    }
+    let kind = if is_new { Kind::Started } else { Kind::Resent };
+    state.events.record(&account, Event::of(&snapshot, kind));
+    Ok((StatusCode::CREATED, Json(render(&base, &snapshot))).into_response())
+}
 
-    // Decide and record in memory under the recipient's lock, so concurrent starts to one
-    // recipient see each other; the limiter takes its own locks inside.
+/// A start on SQLite: decided and recorded in memory under the recipient's lock (so concurrent
+/// starts to one recipient see each other; the limiter takes its own locks inside), then stored
+/// by the writer; the admissions are taken back if storing fails.
+async fn start_in_memory(
+    state: &AppState,
+    start: Start,
+    limited: &[(Arc<RateLimitNode>, String)],
+) -> Result<Started, ApiError> {
+    let settings = &state.settings;
     let (snapshot, attempt, expired, reservation, is_new) = {
-        let now = state.now(&account);
-        let mut locked = state.recipients.lock(&node.record.sid, &to);
-        let r = locked.get_or_insert(&account);
+        let now = state.now(&start.account_sid);
+        let mut locked = state.recipients.lock(&start.service_sid, &start.to);
+        let r = locked.get_or_insert(&start.account_sid);
         if settings.send_attempts_limit > 0
             && r.recent_sends(now, settings.send_window_ms) >= settings.send_attempts_limit as usize
         {
-            drop(locked);
-            refused(None, 60203);
-            return Err(too_many_sends());
+            return Ok(Started::TooManySends);
         }
         let checks: Vec<Check> = limited
             .iter()
@@ -296,54 +362,15 @@ async fn create(
                 retry_after_ms,
                 unique_name,
             } => {
-                drop(locked);
-                crate::metrics::decision(&node.record.sid, &unique_name, false);
-                refused(Some(&unique_name), 20429);
-                let seconds = (retry_after_ms.saturating_add(999) / 1000).max(1);
-                return Err(ApiError::too_many(20429, "Too many requests")
-                    .with_header("retry-after", seconds.to_string())
-                    .with_header("twilio-reached-rate-limit", unique_name));
+                return Ok(Started::Refused {
+                    retry_after_ms,
+                    unique_name,
+                });
             }
         };
         let expired = r.take_expired(now);
-        let attempt = Attempt {
-            sid: sid::generate(sid::ATTEMPT),
-            channel: channel.to_owned(),
-            at_ms: now,
-        };
         r.sends.push_back(now);
-        let is_new = r.pending.is_none();
-        let v = r.pending.get_or_insert_with(|| Verification {
-            sid: sid::generate(sid::VERIFICATION),
-            service_sid: node.record.sid.clone(),
-            account_sid: account.clone(),
-            to: to.clone(),
-            channel: channel.to_owned(),
-            status: Status::Pending,
-            code: random_code(node.record.code_length),
-            amount: None,
-            payee: None,
-            checks_failed: 0,
-            expires_ms: now + settings.code_ttl_ms,
-            date_created: now,
-            date_updated: now,
-            version: 0,
-            attempts: Vec::new(),
-        });
-        v.attempts.push(attempt.clone());
-        v.channel = channel.to_owned();
-        v.date_updated = now.max(v.date_updated);
-        v.version += 1;
-        if let Some(code) = custom {
-            v.code = code;
-        }
-        if amount.is_some() {
-            v.amount = amount;
-        }
-        if payee.is_some() {
-            v.payee = payee;
-        }
-        let snapshot = v.clone();
+        let (snapshot, attempt, is_new) = start.apply(&mut r.pending, now);
         if let Some(old) = &expired {
             locked.unindex(&old.sid);
         }
@@ -352,34 +379,24 @@ async fn create(
         }
         (snapshot, attempt, expired, reservation, is_new)
     };
-
-    let v = snapshot.clone();
-    let admissions = reservation.entries.clone();
-    let saved = state
+    let mut items = Vec::new();
+    if let Some(old) = &expired {
+        items.push((old.clone(), None, Vec::new()));
+    }
+    items.push((snapshot.clone(), Some(attempt), reservation.entries.clone()));
+    let sqlite = state
         .store
-        .writer
-        .write(
-            move |c| {
-                Box::pin(async move {
-                    if let Some(old) = &expired {
-                        store::save_verification(c, old, None, "", &[]).await?;
-                    }
-                    store::save_verification(c, &v, Some(&attempt), &v.code, &admissions).await
-                })
-            },
-            |_| {},
-        )
-        .await;
-    if let Err(e) = saved {
+        .sqlite()
+        .ok_or_else(|| ApiError::internal("no SQLite store"))?;
+    if let Err(e) = sqlite.save_verifications(items).await {
         state.limiter.undo(reservation);
         return Err(e);
     }
-    for (rl, _) in &limited {
-        crate::metrics::decision(&node.record.sid, &rl.record.unique_name, true);
-    }
-    let kind = if is_new { Kind::Started } else { Kind::Resent };
-    state.events.record(&account, Event::of(&snapshot, kind));
-    Ok((StatusCode::CREATED, Json(render(&base, &snapshot))).into_response())
+    Ok(Started::Admitted {
+        verification: Box::new(snapshot),
+        is_new,
+        expired: expired.map(Box::new),
+    })
 }
 
 /// Finds the (service, recipient) a path segment names: a `VE` SID or the `To` itself.
@@ -389,6 +406,27 @@ pub fn locate(state: &AppState, service: &str, key: &str) -> Option<String> {
         (s == service).then_some(to)
     } else {
         Some(key.to_owned())
+    }
+}
+
+/// Records the events a change of a verification means.
+fn record_change(state: &AppState, account: &str, before: &Verification, after: &Verification) {
+    if after.status != before.status {
+        let kind = match after.status {
+            Status::Approved => Kind::Approved,
+            Status::Canceled => Kind::Canceled,
+            Status::MaxAttemptsReached => Kind::MaxAttemptsReached,
+            _ => return,
+        };
+        let mut e = Event::of(after, kind);
+        if kind == Kind::MaxAttemptsReached {
+            e.error_code = Some(60202);
+        }
+        state.events.record(account, e);
+    } else if after.checks_failed > before.checks_failed {
+        state
+            .events
+            .record(account, Event::of(after, Kind::CheckFailed));
     }
 }
 
@@ -402,10 +440,24 @@ pub async fn with_pending<T: Send + 'static>(
     not_found: impl Fn() -> ApiError,
     change: impl FnOnce(&mut Verification, i64) -> Result<T, ApiError>,
 ) -> Result<(Verification, T), ApiError> {
+    let now = state.now(account);
+    if let Some(pg) = state.store.postgres() {
+        return match pg.with_pending(service, key, now, change).await? {
+            Ok((before, after, out)) => {
+                record_change(state, account, &before, &after);
+                Ok((after, out?))
+            }
+            Err(expired) => {
+                if let Some(old) = expired {
+                    state.events.record(account, Event::of(&old, Kind::Expired));
+                }
+                Err(not_found())
+            }
+        };
+    }
     let to = locate(state, service, key).ok_or_else(&not_found)?;
     // Decide under the recipient's lock; store after releasing it.
     let decided = {
-        let now = state.now(account);
         let mut locked = state.recipients.lock(service, &to);
         match locked.get() {
             None => Err(None),
@@ -416,27 +468,9 @@ pub async fn with_pending<T: Send + 'static>(
                 }
                 match r.pending.as_mut() {
                     Some(v) if !key.starts_with(sid::VERIFICATION) || v.sid == key => {
-                        let before = (v.status, v.checks_failed);
+                        let before = v.clone();
                         let out = change(v, now);
-                        if v.status != before.0 {
-                            let kind = match v.status {
-                                Status::Approved => Some(Kind::Approved),
-                                Status::Canceled => Some(Kind::Canceled),
-                                Status::MaxAttemptsReached => Some(Kind::MaxAttemptsReached),
-                                _ => None,
-                            };
-                            if let Some(kind) = kind {
-                                let mut e = Event::of(v, kind);
-                                if kind == Kind::MaxAttemptsReached {
-                                    e.error_code = Some(60202);
-                                }
-                                state.events.record(account, e);
-                            }
-                        } else if v.checks_failed > before.1 {
-                            state
-                                .events
-                                .record(account, Event::of(v, Kind::CheckFailed));
-                        }
+                        record_change(state, account, &before, v);
                         let snapshot = v.clone();
                         if snapshot.status != Status::Pending {
                             r.pending = None;
@@ -454,38 +488,25 @@ pub async fn with_pending<T: Send + 'static>(
             }
         }
     };
+    let sqlite = state
+        .store
+        .sqlite()
+        .ok_or_else(|| ApiError::internal("no SQLite store"))?;
     let (snapshot, expired, out) = match decided {
         Ok(d) => d,
         Err(expired) => {
             if let Some(old) = expired {
-                store_finished(state, vec![old]).await?;
+                sqlite
+                    .save_verifications(vec![(old, None, Vec::new())])
+                    .await?;
             }
             return Err(not_found());
         }
     };
-    let mut to_store = Vec::new();
-    to_store.extend(expired);
-    to_store.push(snapshot.clone());
-    store_finished(state, to_store).await?;
+    let mut items: Vec<_> = expired.into_iter().map(|v| (v, None, Vec::new())).collect();
+    items.push((snapshot.clone(), None, Vec::new()));
+    sqlite.save_verifications(items).await?;
     Ok((snapshot, out?))
-}
-
-async fn store_finished(state: &AppState, vs: Vec<Verification>) -> Result<(), ApiError> {
-    state
-        .store
-        .writer
-        .write(
-            move |c| {
-                Box::pin(async move {
-                    for v in &vs {
-                        store::save_verification(c, v, None, "", &[]).await?;
-                    }
-                    Ok(())
-                })
-            },
-            |_| {},
-        )
-        .await
 }
 
 fn not_found_at(service: &str, key: &str) -> impl Fn() -> ApiError {
@@ -501,15 +522,20 @@ async fn fetch(
 ) -> Result<Json<Value>, ApiError> {
     service_node(&state, &caller.account, &service)?;
     let not_found = not_found_at(&service, &key);
-    let to = locate(&state, &service, &key).ok_or_else(&not_found)?;
     let now = state.now(&caller.account);
-    let mut locked = state.recipients.lock(&service, &to);
-    let v = locked
-        .get()
-        .and_then(|r| r.pending.as_ref())
-        .filter(|v| v.is_live(now) && (!key.starts_with(sid::VERIFICATION) || v.sid == key))
-        .cloned()
-        .ok_or_else(&not_found)?;
+    let found = match state.store.postgres() {
+        Some(pg) => pg.fetch(&service, &key, now).await?,
+        None => {
+            let to = locate(&state, &service, &key).ok_or_else(&not_found)?;
+            let mut locked = state.recipients.lock(&service, &to);
+            locked
+                .get()
+                .and_then(|r| r.pending.as_ref())
+                .filter(|v| v.is_live(now) && (!key.starts_with(sid::VERIFICATION) || v.sid == key))
+                .cloned()
+        }
+    };
+    let v = found.ok_or_else(&not_found)?;
     Ok(Json(render(&base, &v)))
 }
 

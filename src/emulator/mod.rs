@@ -4,7 +4,8 @@
 
 use std::collections::HashSet;
 
-use axum::extract::{OriginalUri, Path, State};
+use crate::api::Path;
+use axum::extract::{OriginalUri, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 use crate::api::{BaseUrl, printable, service_node};
 use crate::limiter::window;
 use crate::state::{AppState, real_now_ms};
-use crate::store::{self, OutboxFilter};
+use crate::store::OutboxFilter;
 use crate::twilio::auth::Caller;
 use crate::twilio::form::{FormBody, query};
 use crate::twilio::paging::{self, Page, PageRequest};
@@ -180,14 +181,11 @@ async fn set_clock(
         ));
     }
     let st = state.clone();
-    let acc = account.clone();
     state
         .store
-        .writer
-        .write(
-            move |c| Box::pin(async move { store::set_clock_offset(c, &acc, offset).await }),
-            move |_| st.clocks.set_offset(&account, offset),
-        )
+        .set_clock_offset(account.clone(), offset, move |_| {
+            st.clocks.set_offset(&account, offset)
+        })
         .await?;
     Ok(Json(clock_json(&state, &caller.account)))
 }
@@ -209,31 +207,26 @@ async fn reset(
     };
     let account = caller.account.clone();
     let st = state.clone();
-    let acc = account.clone();
     state
         .store
-        .writer
-        .write(
-            move |c| Box::pin(async move { store::reset_account(c, &acc, everything).await }),
-            move |_| {
-                let ids: HashSet<i64> = {
-                    let mut catalog = st.catalog.write();
-                    if everything {
-                        catalog.clear_account(&account).into_iter().collect()
-                    } else {
-                        catalog
-                            .rate_limits()
-                            .filter(|(home, _)| home.account_sid == account)
-                            .map(|(_, rl)| rl.record.id)
-                            .collect()
-                    }
-                };
-                st.limiter.clear(&ids);
-                st.recipients.clear_account(&account);
-                st.events.clear_account(&account);
-                st.clocks.set_offset(&account, 0);
-            },
-        )
+        .reset_account(account.clone(), everything, move |_| {
+            let ids: HashSet<i64> = {
+                let mut catalog = st.catalog.write();
+                if everything {
+                    catalog.clear_account(&account).into_iter().collect()
+                } else {
+                    catalog
+                        .rate_limits()
+                        .filter(|(home, _)| home.account_sid == account)
+                        .map(|(_, rl)| rl.record.id)
+                        .collect()
+                }
+            };
+            st.limiter.clear(&ids);
+            st.recipients.clear_account(&account);
+            st.events.clear_account(&account);
+            st.clocks.set_offset(&account, 0);
+        })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -262,7 +255,19 @@ async fn usage(
         if wanted.is_some_and(|w| w != rl.record.sid && w != rl.record.unique_name) {
             continue;
         }
-        for mut entry in state.limiter.usage(rl.record.id, value) {
+        let logs = match state.store.postgres() {
+            Some(pg) => {
+                let since = rl
+                    .rules
+                    .iter()
+                    .map(|r| r.lower_bound(now))
+                    .min()
+                    .unwrap_or(now);
+                pg.usage(rl.record.id, value, since).await?
+            }
+            None => state.limiter.usage(rl.record.id, value),
+        };
+        for mut entry in logs {
             window::prune(&mut entry.log, &rl.rules, now);
             for b in rl.buckets.values() {
                 let rule = b.rule();

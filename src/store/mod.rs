@@ -1,36 +1,109 @@
-//! Persistence. SQL lives here and only here.
+//! Persistence. SQL lives here and only here (`sql`).
 //!
-//! SQLite in WAL mode with `synchronous=FULL`. All writes go through one writer task
-//! (`writer`), which batches them into transactions (group commit); reads at start-up and for the
-//! control plane use a small pool.
+//! Two backends behind one seam, chosen by the database URL:
+//! - SQLite (default): one instance. WAL with `synchronous=FULL`; every write goes through one
+//!   writer task that batches jobs into transactions (group commit, `writer`); the limiter and
+//!   pending verifications live in memory and are rebuilt from the database at start-up.
+//! - PostgreSQL: any number of instances share everything; the limiter runs in the database,
+//!   in the same transaction as the verification it admits (`pg`).
 
-mod ops;
+pub mod pg;
+pub mod sql;
 pub mod writer;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Row, SqlitePool};
+use sqlx::{ConnectOptions, SqlitePool};
 
-pub use ops::*;
 pub use writer::{BoxFuture, Writer};
 
 use crate::catalog::{BucketRecord, Catalog, RateLimitRecord, ServiceRecord};
-use crate::verification::{Attempt, Status, Verification};
+use crate::twilio::ApiError;
+use crate::twilio::paging::Cursor;
+use crate::verification::{Attempt, Verification};
 
-pub struct Store {
+pub struct SqliteStore {
     pub pool: SqlitePool,
     pub writer: Writer,
 }
 
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(pg::PgStore),
+}
+
+#[derive(Debug, Default)]
+pub struct OutboxFilter {
+    pub to: Option<String>,
+    pub service_sid: Option<String>,
+    pub verification_sid: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OutboxMessage {
+    pub sid: String,
+    pub to: String,
+    pub channel: String,
+    pub code: String,
+    pub verification_sid: String,
+    pub service_sid: String,
+    pub account_sid: String,
+    #[serde(skip)]
+    pub at_ms: i64,
+}
+
+/// Runs the same statements on whichever backend this is: on SQLite as a job of the writer, on
+/// PostgreSQL in a transaction (`$method`: `write_config` for configuration changes, which
+/// every instance must notice, or `write`).
+macro_rules! dual {
+    ($store:expr, $method:ident, $on_commit:expr, |$c:ident, $q:ident| $body:expr) => {
+        match $store {
+            Store::Sqlite(s) => {
+                s.writer
+                    .write(
+                        move |$c| {
+                            Box::pin(async move {
+                                use crate::store::sql::sqlite as $q;
+                                $body
+                            })
+                        },
+                        $on_commit,
+                    )
+                    .await
+            }
+            Store::Postgres(p) => {
+                p.$method(
+                    move |$c| {
+                        Box::pin(async move {
+                            use crate::store::sql::pg as $q;
+                            $body
+                        })
+                    },
+                    $on_commit,
+                )
+                .await
+            }
+        }
+    };
+}
+
 impl Store {
-    /// Opens (creating if missing) and migrates the database, and starts the writer.
-    pub async fn open(url: &str) -> Result<(Self, tokio::task::JoinHandle<()>), String> {
+    /// Opens (creating if missing) and migrates the database named by `url`. For SQLite, also
+    /// starts the writer and returns its task (it ends once the store is dropped).
+    pub async fn open(
+        url: &str,
+        pg_pool_size: u32,
+    ) -> Result<(Self, Option<tokio::task::JoinHandle<()>>), String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let store = pg::PgStore::open(url, pg_pool_size).await?;
+            return Ok((Store::Postgres(store), None));
+        }
         if !url.starts_with("sqlite:") {
             return Err(format!(
-                "unsupported database URL {:?}: use sqlite://PATH or sqlite::memory:",
+                "unsupported database URL scheme {:?}: use sqlite://PATH, sqlite::memory: or postgres://…",
                 url.split(':').next().unwrap_or_default()
             ));
         }
@@ -57,264 +130,264 @@ impl Store {
             .await
             .map_err(|e| format!("cannot open the database: {e}"))?;
         let (writer, handle) = Writer::spawn(conn);
-        Ok((Self { pool, writer }, handle))
+        Ok((Store::Sqlite(SqliteStore { pool, writer }), Some(handle)))
+    }
+
+    pub fn sqlite(&self) -> Option<&SqliteStore> {
+        match self {
+            Store::Sqlite(s) => Some(s),
+            Store::Postgres(_) => None,
+        }
+    }
+
+    pub fn postgres(&self) -> Option<&pg::PgStore> {
+        match self {
+            Store::Postgres(p) => Some(p),
+            Store::Sqlite(_) => None,
+        }
     }
 
     pub async fn load_catalog(&self) -> Result<Catalog, sqlx::Error> {
-        let mut catalog = Catalog::default();
-        let rows = sqlx::query("SELECT sid, account_sid, friendly_name, code_length, custom_code_enabled, settings, date_created, date_updated FROM services")
-            .fetch_all(&self.pool)
-            .await?;
-        for r in rows {
-            catalog.put_service(ServiceRecord {
-                sid: r.get(0),
-                account_sid: r.get(1),
-                friendly_name: r.get(2),
-                code_length: r.get::<i64, _>(3) as u32,
-                custom_code_enabled: r.get(4),
-                settings: serde_json::from_str(r.get::<&str, _>(5)).unwrap_or_default(),
-                date_created: r.get(6),
-                date_updated: r.get(7),
-            });
+        match self {
+            Store::Sqlite(s) => sql::sqlite::load_catalog(&mut *s.pool.acquire().await?).await,
+            Store::Postgres(p) => sql::pg::load_catalog(&mut *p.pool.acquire().await?).await,
         }
-        let rows = sqlx::query("SELECT id, sid, service_sid, account_sid, unique_name, description, date_created, date_updated FROM rate_limits")
-            .fetch_all(&self.pool)
-            .await?;
-        let mut homes: HashMap<i64, (String, String, String)> = HashMap::new();
-        for r in rows {
-            let rec = RateLimitRecord {
-                id: r.get(0),
-                sid: r.get(1),
-                service_sid: r.get(2),
-                account_sid: r.get(3),
-                unique_name: r.get(4),
-                description: r.get(5),
-                date_created: r.get(6),
-                date_updated: r.get(7),
-            };
-            homes.insert(
-                rec.id,
-                (
-                    rec.account_sid.clone(),
-                    rec.service_sid.clone(),
-                    rec.sid.clone(),
-                ),
-            );
-            catalog.put_rate_limit(rec);
-        }
-        let rows = sqlx::query("SELECT sid, rate_limit_id, max, interval, live_since_ms, date_created, date_updated FROM buckets")
-            .fetch_all(&self.pool)
-            .await?;
-        for r in rows {
-            let Some((account, service, rate_limit)) = homes.get(&r.get::<i64, _>(1)) else {
-                continue;
-            };
-            catalog.put_bucket(BucketRecord {
-                sid: r.get(0),
-                rate_limit_sid: rate_limit.clone(),
-                service_sid: service.clone(),
-                account_sid: account.clone(),
-                max: r.get::<i64, _>(2) as u32,
-                interval: r.get::<i64, _>(3) as u32,
-                live_since_ms: r.get(4),
-                date_created: r.get(5),
-                date_updated: r.get(6),
-            });
-        }
-        Ok(catalog)
     }
 
     pub async fn load_clocks(&self) -> Result<HashMap<String, i64>, sqlx::Error> {
-        let rows = sqlx::query("SELECT sid, clock_offset_ms FROM accounts")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-    }
-
-    /// Every admission, oldest first: (rate limit id, value, time).
-    pub async fn load_admissions(&self) -> Result<Vec<(i64, String, i64)>, sqlx::Error> {
-        let rows = sqlx::query("SELECT rate_limit_id, value, at_ms FROM admissions ORDER BY at_ms")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect())
-    }
-
-    /// Verifications still pending, with their send attempts.
-    pub async fn load_pending(&self) -> Result<Vec<Verification>, sqlx::Error> {
-        let rows = sqlx::query(&format!(
-            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE status = 'pending'"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out: BTreeMap<String, Verification> = rows
-            .iter()
-            .map(verification_from_row)
-            .map(|v| (v.sid.clone(), v))
-            .collect();
-        let rows = sqlx::query(
-            "SELECT a.verification_sid, a.sid, a.channel, a.at_ms FROM send_attempts a \
-             JOIN verifications v ON v.sid = a.verification_sid \
-             WHERE v.status = 'pending' ORDER BY a.at_ms, a.sid",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        for r in rows {
-            if let Some(v) = out.get_mut(r.get::<&str, _>(0)) {
-                v.attempts.push(Attempt {
-                    sid: r.get(1),
-                    channel: r.get(2),
-                    at_ms: r.get(3),
-                });
-            }
+        match self {
+            Store::Sqlite(s) => sql::sqlite::load_clocks(&mut *s.pool.acquire().await?).await,
+            Store::Postgres(p) => sql::pg::load_clocks(&mut *p.pool.acquire().await?).await,
         }
-        Ok(out.into_values().collect())
     }
 
-    /// Send times per (service, recipient) since `since_ms` (for the send-attempts rule).
-    pub async fn load_recent_sends(
-        &self,
-        since_ms: i64,
-    ) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT service_sid, recipient, at_ms FROM send_attempts WHERE at_ms >= ? ORDER BY at_ms",
-        )
-        .bind(since_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect())
-    }
-
-    /// One page of the outbox of an account, ordered by attempt SID.
+    /// One page of an account's outbox (ordered by attempt SID) and whether more follow.
     pub async fn outbox(
         &self,
         account: &str,
         filter: &OutboxFilter,
-        cursor: &crate::twilio::paging::Cursor,
+        cursor: &Cursor,
         limit: usize,
     ) -> Result<(Vec<OutboxMessage>, bool), sqlx::Error> {
-        use crate::twilio::paging::Cursor;
-        let mut sql = String::from(
-            "SELECT sid, recipient, channel, code, verification_sid, service_sid, account_sid, at_ms \
-             FROM send_attempts WHERE account_sid = ?",
-        );
-        let mut binds: Vec<String> = vec![account.to_owned()];
-        for (col, v) in [
-            ("recipient", &filter.to),
-            ("service_sid", &filter.service_sid),
-            ("verification_sid", &filter.verification_sid),
-        ] {
-            if let Some(v) = v {
-                sql.push_str(&format!(" AND {col} = ?"));
-                binds.push(v.clone());
+        match self {
+            Store::Sqlite(s) => {
+                sql::sqlite::outbox(
+                    &mut *s.pool.acquire().await?,
+                    account,
+                    filter,
+                    cursor,
+                    limit,
+                )
+                .await
+            }
+            Store::Postgres(p) => {
+                sql::pg::outbox(
+                    &mut *p.pool.acquire().await?,
+                    account,
+                    filter,
+                    cursor,
+                    limit,
+                )
+                .await
             }
         }
-        let (desc, offset) = match cursor {
-            Cursor::Start => (false, 0),
-            Cursor::Offset(n) => (false, *n),
-            Cursor::After(s) => {
-                sql.push_str(" AND sid > ?");
-                binds.push(s.clone());
-                (false, 0)
-            }
-            Cursor::Before(s) => {
-                sql.push_str(" AND sid < ?");
-                binds.push(s.clone());
-                (true, 0)
-            }
-        };
-        sql.push_str(if desc {
-            " ORDER BY sid DESC"
-        } else {
-            " ORDER BY sid"
-        });
-        sql.push_str(" LIMIT ? OFFSET ?");
-        let mut q = sqlx::query(&sql);
-        for b in &binds {
-            q = q.bind(b);
-        }
-        let rows = q
-            .bind((limit + 1) as i64)
-            .bind(offset as i64)
-            .fetch_all(&self.pool)
-            .await?;
-        let more = rows.len() > limit;
-        let mut msgs: Vec<OutboxMessage> = rows
-            .iter()
-            .take(limit)
-            .map(|r| OutboxMessage {
-                sid: r.get(0),
-                to: r.get(1),
-                channel: r.get(2),
-                code: r.get(3),
-                verification_sid: r.get(4),
-                service_sid: r.get(5),
-                account_sid: r.get(6),
-                at_ms: r.get(7),
-            })
-            .collect();
-        if desc {
-            msgs.reverse();
-        }
-        Ok((msgs, more))
     }
 
-    /// Whether any record of the outbox query lies before `sid` (for `previous_page_url`).
+    /// Whether the account's outbox has anything before `sid`.
     pub async fn outbox_has_before(&self, account: &str, sid: &str) -> Result<bool, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT EXISTS (SELECT 1 FROM send_attempts WHERE account_sid = ? AND sid < ?)",
-        )
-        .bind(account)
-        .bind(sid)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.get::<bool, _>(0))
+        match self {
+            Store::Sqlite(s) => {
+                sql::sqlite::outbox_has_before(&mut *s.pool.acquire().await?, account, sid).await
+            }
+            Store::Postgres(p) => {
+                sql::pg::outbox_has_before(&mut *p.pool.acquire().await?, account, sid).await
+            }
+        }
+    }
+
+    pub async fn insert_service(
+        &self,
+        r: ServiceRecord,
+        on_commit: impl FnOnce(&ServiceRecord) + Send + 'static,
+    ) -> Result<ServiceRecord, ApiError> {
+        dual!(self, write_config, on_commit, |c, q| {
+            q::insert_service(c, &r).await.map(|_| r)
+        })
+    }
+
+    pub async fn update_service(
+        &self,
+        r: ServiceRecord,
+        on_commit: impl FnOnce(&ServiceRecord) + Send + 'static,
+    ) -> Result<ServiceRecord, ApiError> {
+        dual!(self, write_config, on_commit, |c, q| {
+            q::update_service(c, &r).await.map(|_| r)
+        })
+    }
+
+    pub async fn delete_service(
+        &self,
+        account: String,
+        sid: String,
+        on_commit: impl FnOnce(&()) + Send + 'static,
+    ) -> Result<(), ApiError> {
+        dual!(self, write_config, on_commit, |c, q| {
+            q::delete_service(c, &account, &sid).await
+        })
+    }
+
+    pub async fn insert_rate_limit(
+        &self,
+        r: RateLimitRecord,
+        max_per_service: u32,
+        on_commit: impl FnOnce(&RateLimitRecord) + Send + 'static,
+    ) -> Result<RateLimitRecord, ApiError> {
+        dual!(self, write_config, on_commit, |c, q| {
+            q::insert_rate_limit(c, r, max_per_service).await
+        })
+    }
+
+    pub async fn update_rate_limit(
+        &self,
+        r: RateLimitRecord,
+        on_commit: impl FnOnce(&RateLimitRecord) + Send + 'static,
+    ) -> Result<RateLimitRecord, ApiError> {
+        dual!(self, write_config, on_commit, |c, q| {
+            q::update_rate_limit(c, &r).await.map(|_| r)
+        })
+    }
+
+    pub async fn delete_rate_limit(
+        &self,
+        id: i64,
+        on_commit: impl FnOnce(&()) + Send + 'static,
+    ) -> Result<(), ApiError> {
+        dual!(self, write_config, on_commit, |c, q| {
+            q::delete_rate_limit(c, id).await
+        })
+    }
+
+    pub async fn insert_bucket(
+        &self,
+        b: BucketRecord,
+        rate_limit_id: i64,
+        max_per_rate_limit: u32,
+        on_commit: impl FnOnce(&BucketRecord) + Send + 'static,
+    ) -> Result<BucketRecord, ApiError> {
+        dual!(self, write_config, on_commit, |c, q| {
+            q::insert_bucket(c, &b, rate_limit_id, max_per_rate_limit)
+                .await
+                .map(|_| b)
+        })
+    }
+
+    pub async fn update_bucket(
+        &self,
+        b: BucketRecord,
+        on_commit: impl FnOnce(&BucketRecord) + Send + 'static,
+    ) -> Result<BucketRecord, ApiError> {
+        dual!(self, write_config, on_commit, |c, q| {
+            q::update_bucket(c, &b).await.map(|_| b)
+        })
+    }
+
+    pub async fn delete_bucket(
+        &self,
+        sid: String,
+        on_commit: impl FnOnce(&()) + Send + 'static,
+    ) -> Result<(), ApiError> {
+        dual!(self, write_config, on_commit, |c, q| {
+            q::delete_bucket(c, &sid).await
+        })
+    }
+
+    pub async fn set_clock_offset(
+        &self,
+        account: String,
+        offset_ms: i64,
+        on_commit: impl FnOnce(&()) + Send + 'static,
+    ) -> Result<(), ApiError> {
+        dual!(self, write_config, on_commit, |c, q| {
+            q::set_clock_offset(c, &account, offset_ms).await
+        })
+    }
+
+    pub async fn reset_account(
+        &self,
+        account: String,
+        everything: bool,
+        on_commit: impl FnOnce(&()) + Send + 'static,
+    ) -> Result<(), ApiError> {
+        dual!(self, write_config, on_commit, |c, q| {
+            q::reset_account(c, &account, everything).await
+        })
+    }
+
+    /// Deletes admissions no bucket counts any more: (rate limit id, oldest time still counted).
+    pub async fn prune_admissions(&self, horizons: Vec<(i64, i64)>) -> Result<u64, ApiError> {
+        dual!(self, write, |_: &u64| {}, |c, q| {
+            let mut pruned = 0;
+            for (id, keep_from) in horizons {
+                pruned += q::prune_admissions(c, id, keep_from).await?;
+            }
+            Ok(pruned)
+        })
+    }
+
+    /// Deletes verifications (and their codes) created before each account's cutoff.
+    pub async fn purge_verifications(&self, cutoffs: Vec<(String, i64)>) -> Result<u64, ApiError> {
+        dual!(self, write, |_: &u64| {}, |c, q| {
+            let mut purged = 0;
+            for (account, before) in cutoffs {
+                purged += q::purge_verifications(c, &account, before).await?;
+            }
+            Ok(purged)
+        })
     }
 }
 
-#[derive(Debug, Default)]
-pub struct OutboxFilter {
-    pub to: Option<String>,
-    pub service_sid: Option<String>,
-    pub verification_sid: Option<String>,
-}
+/// A verification state to save, with its new send attempt (if any) and the admissions
+/// (rate limit id, value, time) that let it through.
+pub type SaveItem = (Verification, Option<Attempt>, Vec<(i64, Box<str>, i64)>);
 
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct OutboxMessage {
-    pub sid: String,
-    pub to: String,
-    pub channel: String,
-    pub code: String,
-    pub verification_sid: String,
-    pub service_sid: String,
-    pub account_sid: String,
-    #[serde(skip)]
-    pub at_ms: i64,
-}
+impl SqliteStore {
+    /// Saves verification states with, for each, its new send attempt (and code) and the
+    /// admissions that let it through.
+    pub async fn save_verifications(&self, items: Vec<SaveItem>) -> Result<(), ApiError> {
+        self.writer
+            .write(
+                move |c| {
+                    Box::pin(async move {
+                        for (v, attempt, admissions) in &items {
+                            sql::sqlite::save_verification(
+                                c,
+                                v,
+                                attempt.as_ref(),
+                                &v.code,
+                                admissions,
+                            )
+                            .await?;
+                        }
+                        Ok(())
+                    })
+                },
+                |_| {},
+            )
+            .await
+    }
 
-const VERIFICATION_COLUMNS: &str = "sid, service_sid, account_sid, recipient, channel, status, code, amount, payee, checks_failed, expires_ms, date_created, date_updated, version";
+    pub async fn load_admissions(&self) -> Result<Vec<(i64, String, i64)>, sqlx::Error> {
+        sql::sqlite::load_admissions(&mut *self.pool.acquire().await?).await
+    }
 
-fn verification_from_row(r: &sqlx::sqlite::SqliteRow) -> Verification {
-    Verification {
-        sid: r.get(0),
-        service_sid: r.get(1),
-        account_sid: r.get(2),
-        to: r.get(3),
-        channel: r.get(4),
-        status: Status::parse(r.get::<&str, _>(5)).unwrap_or(Status::Failed),
-        code: r.get(6),
-        amount: r.get(7),
-        payee: r.get(8),
-        checks_failed: r.get::<i64, _>(9) as u32,
-        expires_ms: r.get(10),
-        date_created: r.get(11),
-        date_updated: r.get(12),
-        version: r.get::<i64, _>(13) as u64,
-        attempts: Vec::new(),
+    pub async fn load_pending(&self) -> Result<Vec<Verification>, sqlx::Error> {
+        sql::sqlite::load_pending(&mut *self.pool.acquire().await?).await
+    }
+
+    pub async fn load_recent_sends(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+        sql::sqlite::load_recent_sends(&mut *self.pool.acquire().await?, since_ms).await
     }
 }

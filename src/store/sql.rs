@@ -1,0 +1,634 @@
+//! Every SQL statement, written once and compiled for both backends: `sqlite` (the default,
+//! single instance) and `pg` (PostgreSQL, shared by many instances). Statements use `?`
+//! placeholders; for PostgreSQL they are numbered (`$1`, `$2`, …) by `numbered`.
+
+use std::borrow::Cow;
+
+use crate::twilio::ApiError;
+
+/// Maps a unique-constraint violation to the given client error; anything else is internal.
+fn unique_or_internal(e: sqlx::Error, on_unique: impl FnOnce() -> ApiError) -> ApiError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => on_unique(),
+        _ => ApiError::from(e),
+    }
+}
+
+fn found(rows: u64, path: impl FnOnce() -> String) -> Result<(), ApiError> {
+    if rows == 0 {
+        Err(ApiError::not_found(path()))
+    } else {
+        Ok(())
+    }
+}
+
+fn duplicate_interval() -> ApiError {
+    ApiError::bad_request(
+        60211,
+        "A Bucket with this Interval already exists in this Rate Limit",
+    )
+}
+
+/// SQLite takes `?` placeholders as they are.
+pub fn as_is(sql: &str) -> Cow<'_, str> {
+    Cow::Borrowed(sql)
+}
+
+/// PostgreSQL wants `$n`: `?` becomes the next number, `?N` becomes `$N`.
+pub fn numbered(sql: &str) -> Cow<'_, str> {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut next = 1;
+    let mut chars = sql.chars().peekable();
+    while let Some(ch) = chars.next() {
+        if ch != '?' {
+            out.push(ch);
+            continue;
+        }
+        out.push('$');
+        if chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+            while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+                out.push(d);
+                chars.next();
+            }
+        } else {
+            out.push_str(&next.to_string());
+            next += 1;
+        }
+    }
+    Cow::Owned(out)
+}
+
+macro_rules! statements {
+    ($conn:ty, $row:ty, $sql:path) => {
+        use std::collections::{BTreeMap, HashMap};
+
+        use sqlx::Row;
+
+        use crate::catalog::{BucketRecord, Catalog, RateLimitRecord, ServiceRecord};
+        use crate::store::{OutboxFilter, OutboxMessage};
+        use crate::store::sql::{duplicate_interval, found, unique_or_internal};
+        use crate::twilio::ApiError;
+        use crate::verification::{Attempt, Status, Verification};
+
+        pub async fn insert_service(c: &mut $conn, s: &ServiceRecord) -> Result<(), ApiError> {
+            sqlx::query(&$sql("INSERT INTO services (sid, account_sid, friendly_name, code_length, custom_code_enabled, settings, date_created, date_updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"))
+                .bind(&s.sid)
+                .bind(&s.account_sid)
+                .bind(&s.friendly_name)
+                .bind(s.code_length as i64)
+                .bind(s.custom_code_enabled)
+                .bind(serde_json::to_string(&s.settings).map_err(ApiError::internal)?)
+                .bind(s.date_created)
+                .bind(s.date_updated)
+                .execute(c)
+                .await?;
+            Ok(())
+        }
+
+        pub async fn update_service(c: &mut $conn, s: &ServiceRecord) -> Result<(), ApiError> {
+            let done = sqlx::query(&$sql("UPDATE services SET friendly_name = ?, code_length = ?, custom_code_enabled = ?, settings = ?, date_updated = ? WHERE sid = ? AND account_sid = ?"))
+                .bind(&s.friendly_name)
+                .bind(s.code_length as i64)
+                .bind(s.custom_code_enabled)
+                .bind(serde_json::to_string(&s.settings).map_err(ApiError::internal)?)
+                .bind(s.date_updated)
+                .bind(&s.sid)
+                .bind(&s.account_sid)
+                .execute(c)
+                .await?;
+            found(done.rows_affected(), || format!("/Services/{}", s.sid))
+        }
+
+
+        pub async fn delete_service(
+            c: &mut $conn,
+            account: &str,
+            sid: &str,
+        ) -> Result<(), ApiError> {
+            let done = sqlx::query(&$sql("DELETE FROM services WHERE sid = ? AND account_sid = ?"))
+                .bind(sid)
+                .bind(account)
+                .execute(c)
+                .await?;
+            found(done.rows_affected(), || format!("/Services/{sid}"))
+        }
+
+        /// Inserts a rate limit (its `id` is assigned here) unless the service already has
+        /// `max_per_service` (60207) or one with the same unique name (60208).
+        pub async fn insert_rate_limit(
+            c: &mut $conn,
+            mut r: RateLimitRecord,
+            max_per_service: u32,
+        ) -> Result<RateLimitRecord, ApiError> {
+            let (count,): (i64,) = sqlx::query_as(&$sql("SELECT COUNT(*) FROM rate_limits WHERE service_sid = ?"))
+                .bind(&r.service_sid)
+                .fetch_one(&mut *c)
+                .await?;
+            if count >= i64::from(max_per_service) {
+                return Err(ApiError::bad_request(
+                    60207,
+                    format!(
+                        "Max Rate Limits per Service reached: a service can have at most {max_per_service} rate limits"
+                    ),
+                ));
+            }
+            let duplicate = || {
+                ApiError::bad_request(
+                    60208,
+                    "A Rate Limit with this UniqueName already exists in this Service",
+                )
+            };
+            let id: (i64,) = sqlx::query_as(&$sql("INSERT INTO rate_limits (sid, service_sid, account_sid, unique_name, description, date_created, date_updated) SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM services WHERE sid = ?) RETURNING id"))
+                .bind(&r.sid)
+                .bind(&r.service_sid)
+                .bind(&r.account_sid)
+                .bind(&r.unique_name)
+                .bind(&r.description)
+                .bind(r.date_created)
+                .bind(r.date_updated)
+                .bind(&r.service_sid)
+                .fetch_optional(c)
+                .await
+                .map_err(|e| unique_or_internal(e, duplicate))?
+                .ok_or_else(|| ApiError::not_found(format!("/Services/{}", r.service_sid)))?;
+            r.id = id.0;
+            Ok(r)
+        }
+
+        pub async fn update_rate_limit(
+            c: &mut $conn,
+            r: &RateLimitRecord,
+        ) -> Result<(), ApiError> {
+            let done = sqlx::query(&$sql("UPDATE rate_limits SET description = ?, date_updated = ? WHERE id = ?"))
+                .bind(&r.description)
+                .bind(r.date_updated)
+                .bind(r.id)
+                .execute(c)
+                .await?;
+            found(done.rows_affected(), || {
+                format!("/Services/{}/RateLimits/{}", r.service_sid, r.sid)
+            })
+        }
+
+        pub async fn delete_rate_limit(c: &mut $conn, id: i64) -> Result<(), ApiError> {
+            let done = sqlx::query(&$sql("DELETE FROM rate_limits WHERE id = ?"))
+                .bind(id)
+                .execute(c)
+                .await?;
+            found(done.rows_affected(), || "/RateLimits".to_owned())
+        }
+
+
+        /// Inserts a bucket unless the rate limit already has `max_per_rate_limit` (60210) or one with
+        /// the same interval (60211).
+        pub async fn insert_bucket(
+            c: &mut $conn,
+            b: &BucketRecord,
+            rate_limit_id: i64,
+            max_per_rate_limit: u32,
+        ) -> Result<(), ApiError> {
+            let (count,): (i64,) = sqlx::query_as(&$sql("SELECT COUNT(*) FROM buckets WHERE rate_limit_id = ?"))
+                .bind(rate_limit_id)
+                .fetch_one(&mut *c)
+                .await?;
+            if count >= i64::from(max_per_rate_limit) {
+                return Err(ApiError::bad_request(
+                    60210,
+                    format!(
+                        "Max Buckets per Rate Limit reached: a rate limit can have at most {max_per_rate_limit} buckets"
+                    ),
+                ));
+            }
+            let done = sqlx::query(&$sql("INSERT INTO buckets (sid, rate_limit_id, max, \"interval\", live_since_ms, date_created, date_updated) SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM rate_limits WHERE id = ?)"))
+                .bind(&b.sid)
+                .bind(rate_limit_id)
+                .bind(i64::from(b.max))
+                .bind(i64::from(b.interval))
+                .bind(b.live_since_ms)
+                .bind(b.date_created)
+                .bind(b.date_updated)
+                .bind(rate_limit_id)
+                .execute(c)
+                .await
+                .map_err(|e| unique_or_internal(e, duplicate_interval))?;
+            found(done.rows_affected(), || {
+                format!(
+                    "/Services/{}/RateLimits/{}",
+                    b.service_sid, b.rate_limit_sid
+                )
+            })
+        }
+
+        pub async fn update_bucket(c: &mut $conn, b: &BucketRecord) -> Result<(), ApiError> {
+            let done = sqlx::query(&$sql("UPDATE buckets SET max = ?, \"interval\" = ?, live_since_ms = ?, date_updated = ? WHERE sid = ?"))
+                .bind(i64::from(b.max))
+                .bind(i64::from(b.interval))
+                .bind(b.live_since_ms)
+                .bind(b.date_updated)
+                .bind(&b.sid)
+                .execute(c)
+                .await
+                .map_err(|e| unique_or_internal(e, duplicate_interval))?;
+            found(done.rows_affected(), || {
+                format!(
+                    "/Services/{}/RateLimits/{}/Buckets/{}",
+                    b.service_sid, b.rate_limit_sid, b.sid
+                )
+            })
+        }
+
+        pub async fn delete_bucket(c: &mut $conn, sid: &str) -> Result<(), ApiError> {
+            let done = sqlx::query(&$sql("DELETE FROM buckets WHERE sid = ?"))
+                .bind(sid)
+                .execute(c)
+                .await?;
+            found(done.rows_affected(), || "/Buckets".to_owned())
+        }
+
+        /// Saves a verification's state (only if newer than what is stored: concurrent requests may
+        /// reach the writer out of order), its new send attempt, and the admissions that let it through.
+        /// A verification whose service was deleted meanwhile is not stored.
+        pub async fn save_verification(
+            c: &mut $conn,
+            v: &Verification,
+            attempt: Option<&Attempt>,
+            code: &str,
+            admissions: &[(i64, Box<str>, i64)],
+        ) -> Result<(), ApiError> {
+            sqlx::query(&$sql(
+                "INSERT INTO verifications (sid, service_sid, account_sid, recipient, channel, status, code, amount, payee, checks_failed, expires_ms, date_created, date_updated, version) \
+                 SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM services WHERE sid = ?) \
+                 ON CONFLICT (sid) DO UPDATE SET channel = excluded.channel, status = excluded.status, \
+                   checks_failed = excluded.checks_failed, expires_ms = excluded.expires_ms, \
+                   date_updated = excluded.date_updated, version = excluded.version \
+                 WHERE excluded.version > verifications.version",
+            ))
+            .bind(&v.sid)
+            .bind(&v.service_sid)
+            .bind(&v.account_sid)
+            .bind(&v.to)
+            .bind(&v.channel)
+            .bind(v.status.as_str())
+            .bind(&v.code)
+            .bind(&v.amount)
+            .bind(&v.payee)
+            .bind(i64::from(v.checks_failed))
+            .bind(v.expires_ms)
+            .bind(v.date_created)
+            .bind(v.date_updated)
+            .bind(v.version as i64)
+            .bind(&v.service_sid)
+            .execute(&mut *c)
+            .await?;
+            if let Some(a) = attempt {
+                sqlx::query(&$sql("INSERT INTO send_attempts (sid, verification_sid, service_sid, account_sid, recipient, channel, code, at_ms) SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM verifications WHERE sid = ?)"))
+                    .bind(&a.sid)
+                    .bind(&v.sid)
+                    .bind(&v.service_sid)
+                    .bind(&v.account_sid)
+                    .bind(&v.to)
+                    .bind(&a.channel)
+                    .bind(code)
+                    .bind(a.at_ms)
+                    .bind(&v.sid)
+                    .execute(&mut *c)
+                    .await?;
+            }
+            for (rate_limit_id, value, at) in admissions {
+                sqlx::query(&$sql("INSERT INTO admissions (rate_limit_id, value, at_ms) SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM rate_limits WHERE id = ?)"))
+                    .bind(rate_limit_id)
+                    .bind(&**value)
+                    .bind(at)
+                    .bind(rate_limit_id)
+                    .execute(&mut *c)
+                    .await?;
+            }
+            Ok(())
+        }
+
+        pub async fn set_clock_offset(
+            c: &mut $conn,
+            account: &str,
+            offset_ms: i64,
+        ) -> Result<(), ApiError> {
+            sqlx::query(&$sql("INSERT INTO accounts (sid, clock_offset_ms) VALUES (?, ?) ON CONFLICT (sid) DO UPDATE SET clock_offset_ms = excluded.clock_offset_ms"))
+                .bind(account)
+                .bind(offset_ms)
+                .execute(c)
+                .await?;
+            Ok(())
+        }
+
+        /// Deletes an account's verifications, codes and counters (and, with `everything`, its
+        /// services), and puts its clock back to real time.
+        pub async fn reset_account(
+            c: &mut $conn,
+            account: &str,
+            everything: bool,
+        ) -> Result<(), ApiError> {
+            let mut statements = vec![
+                "DELETE FROM verifications WHERE account_sid = ?1",
+                "DELETE FROM admissions WHERE rate_limit_id IN (SELECT id FROM rate_limits WHERE account_sid = ?1)",
+                "DELETE FROM accounts WHERE sid = ?1",
+            ];
+            if everything {
+                statements.push("DELETE FROM services WHERE account_sid = ?1");
+            }
+            for sql in statements {
+                sqlx::query(&$sql(sql)).bind(account).execute(&mut *c).await?;
+            }
+            Ok(())
+        }
+
+        /// Deletes the admissions of a rate limit older than `before_ms`.
+        pub async fn prune_admissions(
+            c: &mut $conn,
+            rate_limit_id: i64,
+            before_ms: i64,
+        ) -> Result<u64, ApiError> {
+            let done = sqlx::query(&$sql("DELETE FROM admissions WHERE rate_limit_id = ? AND at_ms < ?"))
+                .bind(rate_limit_id)
+                .bind(before_ms)
+                .execute(c)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
+        /// Deletes an account's verifications (and their codes) created before `before_ms`.
+        pub async fn purge_verifications(
+            c: &mut $conn,
+            account: &str,
+            before_ms: i64,
+        ) -> Result<u64, ApiError> {
+            let done = sqlx::query(&$sql("DELETE FROM verifications WHERE account_sid = ? AND date_created < ?"))
+                .bind(account)
+                .bind(before_ms)
+                .execute(c)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
+        pub async fn load_catalog(c: &mut $conn) -> Result<Catalog, sqlx::Error> {
+            let mut catalog = Catalog::default();
+            let rows = sqlx::query(&$sql("SELECT sid, account_sid, friendly_name, code_length, custom_code_enabled, settings, date_created, date_updated FROM services"))
+                .fetch_all(&mut *c)
+                .await?;
+            for r in rows {
+                catalog.put_service(ServiceRecord {
+                    sid: r.get(0),
+                    account_sid: r.get(1),
+                    friendly_name: r.get(2),
+                    code_length: r.get::<i64, _>(3) as u32,
+                    custom_code_enabled: r.get(4),
+                    settings: serde_json::from_str(r.get::<&str, _>(5)).unwrap_or_default(),
+                    date_created: r.get(6),
+                    date_updated: r.get(7),
+                });
+            }
+            let rows = sqlx::query(&$sql("SELECT id, sid, service_sid, account_sid, unique_name, description, date_created, date_updated FROM rate_limits"))
+                .fetch_all(&mut *c)
+                .await?;
+            let mut homes: HashMap<i64, (String, String, String)> = HashMap::new();
+            for r in rows {
+                let rec = RateLimitRecord {
+                    id: r.get(0),
+                    sid: r.get(1),
+                    service_sid: r.get(2),
+                    account_sid: r.get(3),
+                    unique_name: r.get(4),
+                    description: r.get(5),
+                    date_created: r.get(6),
+                    date_updated: r.get(7),
+                };
+                homes.insert(
+                    rec.id,
+                    (
+                        rec.account_sid.clone(),
+                        rec.service_sid.clone(),
+                        rec.sid.clone(),
+                    ),
+                );
+                catalog.put_rate_limit(rec);
+            }
+            let rows = sqlx::query(&$sql("SELECT sid, rate_limit_id, max, \"interval\", live_since_ms, date_created, date_updated FROM buckets"))
+                .fetch_all(&mut *c)
+                .await?;
+            for r in rows {
+                let Some((account, service, rate_limit)) = homes.get(&r.get::<i64, _>(1)) else {
+                    continue;
+                };
+                catalog.put_bucket(BucketRecord {
+                    sid: r.get(0),
+                    rate_limit_sid: rate_limit.clone(),
+                    service_sid: service.clone(),
+                    account_sid: account.clone(),
+                    max: r.get::<i64, _>(2) as u32,
+                    interval: r.get::<i64, _>(3) as u32,
+                    live_since_ms: r.get(4),
+                    date_created: r.get(5),
+                    date_updated: r.get(6),
+                });
+            }
+            Ok(catalog)
+        }
+
+        pub async fn load_clocks(c: &mut $conn) -> Result<HashMap<String, i64>, sqlx::Error> {
+            let rows = sqlx::query(&$sql("SELECT sid, clock_offset_ms FROM accounts"))
+                .fetch_all(&mut *c)
+                .await?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        }
+
+        /// Every admission, oldest first: (rate limit id, value, time).
+        pub async fn load_admissions(c: &mut $conn) -> Result<Vec<(i64, String, i64)>, sqlx::Error> {
+            let rows = sqlx::query(&$sql("SELECT rate_limit_id, value, at_ms FROM admissions ORDER BY at_ms"))
+                .fetch_all(&mut *c)
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect())
+        }
+
+        /// Verifications still pending, with their send attempts.
+        pub async fn load_pending(c: &mut $conn) -> Result<Vec<Verification>, sqlx::Error> {
+            let rows = sqlx::query(&$sql(&format!(
+                "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE status = 'pending'"
+            )))
+            .fetch_all(&mut *c)
+            .await?;
+            let mut out: BTreeMap<String, Verification> = rows
+                .iter()
+                .map(verification_from_row)
+                .map(|v| (v.sid.clone(), v))
+                .collect();
+            let rows = sqlx::query(
+                &$sql("SELECT a.verification_sid, a.sid, a.channel, a.at_ms FROM send_attempts a \
+                 JOIN verifications v ON v.sid = a.verification_sid \
+                 WHERE v.status = 'pending' ORDER BY a.at_ms, a.sid"),
+            )
+            .fetch_all(&mut *c)
+            .await?;
+            for r in rows {
+                if let Some(v) = out.get_mut(r.get::<&str, _>(0)) {
+                    v.attempts.push(Attempt {
+                        sid: r.get(1),
+                        channel: r.get(2),
+                        at_ms: r.get(3),
+                    });
+                }
+            }
+            Ok(out.into_values().collect())
+        }
+
+        /// Send times per (service, recipient) since `since_ms` (for the send-attempts rule).
+        pub async fn load_recent_sends(
+            c: &mut $conn,
+            since_ms: i64,
+        ) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+            let rows = sqlx::query(
+                &$sql("SELECT service_sid, recipient, at_ms FROM send_attempts WHERE at_ms >= ? ORDER BY at_ms"),
+            )
+            .bind(since_ms)
+            .fetch_all(&mut *c)
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect())
+        }
+
+        /// One page of the outbox of an account, ordered by attempt SID.
+        pub async fn outbox(
+            c: &mut $conn,
+            account: &str,
+            filter: &OutboxFilter,
+            cursor: &crate::twilio::paging::Cursor,
+            limit: usize,
+        ) -> Result<(Vec<OutboxMessage>, bool), sqlx::Error> {
+            use crate::twilio::paging::Cursor;
+            let mut sql = String::from(
+                "SELECT sid, recipient, channel, code, verification_sid, service_sid, account_sid, at_ms \
+                 FROM send_attempts WHERE account_sid = ?",
+            );
+            let mut binds: Vec<String> = vec![account.to_owned()];
+            for (col, v) in [
+                ("recipient", &filter.to),
+                ("service_sid", &filter.service_sid),
+                ("verification_sid", &filter.verification_sid),
+            ] {
+                if let Some(v) = v {
+                    sql.push_str(&format!(" AND {col} = ?"));
+                    binds.push(v.clone());
+                }
+            }
+            let (desc, offset) = match cursor {
+                Cursor::Start => (false, 0),
+                Cursor::Offset(n) => (false, *n),
+                Cursor::After(s) => {
+                    sql.push_str(" AND sid > ?");
+                    binds.push(s.clone());
+                    (false, 0)
+                }
+                Cursor::Before(s) => {
+                    sql.push_str(" AND sid < ?");
+                    binds.push(s.clone());
+                    (true, 0)
+                }
+            };
+            sql.push_str(if desc {
+                " ORDER BY sid DESC"
+            } else {
+                " ORDER BY sid"
+            });
+            sql.push_str(" LIMIT ? OFFSET ?");
+            let sql = $sql(&sql);
+            let mut q = sqlx::query(&sql);
+            for b in &binds {
+                q = q.bind(b);
+            }
+            let rows = q
+                .bind((limit + 1) as i64)
+                .bind(offset as i64)
+                .fetch_all(&mut *c)
+                .await?;
+            let more = rows.len() > limit;
+            let mut msgs: Vec<OutboxMessage> = rows
+                .iter()
+                .take(limit)
+                .map(|r| OutboxMessage {
+                    sid: r.get(0),
+                    to: r.get(1),
+                    channel: r.get(2),
+                    code: r.get(3),
+                    verification_sid: r.get(4),
+                    service_sid: r.get(5),
+                    account_sid: r.get(6),
+                    at_ms: r.get(7),
+                })
+                .collect();
+            if desc {
+                msgs.reverse();
+            }
+            Ok((msgs, more))
+        }
+
+        /// Whether any record of the outbox query lies before `sid` (for `previous_page_url`).
+        pub async fn outbox_has_before(c: &mut $conn, account: &str, sid: &str) -> Result<bool, sqlx::Error> {
+            let row = sqlx::query(
+                &$sql("SELECT EXISTS (SELECT 1 FROM send_attempts WHERE account_sid = ? AND sid < ?)"),
+            )
+            .bind(account)
+            .bind(sid)
+            .fetch_one(&mut *c)
+            .await?;
+            Ok(row.get::<bool, _>(0))
+        }
+
+        const VERIFICATION_COLUMNS: &str = "sid, service_sid, account_sid, recipient, channel, status, code, amount, payee, checks_failed, expires_ms, date_created, date_updated, version";
+
+        fn verification_from_row(r: &$row) -> Verification {
+            Verification {
+                sid: r.get(0),
+                service_sid: r.get(1),
+                account_sid: r.get(2),
+                to: r.get(3),
+                channel: r.get(4),
+                status: Status::parse(r.get::<&str, _>(5)).unwrap_or(Status::Failed),
+                code: r.get(6),
+                amount: r.get(7),
+                payee: r.get(8),
+                checks_failed: r.get::<i64, _>(9) as u32,
+                expires_ms: r.get(10),
+                date_created: r.get(11),
+                date_updated: r.get(12),
+                version: r.get::<i64, _>(13) as u64,
+                attempts: Vec::new(),
+            }
+        }
+
+    };
+}
+
+pub mod sqlite {
+    statements!(
+        sqlx::SqliteConnection,
+        sqlx::sqlite::SqliteRow,
+        super::as_is
+    );
+}
+
+pub mod pg {
+    statements!(sqlx::PgConnection, sqlx::postgres::PgRow, super::numbered);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numbered;
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres() {
+        assert_eq!(numbered("a = ? AND b = ?"), "a = $1 AND b = $2");
+        assert_eq!(numbered("a = ?1 OR b = ?1"), "a = $1 OR b = $1");
+    }
+}
