@@ -134,6 +134,9 @@ pub fn parse_int(v: &str) -> Option<i64> {
 /// Largest request body accepted (bytes); larger ones get 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// Oversized bodies up to this size are read and dropped before the 413 is sent.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
 /// A form body. Refuses other content types (415 / 20415) and bodies over `BODY_LIMIT` (413).
 pub struct FormBody(pub Params);
 
@@ -152,20 +155,37 @@ impl<S: Send + Sync> FromRequest<S> for FormBody {
                 ));
             }
         }
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(n) = declared.filter(|n| *n > BODY_LIMIT as u64) {
+            // Read (and drop) a moderately oversized body so the client sees the answer rather
+            // than a reset; refuse an absurd one at once.
+            if n <= DRAIN_LIMIT as u64 {
+                let _ = axum::body::to_bytes(req.into_body(), DRAIN_LIMIT).await;
+            }
+            return Err(too_large());
+        }
         let body = Bytes::from_request(req, state).await.map_err(|e| {
             let status = e.status();
             if status == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    status,
-                    20413,
-                    format!("Request body too large: the limit is {BODY_LIMIT} bytes"),
-                )
+                too_large()
             } else {
                 ApiError::bad_request(20001, "The request body could not be read")
             }
         })?;
         Ok(FormBody(Params::parse(&body)))
     }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        20413,
+        format!("Request body too large: the limit is {BODY_LIMIT} bytes"),
+    )
 }
 
 /// The query string as `Params`.
