@@ -202,6 +202,9 @@ impl PgStore {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
+        // Applied under the reload lock, so a reload that read the database before this commit
+        // cannot overwrite the change afterwards.
+        let _guard = self.reload.lock().await;
         on_commit(&out);
         // Our own cache already has the change; only skip the reload if nothing else changed.
         let _ =

@@ -52,6 +52,7 @@ pub struct ServerOptions {
     env: Vec<(String, String)>,
     env_removed: Vec<String>,
     database: Option<(Arc<TempDir>, PathBuf)>,
+    database_url: Option<String>,
 }
 
 impl ServerOptions {
@@ -77,6 +78,12 @@ impl ServerOptions {
         self
     }
 
+    /// Uses this database URL (e.g. a PostgreSQL database shared by several servers).
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.database_url = Some(url.into());
+        self
+    }
+
     /// Starts the server without this environment variable (e.g. `VERILIMIT_API_KEYS`).
     pub fn without_env(mut self, name: &str) -> Self {
         self.env_removed.push(name.to_owned());
@@ -87,6 +94,7 @@ impl ServerOptions {
     /// for restart tests.
     pub fn database_of(mut self, server: &TestServer) -> Self {
         self.database = Some((Arc::clone(&server.dir), server.db_path.clone()));
+        self.database_url = Some(server.database_url.clone());
         self
     }
 }
@@ -99,6 +107,7 @@ pub struct TestServer {
     port: u16,
     dir: Arc<TempDir>,
     db_path: PathBuf,
+    database_url: String,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<u8>>>,
     stdout_closed: Option<oneshot::Receiver<()>>,
@@ -122,6 +131,14 @@ impl TestServer {
             }
         };
 
+        let database_url = match opts.database_url {
+            Some(url) => url,
+            None if std::env::var("VERILIMIT_TEST_BACKEND").as_deref() == Ok("postgres") => {
+                fresh_postgres_database().await
+            }
+            None => format!("sqlite://{}", db_path.display()),
+        };
+
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_verilimit"));
         // Nothing from the developer's own environment may change the configuration under test.
         for (name, _) in std::env::vars_os() {
@@ -134,7 +151,7 @@ impl TestServer {
         cmd.arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--database-url")
-            .arg(format!("sqlite://{}", db_path.display()))
+            .arg(&database_url)
             .args(&opts.args)
             .env("TWILIO_ACCOUNT_SID", ACCOUNT_A)
             .env("TWILIO_AUTH_TOKEN", TOKEN_A)
@@ -205,6 +222,7 @@ impl TestServer {
             port: 0,
             dir,
             db_path,
+            database_url,
             stdout,
             stderr,
             stdout_closed: Some(closed_rx),
@@ -263,7 +281,12 @@ impl TestServer {
         self.port
     }
 
-    /// The SQLite file this server uses.
+    /// The database URL this server uses (SQLite file, or a PostgreSQL database of its own).
+    pub fn database_url(&self) -> &str {
+        &self.database_url
+    }
+
+    /// The SQLite file this server uses (with the SQLite backend).
     pub fn db_path(&self) -> &Path {
         &self.db_path
     }
@@ -555,4 +578,38 @@ impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+}
+
+/// With `VERILIMIT_TEST_BACKEND=postgres`, every server gets a new database on the PostgreSQL
+/// server at `VERILIMIT_TEST_PG` (default: this machine's, trust auth, database `test`). The
+/// databases are named `verilimit_t_…`; the test script drops them when the run ends.
+pub async fn fresh_postgres_database() -> String {
+    use sqlx::Connection;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let admin = std::env::var("VERILIMIT_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let name = format!(
+        "verilimit_t_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    );
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin}: {e}"));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+    let _ = conn.close().await;
+    let (base, _) = admin
+        .split_once('?')
+        .map(|(b, q)| (b.to_owned(), q))
+        .unwrap_or((admin.clone(), ""));
+    let cut = base.rfind('/').expect("a database URL with a path");
+    format!("{}/{name}", &base[..cut])
 }

@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Proves the container image and the compose example on a host WITHOUT a Docker engine, through
+# ../shared/tools/container-env.sh (podman + docker-compose, base images built locally):
+#   1. builds the image (Dockerfile) and checks its contract: non-root user, HEALTHCHECK;
+#   2. security: started on 0.0.0.0 with NO credentials it must refuse to start (development
+#      account); with credentials it answers /healthz and `verilimit healthcheck` passes;
+#   3. the compose example exactly as documented (`up --build --abort-on-container-exit
+#      --exit-code-from client`): verilimit seeded and healthy, the official-SDK client gets its
+#      429 / 20429 on the 4th start; then a restart on the kept volume re-applies the seed
+#      without duplicating anything.
+# Everything it starts is removed on exit. Idempotent; a second run reuses the cached layers.
+# Needs root (podman). Prints one final line: "container-test: PASS ..." or "container-test: FAIL: ...".
+#   bash scripts/container-test.sh
+# Knobs: CONTAINER_ENV (path of container-env.sh), CONTAINER_TEST_TIMEOUT (seconds, default 3600).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+started=$(date +%s)
+deadline=$((started + ${CONTAINER_TEST_TIMEOUT:-3600}))
+image=verilimit:local              # the tag docker-compose.yml gives the server image
+build_cache=verilimit-build-cache:local
+compose_dir=examples/compose
+project=verilimit-container-test
+solo=verilimit-container-test-solo
+account=AC0123456789abcdef0123456789abcdef        # docker-compose.yml's documented defaults
+token=compose-example-token
+service_sid=VAc0ffee0000000000000000000000c0de   # examples/compose/seed.json
+
+say() { printf '[container-test %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+fail() {
+    say "$*"
+    echo "container-test: FAIL: $*"
+    exit 1
+}
+elapsed() { echo "$(($(date +%s) - started))s"; }
+# Runs a command with at most the remaining time budget (and at most $1 seconds).
+bounded() {
+    local cap=$1 left
+    shift
+    left=$((deadline - $(date +%s)))
+    ((left > 0)) || fail "time budget exhausted before: $*"
+    ((left < cap)) && cap=$left
+    timeout --kill-after=10 "$cap" "$@"
+}
+
+ce=${CONTAINER_ENV:-$repo/../shared/tools/container-env.sh}
+[[ -f $ce ]] || fail "container-env.sh not found at $ce (clone shared/ beside the repository, or set CONTAINER_ENV)"
+[[ $(id -u) == 0 ]] || fail "must run as root (podman)"
+compose=(bash "$ce" compose "$compose_dir" -p "$project")
+
+# The compose example runs with its documented default credentials, whatever the caller has set;
+# it publishes verilimit on a free loopback port of the host.
+unset TWILIO_ACCOUNT_SID TWILIO_AUTH_TOKEN TWILIO_REGION TWILIO_EDGE
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+log_dir=$(mktemp -d "${TMPDIR:-/tmp}/verilimit-container-test.XXXXXX")
+services_were_up=
+cleanup() {
+    local rc=$?
+    set +e
+    podman rm -f -t 2 "$solo" >/dev/null 2>&1
+    [[ -n ${compose_up:-} ]] && timeout 120 "${compose[@]}" \
+        down -v --remove-orphans -t 5 >"$log_dir/down.log" 2>&1
+    # Leave the podman API service and health runner as we found them.
+    [[ -z $services_were_up && -n ${compose_up:-} ]] && bash "$ce" service-stop >/dev/null 2>&1
+    if ((rc == 0)); then rm -rf "$log_dir"; else say "logs kept in $log_dir"; fi
+}
+trap cleanup EXIT
+trap 'fail "interrupted"' INT TERM
+
+# --- 1. environment and image ----------------------------------------------------------------
+say "container-env setup (first run: debootstrap + toolchain image, several minutes)"
+bounded 2400 bash "$ce" setup >"$log_dir/setup.log" 2>&1 \
+    || { tail -20 "$log_dir/setup.log" >&2; fail "container-env.sh setup failed (log: $log_dir/setup.log)"; }
+bash "$ce" status 2>/dev/null | grep -q 'healthcheck runner: up' && services_were_up=1
+
+say "building $image (a cold release build takes a while)"
+t0=$(date +%s)
+bounded 3000 bash "$ce" build . "$image" >"$log_dir/build.log" 2>&1 \
+    || { tail -30 "$log_dir/build.log" >&2; fail "image build failed (log: $log_dir/build.log)"; }
+# Keep the build stage tagged: `setup` prunes dangling images, and the untagged build stage would
+# take the cached dependency layer with it (a 10-minute rebuild on the next run).
+bounded 600 bash "$ce" build . "$build_cache" --target build >>"$log_dir/build.log" 2>&1 \
+    || { tail -30 "$log_dir/build.log" >&2; fail "tagging the build stage failed (log: $log_dir/build.log)"; }
+say "built $image in $(($(date +%s) - t0))s: $(podman images --format "{{.Size}}" "$image")"
+user=$(podman image inspect --format '{{.Config.User}}' "$image")
+[[ $user != "" && $user != root && $user != 0 && $user != 0:* ]] || fail "the image runs as root (User=$user)"
+podman image inspect "$image" | python3 -c 'import json, sys
+hc = json.load(sys.stdin)[0].get("Healthcheck") or {}
+sys.exit(hc.get("Test") != ["CMD", "/usr/local/bin/verilimit", "healthcheck"])' \
+    || fail "the image has no HEALTHCHECK running 'verilimit healthcheck'"
+
+# --- 2. security contract --------------------------------------------------------------------
+say "no credentials on 0.0.0.0: the server must refuse to start"
+podman rm -f "$solo" >/dev/null 2>&1 || true
+set +e
+out=$(bounded 60 podman run --rm --name "$solo" --network none "$image" 2>&1)
+rc=$?
+set -e
+((rc != 0 && rc != 124 && rc != 137)) || fail "without credentials the container did not refuse to start (exit $rc): $out"
+grep -qi 'development account' <<<"$out" \
+    || fail "without credentials the refusal does not mention the development account: $out"
+say "refused (exit $rc): $(tail -1 <<<"$out")"
+
+say "with credentials: /healthz answers and 'verilimit healthcheck' passes"
+podman run -d --name "$solo" -e TWILIO_ACCOUNT_SID="$account" -e TWILIO_AUTH_TOKEN="$token" \
+    -p 127.0.0.1::8765 "$image" >/dev/null
+port=$(podman port "$solo" 8765/tcp | head -1 | sed 's/.*://')
+ok=
+for _ in $(seq 1 60); do
+    if curl -fsS --max-time 2 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then ok=1; break; fi
+    [[ $(podman inspect --format '{{.State.Running}}' "$solo") == true ]] \
+        || fail "the container with credentials exited: $(podman logs "$solo" 2>&1 | tail -5)"
+    sleep 0.5
+done
+[[ -n $ok ]] || fail "/healthz did not answer on 127.0.0.1:$port: $(podman logs "$solo" 2>&1 | tail -5)"
+podman logs "$solo" 2>/dev/null | grep -q '^verilimit listening on http://0.0.0.0:8765$' \
+    || fail "no start-up line 'verilimit listening on http://0.0.0.0:8765' on stdout"
+bounded 30 podman healthcheck run "$solo" >/dev/null || fail "the image's HEALTHCHECK (verilimit healthcheck) failed"
+[[ $(podman exec "$solo" id -u) == 10001 ]] || fail "the server does not run as uid 10001"
+podman exec "$solo" test -s /data/verilimit.db || fail "no database in /data (volume not writable?)"
+code=$(curl -sS -o /dev/null -w '%{http_code}' -u "$account:wrong" "http://127.0.0.1:$port/v2/Services")
+[[ $code == 401 ]] || fail "wrong credentials answered $code, expected 401"
+code=$(curl -sS -o /dev/null -w '%{http_code}' -u "$account:$token" "http://127.0.0.1:$port/v2/Services")
+[[ $code == 200 ]] || fail "the configured credentials answered $code, expected 200"
+t0=$(date +%s)
+podman stop -t 10 "$solo" >/dev/null
+stop_s=$(($(date +%s) - t0))
+((stop_s < 8)) || fail "the server took ${stop_s}s to stop on SIGTERM (graceful shutdown expected)"
+[[ $(podman inspect --format '{{.State.ExitCode}}' "$solo") == 0 ]] \
+    || fail "the server exited $(podman inspect --format '{{.State.ExitCode}}' "$solo") on SIGTERM"
+podman rm -f "$solo" >/dev/null
+say "healthy as uid 10001, 401/200 on bad/good credentials, stopped cleanly in ${stop_s}s"
+
+# --- 3. the compose example ------------------------------------------------------------------
+export VERILIMIT_HOST_PORT
+VERILIMIT_HOST_PORT=$(free_port)
+compose_up=1
+bounded 120 "${compose[@]}" down -v --remove-orphans -t 5 \
+    >"$log_dir/down-before.log" 2>&1 || true
+
+say "compose: up --build --abort-on-container-exit --exit-code-from client"
+set +e
+bounded 1800 "${compose[@]}" \
+    up --build --abort-on-container-exit --exit-code-from client >"$log_dir/compose-up.log" 2>&1
+rc=$?
+set -e
+grep -E '^client[-_]1 +\| ' "$log_dir/compose-up.log" | sed -E 's/^client[-_]1 +\| //' >&2 || true
+if ((rc != 0)); then
+    tail -40 "$log_dir/compose-up.log" >&2
+    fail "the compose example failed (client exit $rc; log: $log_dir/compose-up.log)"
+fi
+grep -q 'smoke: PASS' "$log_dir/compose-up.log" || fail "the client exited 0 without its PASS line"
+
+say "compose: restart verilimit on the kept volume; the seed must apply again without duplicates"
+bounded 300 "${compose[@]}" up -d --no-build verilimit \
+    >"$log_dir/compose-restart.log" 2>&1 || fail "compose restart failed (log: $log_dir/compose-restart.log)"
+cid=$("${compose[@]}" ps -q verilimit 2>/dev/null)
+[[ -n $cid ]] || fail "no verilimit container after the restart"
+health=
+for _ in $(seq 1 90); do
+    health=$(podman inspect --format '{{.State.Health.Status}}' "$cid" 2>/dev/null || true)
+    [[ $health == healthy ]] && break
+    sleep 1
+done
+[[ $health == healthy ]] || fail "verilimit did not become healthy after the restart (status: ${health:-none}): $(podman logs "$cid" 2>&1 | tail -5)"
+export_json=$(curl -fsS --max-time 5 -u "$account:$token" "http://127.0.0.1:$VERILIMIT_HOST_PORT/emulator/v1/Export") \
+    || fail "GET /emulator/v1/Export from the host (127.0.0.1:$VERILIMIT_HOST_PORT) failed"
+python3 - "$export_json" "$service_sid" <<'EOF' || fail "the export after the restart does not match the seed: $export_json"
+import json, sys
+seed = json.load(open("examples/compose/seed.json"))
+got = json.loads(sys.argv[1])
+services = got["services"]
+assert [s["sid"] for s in services] == [sys.argv[2]], services
+rls = services[0]["rate_limits"]
+want = seed["services"][0]["rate_limits"][0]
+assert [(r["sid"], r["unique_name"]) for r in rls] == [(want["sid"], want["unique_name"])], rls
+assert [(b["sid"], b["max"], b["interval"]) for b in rls[0]["buckets"]] == \
+    [(b["sid"], b["max"], b["interval"]) for b in want["buckets"]], rls[0]["buckets"]
+EOF
+
+bounded 120 "${compose[@]}" down -v --remove-orphans -t 5 \
+    >"$log_dir/down.log" 2>&1 || fail "compose down failed (log: $log_dir/down.log)"
+compose_up=
+[[ -z $services_were_up ]] && bash "$ce" service-stop >/dev/null 2>&1
+echo "container-test: PASS (image $image $(podman images --format '{{.Size}}' "$image"), refusal without credentials, compose example 429/20429, seed idempotent; $(elapsed))"
