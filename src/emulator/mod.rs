@@ -29,6 +29,16 @@ pub fn routes() -> Router<AppState> {
         .route("/emulator/v1/Export", get(export))
         .route("/emulator/v1/Events", get(events))
         .route("/emulator/v1/Maintenance", post(maintenance))
+        .route("/emulator/v1/openapi.json", get(openapi))
+}
+
+/// The OpenAPI 3 document of verilimit's own surface (Twilio's surface is described by Twilio's
+/// official spec, which the document points to).
+async fn openapi(_caller: Caller) -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
 }
 
 /// Runs one maintenance round now (normally every 5 s): expiry, pruning, retention.

@@ -6,6 +6,7 @@ mod harness;
 
 mod builtin;
 mod control_plane;
+mod openapi;
 mod operations;
 mod rate_limits;
 mod support;
