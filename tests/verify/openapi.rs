@@ -1,0 +1,1 @@
+//! The control plane OpenAPI document (being written).
