@@ -153,7 +153,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("listen", &self.listen)
-            .field("database_url", &self.database_url)
+            .field("database_url", &redact_url_password(&self.database_url))
             .field("account_sid", &self.account_sid)
             .field(
                 "auth_token",
@@ -164,6 +164,20 @@ impl std::fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("control_plane", &self.control_plane)
             .finish_non_exhaustive()
+    }
+}
+
+/// `scheme://user:password@host/…` with the password hidden.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some(at) = rest.find('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:<redacted>{}", &rest[at..]),
+        None => url.to_owned(),
     }
 }
 
@@ -281,6 +295,15 @@ mod tests {
             "t",
         ]);
         assert!(!c.credentials().unwrap().dev_account);
+    }
+
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(
+            redact_url_password("postgres://u:secret@h:5432/db"),
+            "postgres://u:<redacted>@h:5432/db"
+        );
+        assert_eq!(redact_url_password("sqlite://x.db"), "sqlite://x.db");
     }
 
     #[test]

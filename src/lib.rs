@@ -67,7 +67,7 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
             state.clone(),
             refresh_config,
         ))
-        .route_layer(middleware::from_fn(telemetry::trace_request))
+        .layer(middleware::from_fn(telemetry::trace_request))
         .with_state(state)
 }
 

@@ -1,1 +1,646 @@
-//! The control plane OpenAPI document (being written).
+//! verilimit's own OpenAPI document (`src/emulator/openapi.json`, served at
+//! `GET /emulator/v1/openapi.json`) checked against the running server:
+//! - it documents exactly the routes the router serves outside `/v2` (listed in [`ROUTES`]);
+//! - every GET answers 200 with a body that validates against the documented schema, every POST
+//!   answers as documented, and the documented 400 / 401 / 404 answers happen and carry Twilio's
+//!   error body as documented;
+//! - every field of every real JSON response is documented and required (removing any one of
+//!   them makes the response invalid), except the few listed in [`OPTIONAL`];
+//! - with `--control-plane=false` the control-plane operations answer 404 and the operations
+//!   endpoints stay up, as the document says.
+//!
+//! OpenAPI 3.0 schemas are translated to JSON Schema 2020-12 in memory as in `../api/schema.rs`:
+//! `nullable: true` becomes a `"null"` member of `type`, `#/components/schemas/X` points into
+//! `$defs`, and every listed property becomes required.
+
+use std::collections::BTreeSet;
+
+use jsonschema::{Draft, Validator};
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+use crate::harness::{Client, Reply, ServerOptions, TestServer};
+use crate::support::*;
+
+/// Every route outside the Twilio surface, as the router registers it (`src/lib.rs`,
+/// `src/emulator/mod.rs`, `src/ui/mod.rs`; the dashboard's assets under `/ui/` are described in
+/// the `/ui` operation).
+const ROUTES: &[(&str, &str)] = &[
+    ("get", "/emulator/v1/Outbox"),
+    ("get", "/emulator/v1/Clock"),
+    ("post", "/emulator/v1/Clock"),
+    ("post", "/emulator/v1/Reset"),
+    ("get", "/emulator/v1/Services/{ServiceSid}/Usage"),
+    ("get", "/emulator/v1/Export"),
+    ("get", "/emulator/v1/Events"),
+    ("post", "/emulator/v1/Maintenance"),
+    ("get", "/emulator/v1/openapi.json"),
+    ("get", "/healthz"),
+    ("get", "/metrics"),
+    ("get", "/ui"),
+];
+
+/// This document's own path: its body is checked against the document, but its nested objects
+/// are not described field by field.
+const SELF_PATH: &str = "/emulator/v1/openapi.json";
+
+/// Properties a real response may leave out: (component schema, property). The document must
+/// list every other property of every component as required.
+const OPTIONAL: &[(&str, &str)] = &[("ExportRateLimit", "description")];
+
+/// The same properties as JSON pointers into responses (`*` for any array index).
+const OPTIONAL_POINTERS: &[&str] = &["/services/*/rate_limits/*/description"];
+
+/// A form body for each documented POST (the happy path).
+const POST_FORMS: &[(&str, &[(&str, &str)])] = &[
+    ("/emulator/v1/Clock", &[("AdvanceSeconds", "1")]),
+    ("/emulator/v1/Maintenance", &[]),
+    ("/emulator/v1/Reset", &[("Scope", "counters")]),
+];
+
+/// A request per operation that documents a 400, and the Twilio code it must get:
+/// (method, path, query string or form body, code).
+const BAD_REQUESTS: &[(&str, &str, &str, u64)] = &[
+    ("get", "/emulator/v1/Outbox", "PageSize=0", 60200),
+    ("post", "/emulator/v1/Clock", "", 20001),
+    ("post", "/emulator/v1/Reset", "Scope=bogus", 60200),
+    ("get", "/emulator/v1/Events", "PageSize=0", 60200),
+];
+
+const SOURCE: &str = include_str!("../../src/emulator/openapi.json");
+
+fn source_document() -> Value {
+    serde_json::from_str(SOURCE).expect("src/emulator/openapi.json is JSON")
+}
+
+// ---------------------------------------------------------------------------------------------
+// OpenAPI 3.0 → JSON Schema 2020-12
+
+/// Translates one OpenAPI schema (recursively). `component` names the component being
+/// translated at the top level, so [`OPTIONAL`] applies to its own properties only.
+fn translate(schema: &Value, component: Option<&str>) -> Value {
+    match schema {
+        Value::Array(items) => Value::Array(items.iter().map(|s| translate(s, None)).collect()),
+        Value::Object(object) => {
+            let mut out = Map::new();
+            for (key, value) in object {
+                match key.as_str() {
+                    "nullable" | "example" | "examples" => {}
+                    "$ref" => {
+                        let reference = value.as_str().unwrap_or_default();
+                        let name = reference
+                            .strip_prefix("#/components/schemas/")
+                            .unwrap_or_else(|| panic!("unexpected schema $ref {reference}"));
+                        out.insert(key.clone(), Value::from(format!("#/$defs/{name}")));
+                    }
+                    "properties" => {
+                        let properties = value
+                            .as_object()
+                            .expect("properties is an object")
+                            .iter()
+                            .map(|(name, s)| (name.clone(), translate(s, None)))
+                            .collect();
+                        out.insert(key.clone(), Value::Object(properties));
+                    }
+                    _ => {
+                        out.insert(key.clone(), translate(value, None));
+                    }
+                }
+            }
+            if object.get("nullable") == Some(&Value::Bool(true)) {
+                if let Some(Value::String(ty)) = out.get("type").cloned() {
+                    out.insert("type".into(), json!([ty, "null"]));
+                }
+                if let Some(Value::Array(values)) = out.get_mut("enum") {
+                    if !values.contains(&Value::Null) {
+                        values.push(Value::Null);
+                    }
+                }
+            }
+            // Every listed property must be present (null where the document says nullable).
+            if let Some(Value::Object(properties)) = out.get("properties") {
+                let required: Vec<Value> = properties
+                    .keys()
+                    .filter(|p| !is_optional(component, p))
+                    .map(|p| Value::from(p.clone()))
+                    .collect();
+                out.insert("required".into(), Value::Array(required));
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    }
+}
+
+fn is_optional(component: Option<&str>, property: &str) -> bool {
+    component.is_some_and(|c| OPTIONAL.contains(&(c, property)))
+}
+
+/// A validator for `schema` (an OpenAPI schema of `doc`), with every component under `$defs`.
+fn compile(doc: &Value, schema: &Value) -> Validator {
+    let defs: Map<String, Value> = doc["components"]["schemas"]
+        .as_object()
+        .expect("components.schemas")
+        .iter()
+        .map(|(name, s)| (name.clone(), translate(s, Some(name))))
+        .collect();
+    let mut root = translate(schema, None)
+        .as_object()
+        .cloned()
+        .expect("a schema is an object");
+    root.insert(
+        "$schema".into(),
+        Value::from("https://json-schema.org/draft/2020-12/schema"),
+    );
+    root.insert("$defs".into(), Value::Object(defs));
+    jsonschema::options()
+        .with_draft(Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&Value::Object(root))
+        .unwrap_or_else(|e| panic!("the translated schema does not compile: {e}\n{schema}"))
+}
+
+#[track_caller]
+fn assert_valid(validator: &Validator, instance: &Value, what: &str) {
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("at {:?}: {e}", e.instance_path.to_string()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what} does not match the OpenAPI document:\n{}\n{}",
+        errors.join("\n"),
+        serde_json::to_string_pretty(instance).unwrap_or_default()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the document
+
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// (method, path) of every documented operation.
+fn operations(doc: &Value) -> BTreeSet<(String, String)> {
+    let mut ops = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in METHODS {
+            if item.get(method).is_some() {
+                ops.insert((method.to_owned(), path.clone()));
+            }
+        }
+    }
+    ops
+}
+
+/// A response object, following a `#/components/responses/X` reference.
+fn response<'a>(doc: &'a Value, op: &'a Value, status: &str) -> Option<&'a Value> {
+    let r = op["responses"].get(status)?;
+    match r.get("$ref").and_then(Value::as_str) {
+        Some(reference) => {
+            let name = reference
+                .strip_prefix("#/components/responses/")
+                .unwrap_or_else(|| panic!("unexpected response $ref {reference}"));
+            let resolved = &doc["components"]["responses"][name];
+            assert!(resolved.is_object(), "dangling $ref {reference}");
+            Some(resolved)
+        }
+        None => Some(r),
+    }
+}
+
+/// The single media type of a response and its schema.
+fn media<'a>(response: &'a Value, what: &str) -> (&'a str, &'a Value) {
+    let content = response["content"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{what}: no content"));
+    assert_eq!(content.len(), 1, "{what}: one media type expected");
+    let (media_type, body) = content.iter().next().unwrap();
+    (media_type.as_str(), &body["schema"])
+}
+
+/// Whether the operation needs credentials (the document's default unless it says otherwise).
+fn needs_credentials(doc: &Value, op: &Value) -> bool {
+    let security = op.get("security").unwrap_or(&doc["security"]);
+    !security.as_array().is_some_and(|s| s.is_empty())
+}
+
+/// The path with every `{Param}` replaced by its value.
+fn concrete(path: &str, params: &[(&str, &str)]) -> String {
+    let mut out = path.to_owned();
+    for (name, value) in params {
+        out = out.replace(&format!("{{{name}}}"), value);
+    }
+    assert!(!out.contains('{'), "no value for a parameter of {path}");
+    out
+}
+
+async fn call(c: &Client, method: &str, path: &str, input: &str) -> Reply {
+    match method {
+        "get" if input.is_empty() => c.get(path).await,
+        "get" => c.get(&format!("{path}?{input}")).await,
+        "post" => c.post_raw(path, input).await,
+        other => panic!("no call for method {other}"),
+    }
+}
+
+/// The body as the instance to validate: JSON for JSON, else the text as a JSON string.
+#[track_caller]
+fn instance(reply: &Reply, media_type: &str) -> Value {
+    let content_type = reply.header("content-type").unwrap_or_default();
+    assert!(
+        content_type.starts_with(media_type),
+        "{} {}: Content-Type {content_type:?}, documented {media_type}",
+        reply.method,
+        reply.url
+    );
+    if media_type == "application/json" {
+        reply.json()
+    } else {
+        Value::String(reply.body.clone())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deep checks of real responses
+
+/// Every key of every object in `v`, as JSON pointer segments.
+fn key_paths(v: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                prefix.push(k.clone());
+                out.push(prefix.clone());
+                key_paths(child, prefix, out);
+                prefix.pop();
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                prefix.push(i.to_string());
+                key_paths(child, prefix, out);
+                prefix.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn pointer(segments: &[String]) -> String {
+    segments.iter().map(|s| format!("/{s}")).collect()
+}
+
+fn pattern(segments: &[String]) -> String {
+    segments
+        .iter()
+        .map(|s| {
+            if s.bytes().all(|b| b.is_ascii_digit()) {
+                "/*".to_owned()
+            } else {
+                format!("/{s}")
+            }
+        })
+        .collect()
+}
+
+fn without(v: &Value, segments: &[String]) -> Value {
+    let mut copy = v.clone();
+    let (last, parent) = segments.split_last().expect("a key path");
+    copy.pointer_mut(&pointer(parent))
+        .and_then(Value::as_object_mut)
+        .expect("the parent object")
+        .remove(last);
+    copy
+}
+
+/// Every field of a real response is documented and required: without it, the response is
+/// invalid. Also, no array is empty, so every item schema was exercised.
+fn assert_every_field_documented(validator: &Validator, body: &Value, what: &str) {
+    let mut paths = Vec::new();
+    key_paths(body, &mut Vec::new(), &mut paths);
+    assert!(!paths.is_empty(), "{what}: an empty object proves nothing");
+    for segments in &paths {
+        if OPTIONAL_POINTERS.contains(&pattern(segments).as_str()) {
+            continue;
+        }
+        assert!(
+            !validator.is_valid(&without(body, segments)),
+            "{what}: {} is in the response but the document does not require it \
+             (undocumented, or documented as optional)",
+            pointer(segments)
+        );
+    }
+    fn empty_arrays(v: &Value, at: String, out: &mut Vec<String>) {
+        match v {
+            Value::Array(items) if items.is_empty() => out.push(at),
+            Value::Array(items) => {
+                for (i, c) in items.iter().enumerate() {
+                    empty_arrays(c, format!("{at}/{i}"), out);
+                }
+            }
+            Value::Object(map) => {
+                for (k, c) in map {
+                    empty_arrays(c, format!("{at}/{k}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut empty = Vec::new();
+    empty_arrays(body, String::new(), &mut empty);
+    assert!(
+        empty.is_empty(),
+        "{what}: empty arrays at {empty:?}; the test's setup must give them items so their \
+         schemas are checked"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests
+
+/// A service with two rate limits (one with a description, one without), one admitted start
+/// and one refused start: every list of the control plane then has items, and nullable fields
+/// occur both null and set.
+async fn populate(a: &Client) -> String {
+    let f = service_with(a, &[("ip", &[(1, 60)])]).await;
+    let service = f.service.clone();
+    let rl = a
+        .post_form(
+            &format!("/v2/Services/{service}/RateLimits"),
+            &[("UniqueName", "session"), ("Description", "Per session")],
+        )
+        .await
+        .expect(201);
+    let rk = rl["sid"].as_str().unwrap().to_owned();
+    a.post_form(
+        &format!("/v2/Services/{service}/RateLimits/{rk}/Buckets"),
+        &[("Max", "5"), ("Interval", "600")],
+    )
+    .await
+    .expect(201);
+    start(
+        a,
+        &service,
+        &phone(1),
+        Some(r#"{"ip": "203.0.113.7", "session": "s-1"}"#),
+    )
+    .await
+    .expect(201);
+    start(
+        a,
+        &service,
+        &phone(2),
+        Some(r#"{"ip": "203.0.113.7", "session": "s-2"}"#),
+    )
+    .await
+    .expect_error(429, 20429);
+    service
+}
+
+#[tokio::test]
+async fn the_openapi_document_matches_the_router_and_real_responses() {
+    let server = TestServer::start(ServerOptions::new()).await;
+    let a = server.a();
+    let service = populate(&a).await;
+    let params = [("ServiceSid", service.as_str())];
+
+    // The document, with account A's credentials.
+    let reply = a.get(SELF_PATH).await;
+    let doc = reply.expect(200);
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("application/json")),
+        "{SELF_PATH}: Content-Type {:?}",
+        reply.header("content-type")
+    );
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "openapi is {}",
+        doc["openapi"]
+    );
+    assert_eq!(
+        doc,
+        source_document(),
+        "served document != src/emulator/openapi.json"
+    );
+    assert!(
+        doc["info"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("https://github.com/twilio/twilio-oai")
+                && d.contains("spec/json/twilio_verify_v2.json")),
+        "info.description must point to Twilio's spec for /v2"
+    );
+
+    // Exactly the router's routes.
+    let documented = operations(&doc);
+    let routed: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    let undocumented: Vec<_> = routed.difference(&documented).collect();
+    let phantom: Vec<_> = documented.difference(&routed).collect();
+    assert!(
+        undocumented.is_empty(),
+        "routes not in the document: {undocumented:?}"
+    );
+    assert!(phantom.is_empty(), "documented but not routed: {phantom:?}");
+
+    // The document is consistent: each component lists as required exactly the properties
+    // responses always carry; request bodies are form encoded; Basic is the security scheme.
+    for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+        let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+            continue;
+        };
+        let expected: BTreeSet<&str> = properties
+            .keys()
+            .map(String::as_str)
+            .filter(|p| !is_optional(Some(name), p))
+            .collect();
+        let listed: BTreeSet<&str> = schema["required"]
+            .as_array()
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(listed, expected, "required properties of {name}");
+    }
+    for (method, path) in &documented {
+        if let Some(content) = doc["paths"][path][method]["requestBody"]["content"].as_object() {
+            let types: Vec<&String> = content.keys().collect();
+            assert_eq!(
+                types,
+                ["application/x-www-form-urlencoded"],
+                "{method} {path} request body"
+            );
+        }
+    }
+    let basic = &doc["components"]["securitySchemes"]["basicAuth"];
+    assert_eq!(
+        (&basic["type"], &basic["scheme"]),
+        (&json!("http"), &json!("basic"))
+    );
+    assert_eq!(doc["security"], json!([{"basicAuth": []}]));
+
+    // Every GET answers 200 with what the document says.
+    let gets: Vec<&String> = documented
+        .iter()
+        .filter(|(m, _)| m == "get")
+        .map(|(_, p)| p)
+        .collect();
+    for path in &gets {
+        let op = &doc["paths"][path.as_str()]["get"];
+        let what = format!("GET {path}");
+        let ok = response(&doc, op, "200").unwrap_or_else(|| panic!("{what}: no 200"));
+        let (media_type, schema) = media(ok, &what);
+        let validator = compile(&doc, schema);
+        let reply = a.get(&concrete(path, &params)).await;
+        assert_eq!(reply.status, 200, "{what}: {}", reply.body);
+        let body = instance(&reply, media_type);
+        assert_valid(&validator, &body, &what);
+        if media_type == "application/json" && path.as_str() != SELF_PATH {
+            assert_every_field_documented(&validator, &body, &what);
+        }
+        if media_type != "application/json" {
+            assert!(!reply.body.is_empty(), "{what}: empty body");
+        }
+    }
+
+    // A wrong type is caught too (the validation is not vacuous).
+    let clock_schema = media(
+        response(&doc, &doc["paths"]["/emulator/v1/Clock"]["get"], "200").unwrap(),
+        "clock",
+    )
+    .1;
+    let clock_validator = compile(&doc, clock_schema);
+    let mut clock = a.get("/emulator/v1/Clock").await.expect(200);
+    assert_valid(&clock_validator, &clock, "the clock");
+    clock["offset_ms"] = json!("0");
+    assert!(
+        !clock_validator.is_valid(&clock),
+        "a string offset_ms must be refused"
+    );
+
+    // Documented 400s happen, with the documented body.
+    let documents_400: BTreeSet<(String, String)> = documented
+        .iter()
+        .filter(|(m, p)| doc["paths"][p][m]["responses"].get("400").is_some())
+        .cloned()
+        .collect();
+    let tested_400: BTreeSet<(String, String)> = BAD_REQUESTS
+        .iter()
+        .map(|(m, p, _, _)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        documents_400, tested_400,
+        "operations documenting a 400 vs BAD_REQUESTS"
+    );
+    for (method, path, input, code) in BAD_REQUESTS {
+        let op = &doc["paths"][*path][*method];
+        let what = format!("{method} {path} ({input:?})");
+        let (_, schema) = media(response(&doc, op, "400").unwrap(), &what);
+        let reply = call(&a, method, &concrete(path, &params), input).await;
+        let body = reply.expect_error(400, *code);
+        assert_valid(&compile(&doc, schema), &body, &what);
+    }
+
+    // Documented 404s: an unknown service.
+    let unknown = format!("VA{}", "f".repeat(32));
+    for (method, path) in &documented {
+        let op = &doc["paths"][path][method];
+        let Some(not_found) = response(&doc, op, "404") else {
+            continue;
+        };
+        let what = format!("{method} {path} (unknown SID)");
+        let (_, schema) = media(not_found, &what);
+        let reply = call(&a, method, &concrete(path, &[("ServiceSid", &unknown)]), "").await;
+        let body = reply.expect_error(404, 20404);
+        assert_valid(&compile(&doc, schema), &body, &what);
+    }
+
+    // Credentials: 401 with the documented body wherever the document asks for them.
+    let anon = server.anon();
+    for (method, path) in &documented {
+        let op = &doc["paths"][path][method];
+        let what = format!("{method} {path} without credentials");
+        let reply = call(&anon, method, &concrete(path, &params), "").await;
+        if needs_credentials(&doc, op) {
+            let unauthorized =
+                response(&doc, op, "401").unwrap_or_else(|| panic!("{what}: no 401 documented"));
+            let (_, schema) = media(unauthorized, &what);
+            let body = reply.expect_error(401, 20003);
+            assert_valid(&compile(&doc, schema), &body, &what);
+            assert!(
+                reply
+                    .header("www-authenticate")
+                    .is_some_and(|h| h.starts_with("Basic")),
+                "{what}: no Basic challenge"
+            );
+        } else {
+            assert_eq!(reply.status, 200, "{what}: {}", reply.body);
+        }
+    }
+
+    // Every POST answers as documented (last: Reset forgets the state the GETs read).
+    let posts: Vec<&String> = documented
+        .iter()
+        .filter(|(m, _)| m == "post")
+        .map(|(_, p)| p)
+        .collect();
+    let with_forms: BTreeSet<&str> = POST_FORMS.iter().map(|(p, _)| *p).collect();
+    assert_eq!(
+        posts.iter().map(|p| p.as_str()).collect::<BTreeSet<_>>(),
+        with_forms,
+        "documented POSTs vs POST_FORMS"
+    );
+    for (path, form) in POST_FORMS {
+        let op = &doc["paths"][*path]["post"];
+        let what = format!("POST {path}");
+        let reply = a.post_form(&concrete(path, &params), form).await;
+        if let Some(ok) = response(&doc, op, "200") {
+            let (media_type, schema) = media(ok, &what);
+            assert_eq!(reply.status, 200, "{what}: {}", reply.body);
+            let body = instance(&reply, media_type);
+            let validator = compile(&doc, schema);
+            assert_valid(&validator, &body, &what);
+            assert_every_field_documented(&validator, &body, &what);
+        } else {
+            assert!(
+                response(&doc, op, "204").is_some(),
+                "{what}: neither 200 nor 204 documented"
+            );
+            assert_eq!(reply.status, 204, "{what}: {}", reply.body);
+            assert!(reply.body.is_empty(), "{what}: a 204 with a body");
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_the_control_plane_off_its_documented_operations_answer_404() {
+    let server = TestServer::start(ServerOptions::new().arg("--control-plane", false)).await;
+    let a = server.a();
+    let doc = source_document();
+    let service = service_with(&a, &[]).await.service;
+    let params = [("ServiceSid", service.as_str())];
+    for (method, path) in operations(&doc) {
+        let op = &doc["paths"][&path][&method];
+        let tags: Vec<&str> = op["tags"]
+            .as_array()
+            .map(|t| t.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let reply = call(&a, &method, &concrete(&path, &params), "").await;
+        let what = format!("{method} {path} with --control-plane=false");
+        match tags.as_slice() {
+            ["Control plane"] => {
+                reply.expect_error(404, 20404);
+            }
+            ["Operations"] => assert_eq!(reply.status, 200, "{what}: {}", reply.body),
+            other => panic!("{what}: unexpected tags {other:?}"),
+        }
+    }
+    // The dashboard's assets go with it.
+    for asset in ["/ui/", "/ui/app.js", "/ui/app.css", "/ui/favicon.svg"] {
+        a.send(a.request(Method::GET, asset))
+            .await
+            .expect_error(404, 20404);
+    }
+}
