@@ -59,7 +59,7 @@ services_were_up=
 cleanup() {
     local rc=$?
     set +e
-    podman rm -f -t 2 "$solo" >/dev/null 2>&1
+    podman rm -f -v -t 2 "$solo" >/dev/null 2>&1
     [[ -n ${compose_up:-} ]] && timeout 120 "${compose[@]}" \
         down -v --remove-orphans -t 5 >"$log_dir/down.log" 2>&1
     # Leave the podman API service and health runner as we found them.
@@ -93,7 +93,7 @@ sys.exit(hc.get("Test") != ["CMD", "/usr/local/bin/verilimit", "healthcheck"])' 
 
 # --- 2. security contract --------------------------------------------------------------------
 say "no credentials on 0.0.0.0: the server must refuse to start"
-podman rm -f "$solo" >/dev/null 2>&1 || true
+podman rm -f -v "$solo" >/dev/null 2>&1 || true
 set +e
 out=$(bounded 60 podman run --rm --name "$solo" --network none "$image" 2>&1)
 rc=$?
@@ -130,7 +130,7 @@ stop_s=$(($(date +%s) - t0))
 ((stop_s < 8)) || fail "the server took ${stop_s}s to stop on SIGTERM (graceful shutdown expected)"
 [[ $(podman inspect --format '{{.State.ExitCode}}' "$solo") == 0 ]] \
     || fail "the server exited $(podman inspect --format '{{.State.ExitCode}}' "$solo") on SIGTERM"
-podman rm -f "$solo" >/dev/null
+podman rm -f -v "$solo" >/dev/null
 say "healthy as uid 10001, 401/200 on bad/good credentials, stopped cleanly in ${stop_s}s"
 
 # --- 3. the compose example ------------------------------------------------------------------
@@ -146,7 +146,8 @@ bounded 1800 "${compose[@]}" \
     up --build --abort-on-container-exit --exit-code-from client >"$log_dir/compose-up.log" 2>&1
 rc=$?
 set -e
-grep -E '^client[-_]1 +\| ' "$log_dir/compose-up.log" | sed -E 's/^client[-_]1 +\| //' >&2 || true
+# The client's own lines (compose colours its prefixes).
+sed -E 's/\x1b\[[0-9;]*m//g' "$log_dir/compose-up.log" | sed -nE 's/^client[-_]1 +\| //p' >&2 || true
 if ((rc != 0)); then
     tail -40 "$log_dir/compose-up.log" >&2
     fail "the compose example failed (client exit $rc; log: $log_dir/compose-up.log)"
