@@ -28,6 +28,7 @@ use crate::verification::{Attempt, Verification};
 pub struct SqliteStore {
     pub pool: SqlitePool,
     pub writer: Writer,
+    saves: tokio::sync::mpsc::Sender<(Vec<SaveItem>, tokio::sync::oneshot::Sender<bool>)>,
 }
 
 pub enum Store {
@@ -130,7 +131,16 @@ impl Store {
             .await
             .map_err(|e| format!("cannot open the database: {e}"))?;
         let (writer, handle) = Writer::spawn(conn);
-        Ok((Store::Sqlite(SqliteStore { pool, writer }), Some(handle)))
+        let (saves, rx) = tokio::sync::mpsc::channel(8192);
+        tokio::spawn(run_saver(writer.clone(), rx));
+        Ok((
+            Store::Sqlite(SqliteStore {
+                pool,
+                writer,
+                saves,
+            }),
+            Some(handle),
+        ))
     }
 
     pub fn sqlite(&self) -> Option<&SqliteStore> {
@@ -354,26 +364,20 @@ impl SqliteStore {
     /// Saves verification states with, for each, its new send attempt (and code) and the
     /// admissions that let it through.
     pub async fn save_verifications(&self, items: Vec<SaveItem>) -> Result<(), ApiError> {
-        self.writer
-            .write(
-                move |c| {
-                    Box::pin(async move {
-                        for (v, attempt, admissions) in &items {
-                            sql::sqlite::save_verification(
-                                c,
-                                v,
-                                attempt.as_ref(),
-                                &v.code,
-                                admissions,
-                            )
-                            .await?;
-                        }
-                        Ok(())
-                    })
-                },
-                |_| {},
-            )
+        let (done, saved) = tokio::sync::oneshot::channel();
+        self.saves
+            .send((items, done))
             .await
+            .map_err(|_| ApiError::unavailable())?;
+        match saved.await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                20500,
+                "An internal server error has occurred",
+            )),
+            Err(_) => Err(ApiError::unavailable()),
+        }
     }
 
     pub async fn load_admissions(&self) -> Result<Vec<(i64, String, i64)>, sqlx::Error> {
@@ -390,4 +394,103 @@ impl SqliteStore {
     ) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
         sql::sqlite::load_recent_sends(&mut *self.pool.acquire().await?, since_ms).await
     }
+}
+
+/// Verification saves are the hot write: the saver gathers every save waiting (while the
+/// previous batch commits, more arrive) and writes them as one writer job of a few multi-row
+/// statements, instead of several statements per request. Each save is acknowledged after the
+/// transaction holding it has committed.
+async fn run_saver(
+    writer: Writer,
+    mut rx: tokio::sync::mpsc::Receiver<(Vec<SaveItem>, tokio::sync::oneshot::Sender<bool>)>,
+) {
+    let mut pending = Vec::with_capacity(1024);
+    while rx.recv_many(&mut pending, 1024).await > 0 {
+        let (items, waiters): (Vec<Vec<SaveItem>>, Vec<_>) =
+            std::mem::take(&mut pending).into_iter().unzip();
+        let items: Vec<SaveItem> = items.into_iter().flatten().collect();
+        let ok = writer
+            .write(
+                move |c| Box::pin(async move { save_many(c, &items).await }),
+                |_| {},
+            )
+            .await
+            .is_ok();
+        for w in waiters {
+            let _ = w.send(ok);
+        }
+    }
+}
+
+/// Rows per multi-row statement (SQLite allows 32766 parameters).
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// Saves many verification states, attempts and admissions with multi-row statements. Rows whose
+/// service, verification or rate limit was deleted meanwhile are skipped; a verification's row is
+/// only replaced by a newer version.
+async fn save_many(c: &mut sqlx::SqliteConnection, items: &[SaveItem]) -> Result<(), ApiError> {
+    use sqlx::QueryBuilder;
+    for chunk in items.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO verifications (sid, service_sid, account_sid, recipient, channel, status, code, amount, payee, checks_failed, expires_ms, date_created, date_updated, version) \
+             SELECT * FROM (",
+        );
+        q.push_values(chunk, |mut b, (v, _, _)| {
+            b.push_bind(&v.sid)
+                .push_bind(&v.service_sid)
+                .push_bind(&v.account_sid)
+                .push_bind(&v.to)
+                .push_bind(&v.channel)
+                .push_bind(v.status.as_str())
+                .push_bind(&v.code)
+                .push_bind(&v.amount)
+                .push_bind(&v.payee)
+                .push_bind(i64::from(v.checks_failed))
+                .push_bind(v.expires_ms)
+                .push_bind(v.date_created)
+                .push_bind(v.date_updated)
+                .push_bind(v.version as i64);
+        });
+        q.push(
+            ") AS v WHERE EXISTS (SELECT 1 FROM services WHERE sid = v.column2) \
+             ON CONFLICT (sid) DO UPDATE SET channel = excluded.channel, status = excluded.status, \
+               checks_failed = excluded.checks_failed, expires_ms = excluded.expires_ms, \
+               date_updated = excluded.date_updated, version = excluded.version \
+             WHERE excluded.version > verifications.version",
+        );
+        q.build().execute(&mut *c).await?;
+    }
+    let attempts: Vec<(&Verification, &Attempt)> = items
+        .iter()
+        .filter_map(|(v, a, _)| a.as_ref().map(|a| (v, a)))
+        .collect();
+    for chunk in attempts.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO send_attempts (sid, verification_sid, service_sid, account_sid, recipient, channel, code, at_ms) SELECT * FROM (",
+        );
+        q.push_values(chunk, |mut b, (v, a)| {
+            b.push_bind(&a.sid)
+                .push_bind(&v.sid)
+                .push_bind(&v.service_sid)
+                .push_bind(&v.account_sid)
+                .push_bind(&v.to)
+                .push_bind(&a.channel)
+                .push_bind(&v.code)
+                .push_bind(a.at_ms);
+        });
+        q.push(") AS a WHERE EXISTS (SELECT 1 FROM verifications WHERE sid = a.column2)");
+        q.build().execute(&mut *c).await?;
+    }
+    let admissions: Vec<&(i64, Box<str>, i64)> = items.iter().flat_map(|(_, _, a)| a).collect();
+    for chunk in admissions.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO admissions (rate_limit_id, value, at_ms) SELECT * FROM (",
+        );
+        q.push_values(chunk, |mut b, (id, value, at)| {
+            b.push_bind(*id).push_bind(&**value).push_bind(*at);
+        });
+        q.push(") AS x WHERE EXISTS (SELECT 1 FROM rate_limits WHERE id = x.column1)");
+        q.build().execute(&mut *c).await?;
+    }
+    Ok(())
 }
