@@ -114,6 +114,9 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Statement journals (multi-row upserts) in memory, not in a temporary file opened
+            // and deleted by every write transaction.
+            .pragma("temp_store", "MEMORY")
             .busy_timeout(Duration::from_secs(10))
             .log_statements(tracing::log::LevelFilter::Trace);
         let mut conn = options
@@ -396,55 +399,72 @@ impl SqliteStore {
     }
 }
 
-/// Verification saves are the hot write: the saver gathers every save waiting (while the
-/// previous batch commits, more arrive) and writes them as one writer job of a few multi-row
-/// statements, instead of several statements per request. Each save is acknowledged after the
-/// transaction holding it has committed.
+/// Verification saves are the hot write: the saver gathers every save waiting and writes them
+/// as one solo writer job, a single query `BEGIN IMMEDIATE; <multi-row inserts>; COMMIT`
+/// built here, off the writer's path. Two jobs at most are in the writer at once: one
+/// committing, the next built and queued behind it, so the writer never waits for a statement
+/// to be built while requests queue. Each save is acknowledged after its transaction committed.
 async fn run_saver(
     writer: Writer,
     mut rx: tokio::sync::mpsc::Receiver<(Vec<SaveItem>, tokio::sync::oneshot::Sender<bool>)>,
 ) {
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(2));
     let mut pending = Vec::with_capacity(1024);
-    while rx.recv_many(&mut pending, 1024).await > 0 {
+    loop {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        if rx.recv_many(&mut pending, 1024).await == 0 {
+            break;
+        }
         let (items, waiters): (Vec<Vec<SaveItem>>, Vec<_>) =
             std::mem::take(&mut pending).into_iter().unzip();
         let items: Vec<SaveItem> = items.into_iter().flatten().collect();
-        let ok = writer
-            .write(
-                move |c| Box::pin(async move { save_many(c, &items).await }),
-                |_| {},
-            )
-            .await
-            .is_ok();
-        for w in waiters {
-            let _ = w.send(ok);
-        }
+        let mut query = save_query(&items);
+        drop(items);
+        let done = writer
+            .write_solo(move |c| {
+                Box::pin(async move {
+                    query.build().execute(&mut *c).await?;
+                    Ok(())
+                })
+            })
+            .await;
+        tokio::spawn(async move {
+            let ok = matches!(done.await, Ok(Ok(())));
+            drop(permit);
+            for w in waiters {
+                let _ = w.send(ok);
+            }
+        });
     }
 }
 
 /// Rows per multi-row statement (SQLite allows 32766 parameters).
 const ROWS_PER_STATEMENT: usize = 1000;
 
-/// Saves many verification states, attempts and admissions with multi-row statements. Rows whose
-/// service, verification or rate limit was deleted meanwhile are skipped; a verification's row is
-/// only replaced by a newer version.
-async fn save_many(c: &mut sqlx::SqliteConnection, items: &[SaveItem]) -> Result<(), ApiError> {
-    use sqlx::QueryBuilder;
+/// The transaction that saves many verification states, attempts and admissions with multi-row
+/// statements, as one multi-statement query (one round trip to the connection's worker thread,
+/// which matters more than the statements themselves on a busy machine). Rows whose service,
+/// verification or rate limit was deleted meanwhile are skipped; a verification's row is only
+/// replaced by a newer version.
+fn save_query(items: &[SaveItem]) -> sqlx::QueryBuilder<'static, sqlx::Sqlite> {
+    let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("BEGIN IMMEDIATE;\n");
     for chunk in items.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::<sqlx::Sqlite>::new(
+        q.push(
             "INSERT INTO verifications (sid, service_sid, account_sid, recipient, channel, status, code, amount, payee, checks_failed, expires_ms, date_created, date_updated, version) \
              SELECT * FROM (",
         );
         q.push_values(chunk, |mut b, (v, _, _)| {
-            b.push_bind(&v.sid)
-                .push_bind(&v.service_sid)
-                .push_bind(&v.account_sid)
-                .push_bind(&v.to)
-                .push_bind(&v.channel)
+            b.push_bind(v.sid.clone())
+                .push_bind(v.service_sid.clone())
+                .push_bind(v.account_sid.clone())
+                .push_bind(v.to.clone())
+                .push_bind(v.channel.clone())
                 .push_bind(v.status.as_str())
-                .push_bind(&v.code)
-                .push_bind(&v.amount)
-                .push_bind(&v.payee)
+                .push_bind(v.code.clone())
+                .push_bind(v.amount.clone())
+                .push_bind(v.payee.clone())
                 .push_bind(i64::from(v.checks_failed))
                 .push_bind(v.expires_ms)
                 .push_bind(v.date_created)
@@ -456,41 +476,37 @@ async fn save_many(c: &mut sqlx::SqliteConnection, items: &[SaveItem]) -> Result
              ON CONFLICT (sid) DO UPDATE SET channel = excluded.channel, status = excluded.status, \
                checks_failed = excluded.checks_failed, expires_ms = excluded.expires_ms, \
                date_updated = excluded.date_updated, version = excluded.version \
-             WHERE excluded.version > verifications.version",
+             WHERE excluded.version > verifications.version;\n",
         );
-        q.build().execute(&mut *c).await?;
     }
     let attempts: Vec<(&Verification, &Attempt)> = items
         .iter()
         .filter_map(|(v, a, _)| a.as_ref().map(|a| (v, a)))
         .collect();
     for chunk in attempts.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::<sqlx::Sqlite>::new(
+        q.push(
             "INSERT INTO send_attempts (sid, verification_sid, service_sid, account_sid, recipient, channel, code, at_ms) SELECT * FROM (",
         );
         q.push_values(chunk, |mut b, (v, a)| {
-            b.push_bind(&a.sid)
-                .push_bind(&v.sid)
-                .push_bind(&v.service_sid)
-                .push_bind(&v.account_sid)
-                .push_bind(&v.to)
-                .push_bind(&a.channel)
-                .push_bind(&v.code)
+            b.push_bind(a.sid.clone())
+                .push_bind(v.sid.clone())
+                .push_bind(v.service_sid.clone())
+                .push_bind(v.account_sid.clone())
+                .push_bind(v.to.clone())
+                .push_bind(a.channel.clone())
+                .push_bind(v.code.clone())
                 .push_bind(a.at_ms);
         });
-        q.push(") AS a WHERE EXISTS (SELECT 1 FROM verifications WHERE sid = a.column2)");
-        q.build().execute(&mut *c).await?;
+        q.push(") AS a WHERE EXISTS (SELECT 1 FROM verifications WHERE sid = a.column2);\n");
     }
     let admissions: Vec<&(i64, Box<str>, i64)> = items.iter().flat_map(|(_, _, a)| a).collect();
     for chunk in admissions.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO admissions (rate_limit_id, value, at_ms) SELECT * FROM (",
-        );
+        q.push("INSERT INTO admissions (rate_limit_id, value, at_ms) SELECT * FROM (");
         q.push_values(chunk, |mut b, (id, value, at)| {
-            b.push_bind(*id).push_bind(&**value).push_bind(*at);
+            b.push_bind(*id).push_bind(value.to_string()).push_bind(*at);
         });
-        q.push(") AS x WHERE EXISTS (SELECT 1 FROM rate_limits WHERE id = x.column1)");
-        q.build().execute(&mut *c).await?;
+        q.push(") AS x WHERE EXISTS (SELECT 1 FROM rate_limits WHERE id = x.column1);\n");
     }
-    Ok(())
+    q.push("COMMIT;");
+    q
 }
