@@ -8,6 +8,9 @@
 #      --exit-code-from client`): verilimit seeded and healthy, the official-SDK client gets its
 #      429 / 20429 on the 4th start; then a restart on the kept volume re-applies the seed
 #      without duplicating anything.
+# The commands it runs in 2. and 3. are the README's ("Run with Docker", "Use in docker-compose"),
+# read from the README itself, and the compose file the README shows must be byte-for-byte the
+# one it runs, so the two cannot drift.
 # Everything it starts is removed on exit. Idempotent; a second run reuses the cached layers.
 # Needs root (podman). Prints one final line: "container-test: PASS ..." or "container-test: FAIL: ...".
 #   bash scripts/container-test.sh
@@ -54,12 +57,29 @@ compose=(bash "$ce" compose "$compose_dir" -p "$project")
 unset TWILIO_ACCOUNT_SID TWILIO_AUTH_TOKEN TWILIO_REGION TWILIO_EDGE
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
+# readme_snippet NAME: the code block after `<!-- snippet: NAME -->` in README.md, continuation
+# lines (ending in a backslash) joined.
+readme_snippet() {
+    python3 -c 'import re, sys
+text = open("README.md").read()
+m = re.search(r"<!-- snippet: %s -->\s*```[a-z]*\n(.*?)```" % re.escape(sys.argv[1]), text, re.S)
+if not m:
+    sys.exit("README.md has no snippet %r" % sys.argv[1])
+print(re.sub(r"\\\n\s*", "", m.group(1)), end="")' "$1"
+}
+# must_replace TEXT OLD NEW: TEXT with OLD replaced, failing if OLD is not in it.
+must_replace() {
+    [[ $1 == *"$2"* ]] || fail "the README's command no longer contains '$2': $1"
+    printf '%s' "${1//"$2"/"$3"}"
+}
+
 log_dir=$(mktemp -d "${TMPDIR:-/tmp}/verilimit-container-test.XXXXXX")
 services_were_up=
 cleanup() {
     local rc=$?
     set +e
     podman rm -f -v -t 2 "$solo" >/dev/null 2>&1
+    podman volume rm -f "$solo-data" >/dev/null 2>&1
     [[ -n ${compose_up:-} ]] && timeout 120 "${compose[@]}" \
         down -v --remove-orphans -t 5 >"$log_dir/down.log" 2>&1
     # Leave the podman API service and health runner as we found them.
@@ -74,6 +94,20 @@ say "container-env setup (first run: debootstrap + toolchain image, several minu
 bounded 2400 bash "$ce" setup >"$log_dir/setup.log" 2>&1 \
     || { tail -20 "$log_dir/setup.log" >&2; fail "container-env.sh setup failed (log: $log_dir/setup.log)"; }
 bash "$ce" status 2>/dev/null | grep -q 'healthcheck runner: up' && services_were_up=1
+
+# The README's "Run with Docker" commands: the build is the one below; the run is done in 2.
+docker_snippet=$(readme_snippet docker-run) || fail "README.md: no docker-run snippet"
+grep -qxF "docker build -t $image ." <<<"$docker_snippet" \
+    || fail "README's Run with Docker does not build with 'docker build -t $image .'"
+docker_run=$(grep '^docker run ' <<<"$docker_snippet") || fail "README's Run with Docker has no 'docker run' line"
+compose_file=$(python3 -c 'import re, sys
+t = open("README.md").read()
+m = re.search(r"<!-- file: examples/compose/docker-compose.yml -->\s*```yaml\n(.*?)```", t, re.S)
+sys.stdout.write(m.group(1) if m else "")')
+[[ "$compose_file" == "$(cat "$compose_dir/docker-compose.yml")" ]] \
+    || fail "the docker-compose.yml shown in README.md differs from $compose_dir/docker-compose.yml"
+compose_cmd=$(readme_snippet compose-up) || fail "README.md: no compose-up snippet"
+compose_args=$(must_replace "$(head -1 <<<"$compose_cmd")" "docker compose -f $compose_dir/docker-compose.yml " "")
 
 say "building $image (a cold release build takes a while)"
 t0=$(date +%s)
@@ -103,9 +137,16 @@ grep -qi 'development account' <<<"$out" \
     || fail "without credentials the refusal does not mention the development account: $out"
 say "refused (exit $rc): $(tail -1 <<<"$out")"
 
-say "with credentials: /healthz answers and 'verilimit healthcheck' passes"
-podman run -d --name "$solo" -e TWILIO_ACCOUNT_SID="$account" -e TWILIO_AUTH_TOKEN="$token" \
-    -p 127.0.0.1::8765 "$image" >/dev/null
+say "the README's docker run (host port and names made unique): /healthz answers, 'verilimit healthcheck' passes"
+# e.g. docker run -d --name verilimit -p 127.0.0.1:8765:8765 -e … -v verilimit-data:/data verilimit:local
+run_cmd=$(must_replace "$docker_run" "docker run " "podman run ")
+run_cmd=$(must_replace "$run_cmd" "--name verilimit " "--name $solo ")
+run_cmd=$(must_replace "$run_cmd" "127.0.0.1:8765:8765" "127.0.0.1::8765")
+run_cmd=$(must_replace "$run_cmd" "verilimit-data:/data" "$solo-data:/data")
+[[ $run_cmd == *"TWILIO_ACCOUNT_SID=$account"* && $run_cmd == *"TWILIO_AUTH_TOKEN=$token"* ]] \
+    || fail "the README's docker run does not pass the documented example credentials: $docker_run"
+podman volume rm -f "$solo-data" >/dev/null 2>&1 || true
+eval "$run_cmd" >/dev/null || fail "the README's docker run failed: $run_cmd"
 port=$(podman port "$solo" 8765/tcp | head -1 | sed 's/.*://')
 ok=
 for _ in $(seq 1 60); do
@@ -131,6 +172,7 @@ stop_s=$(($(date +%s) - t0))
 [[ $(podman inspect --format '{{.State.ExitCode}}' "$solo") == 0 ]] \
     || fail "the server exited $(podman inspect --format '{{.State.ExitCode}}' "$solo") on SIGTERM"
 podman rm -f -v "$solo" >/dev/null
+podman volume rm -f "$solo-data" >/dev/null
 say "healthy as uid 10001, 401/200 on bad/good credentials, stopped cleanly in ${stop_s}s"
 
 # --- 3. the compose example ------------------------------------------------------------------
@@ -140,10 +182,10 @@ compose_up=1
 bounded 120 "${compose[@]}" down -v --remove-orphans -t 5 \
     >"$log_dir/down-before.log" 2>&1 || true
 
-say "compose: up --build --abort-on-container-exit --exit-code-from client"
+say "compose (the README's command): $compose_args"
 set +e
-bounded 1800 "${compose[@]}" \
-    up --build --abort-on-container-exit --exit-code-from client >"$log_dir/compose-up.log" 2>&1
+# shellcheck disable=SC2086 # the README's arguments, split as the shell would
+bounded 1800 "${compose[@]}" $compose_args >"$log_dir/compose-up.log" 2>&1
 rc=$?
 set -e
 # The client's own lines (compose colours its prefixes).
