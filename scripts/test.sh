@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of verilimit: formatting, clippy, the Rust unit, property and integration
-# tests, and the official Python and Node SDK suites against the built server. Installs the SDK
-# packages it needs itself (into the build directory). Usage: bash scripts/test.sh
+# tests (SQLite, then PostgreSQL), the official Python and Node SDK suites against the built
+# server, the dashboard in headless Chromium, the benchmark's smoke run and the container image
+# with the compose example. Installs what it needs itself (SDK packages into the build
+# directory; Chromium, PostgreSQL, wrk, podman from Debian's packages). Usage: bash scripts/test.sh
+# VERILIMIT_SKIP_CONTAINER_TEST=1 leaves out the container test (for CI that runs it with a real
+# Docker engine in a job of its own, as .github/workflows/ci.yml does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -39,5 +43,15 @@ bash tests/sdk/node/run.sh
 
 step "Dashboard in headless Chromium"
 bash tests/ui/run.sh
+
+step "Benchmark smoke run (bench/run.sh: statuses and durability, never timings)"
+BENCH_SMOKE=1 bash bench/run.sh
+
+if [ "${VERILIMIT_SKIP_CONTAINER_TEST:-}" = 1 ]; then
+    step "container test left out (VERILIMIT_SKIP_CONTAINER_TEST=1)"
+else
+    step "Container image and the compose example (scripts/container-test.sh)"
+    bash scripts/container-test.sh
+fi
 
 step "all test suites passed"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Drives the dashboard (/ui) in a real browser against a verilimit binary.
 #   VERILIMIT_BIN=target/debug/verilimit bash tests/ui/run.sh [extra node --test args...]
-# Needs Debian's chromium (installed with apt-get when /usr/bin/chromium is missing; as root) and
+# Needs Debian's chromium (installed with apt-get when /usr/bin/chromium is missing; as root;
+# CHROMIUM_PATH points elsewhere, e.g. at Google Chrome) and
 # playwright-core (pinned in package-lock.json, installed with `npm ci` when node_modules is
 # missing or older than the lockfile). Starts one server on a free port with a throwaway SQLite
 # file, runs test/*.test.js with node's test runner (TAP: the summary lines are `# pass N` /
@@ -22,7 +23,7 @@ if [[ ! -f "$VERILIMIT_BIN" || ! -x "$VERILIMIT_BIN" ]]; then
 fi
 bin="$(cd "$(dirname "$VERILIMIT_BIN")" && pwd)/$(basename "$VERILIMIT_BIN")"
 
-CHROMIUM_PATH=/usr/bin/chromium
+CHROMIUM_PATH="${CHROMIUM_PATH:-/usr/bin/chromium}"
 if [[ ! -x "$CHROMIUM_PATH" ]]; then
     if [[ "$(id -u)" -ne 0 ]]; then
         echo "run.sh: $CHROMIUM_PATH is missing; install Debian's chromium (apt-get install chromium) as root" >&2
