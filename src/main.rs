@@ -3,6 +3,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use verilimit::config::{Command, Config};
 
+/// mimalloc instead of the system allocator: it gives freed memory back to the system, so
+/// resident memory follows live state down after a sweep (bench/README.md, memory scenario).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();

@@ -125,8 +125,10 @@ type Key = (String, String);
 const SHARDS: usize = 64;
 
 /// Every recipient, sharded by (service SID, recipient); and pending verification SIDs → key.
+/// Recipients are boxed: a table keeps its capacity after a burst, and an empty slot then costs
+/// a pointer, not a whole `Recipient` (see `shrink`).
 pub struct Recipients {
-    shards: Vec<Mutex<HashMap<Key, Recipient>>>,
+    shards: Vec<Mutex<HashMap<Key, Box<Recipient>>>>,
     by_sid: Mutex<HashMap<String, Key>>,
     hasher: RandomState,
 }
@@ -143,23 +145,23 @@ impl Default for Recipients {
 
 /// A locked recipient shard, with the key of the recipient asked for.
 pub struct Locked<'a> {
-    guard: MutexGuard<'a, HashMap<Key, Recipient>>,
+    guard: MutexGuard<'a, HashMap<Key, Box<Recipient>>>,
     key: Key,
     index: &'a Mutex<HashMap<String, Key>>,
 }
 
 impl Locked<'_> {
     pub fn get(&mut self) -> Option<&mut Recipient> {
-        self.guard.get_mut(&self.key)
+        self.guard.get_mut(&self.key).map(|r| &mut **r)
     }
 
     pub fn get_or_insert(&mut self, account: &str) -> &mut Recipient {
-        self.guard
-            .entry(self.key.clone())
-            .or_insert_with(|| Recipient {
+        self.guard.entry(self.key.clone()).or_insert_with(|| {
+            Box::new(Recipient {
                 account_sid: account.to_owned(),
                 ..Recipient::default()
             })
+        })
     }
 
     /// Records that `sid` is the pending verification of this recipient.
@@ -220,11 +222,13 @@ impl Recipients {
                 r.recent_sends(now, send_window_ms);
                 r.pending.is_some() || !r.sends.is_empty()
             });
+            shrink(&mut map);
         }
         let mut index = self.by_sid.lock();
         for v in &expired {
             index.remove(&v.sid);
         }
+        shrink(&mut index);
         expired
     }
 
@@ -343,4 +347,13 @@ pub fn random_code(len: u32) -> String {
     (0..len)
         .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
         .collect()
+}
+
+/// Gives back a table's memory once most of it is empty (hash tables keep their capacity when
+/// entries are removed): after a burst of a million recipients or values has passed, their
+/// slots would otherwise stay resident.
+pub fn shrink<K: std::hash::Hash + Eq, V, S: BuildHasher>(map: &mut HashMap<K, V, S>) {
+    if map.capacity() > 64 && map.capacity() > 4 * map.len() {
+        map.shrink_to_fit();
+    }
 }

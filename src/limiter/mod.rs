@@ -112,7 +112,8 @@ impl Limiter {
             let map = &mut guards[guard_index(shard)].1;
             let log = map
                 .entry((c.rate_limit_id, Box::from(c.value)))
-                .or_default();
+                // Most values are seen once: room for exactly one time, not the default four.
+                .or_insert_with(|| VecDeque::with_capacity(1));
             window::record(log, now);
             let t = *log.back().unwrap_or(&now);
             reservation
@@ -143,7 +144,11 @@ impl Limiter {
     pub fn restore(&self, rate_limit_id: i64, value: &str, t: i64) {
         let shard = self.shard_of(rate_limit_id, value);
         let mut map = self.shards[shard].lock();
-        window::record(map.entry((rate_limit_id, Box::from(value))).or_default(), t);
+        window::record(
+            map.entry((rate_limit_id, Box::from(value)))
+                .or_insert_with(|| VecDeque::with_capacity(1)),
+            t,
+        );
     }
 
     /// Drops every log of a deleted rate limit.
@@ -158,15 +163,20 @@ impl Limiter {
     pub fn sweep(&self, mut rules_of: impl FnMut(i64) -> Option<(Vec<Rule>, i64)>) {
         let mut cache: HashMap<i64, Option<(Vec<Rule>, i64)>> = HashMap::new();
         for shard in &self.shards {
-            shard.lock().retain(|(id, _), log| {
-                match cache.entry(*id).or_insert_with(|| rules_of(*id)) {
+            let mut map = shard.lock();
+            map.retain(
+                |(id, _), log| match cache.entry(*id).or_insert_with(|| rules_of(*id)) {
                     Some((rules, now)) => {
                         window::prune(log, rules, *now);
+                        if log.capacity() > 4 * log.len().max(2) {
+                            log.shrink_to_fit();
+                        }
                         !log.is_empty()
                     }
                     None => false,
-                }
-            });
+                },
+            );
+            crate::verification::shrink(&mut map);
         }
     }
 

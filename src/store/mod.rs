@@ -417,21 +417,49 @@ async fn run_saver(
         if rx.recv_many(&mut pending, 1024).await == 0 {
             break;
         }
-        let (items, waiters): (Vec<Vec<SaveItem>>, Vec<_>) =
+        let (saves, waiters): (Vec<Vec<SaveItem>>, Vec<_>) =
             std::mem::take(&mut pending).into_iter().unzip();
-        let items: Vec<SaveItem> = items.into_iter().flatten().collect();
-        let mut query = save_query(&items);
-        drop(items);
-        let done = writer
-            .write_solo(move |c| {
-                Box::pin(async move {
-                    query.build().execute(&mut *c).await?;
-                    Ok(())
-                })
-            })
-            .await;
+        // Whole saves go together into transactions of about SAVE_CHUNK items; only a save
+        // larger than that (a maintenance sweep handing over a million expired verifications,
+        // each independent) is split, so that no statement, nor its memory, is huge.
+        let mut chunks: Vec<Vec<SaveItem>> = vec![Vec::new()];
+        for save in saves {
+            let mut current = chunks.last_mut().expect("never empty");
+            if !current.is_empty() && current.len() + save.len() > SAVE_CHUNK {
+                chunks.push(Vec::new());
+                current = chunks.last_mut().expect("just pushed");
+            }
+            for item in save {
+                if current.len() >= SAVE_CHUNK {
+                    chunks.push(Vec::new());
+                    current = chunks.last_mut().expect("just pushed");
+                }
+                current.push(item);
+            }
+        }
+        let mut done = Vec::with_capacity(chunks.len());
+        for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
+            let mut query = save_query(&chunk);
+            let small = chunk.len() <= 128;
+            done.push(
+                writer
+                    .write_solo(move |c| {
+                        Box::pin(async move {
+                            // Small batches (the request path: a few dozen sizes) stay in
+                            // the connection's statement cache; a big one is prepared for
+                            // this run only (a cached multi-row statement keeps its program).
+                            query.build().persistent(small).execute(&mut *c).await?;
+                            Ok(())
+                        })
+                    })
+                    .await,
+            );
+        }
         tokio::spawn(async move {
-            let ok = matches!(done.await, Ok(Ok(())));
+            let mut ok = true;
+            for d in done {
+                ok &= matches!(d.await, Ok(Ok(())));
+            }
             drop(permit);
             for w in waiters {
                 let _ = w.send(ok);
@@ -439,6 +467,9 @@ async fn run_saver(
         });
     }
 }
+
+/// Verification saves per transaction of the saver.
+const SAVE_CHUNK: usize = 4096;
 
 /// Rows per multi-row statement (SQLite allows 32766 parameters).
 const ROWS_PER_STATEMENT: usize = 1000;
