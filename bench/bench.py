@@ -128,6 +128,16 @@ class Server:
                     return int(line.split()[1]) * 1024
         return 0
 
+    def rss_parts(self):
+        """VmRSS split as the kernel reports it: anonymous (heap), file-backed, shared memory."""
+        out = {}
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                key = line.split(":")[0]
+                if key in ("RssAnon", "RssFile", "RssShmem"):
+                    out[key] = int(line.split()[1]) * 1024
+        return out
+
     def kill(self):
         """kill -9, then reap."""
         if self.proc.poll() is None:
@@ -550,6 +560,7 @@ def memory_scenario(results):
         admitted = int(r["statuses"].get("201", 0))
         mem["admitted_201"] = admitted
         rss1 = server.rss_bytes()
+        mem["rss_parts_after_load"] = server.rss_parts()
         mem["tracked_values_metric"] = server.metric("verilimit_limiter_tracked_values")
         mem["admission_rows"] = int(sql_count(db, "SELECT COUNT(*) FROM admissions")[0][0])
 
@@ -562,6 +573,7 @@ def memory_scenario(results):
                    900, "pending verifications to be swept")
         mem["expiry_sweep_seconds"] = round(time.monotonic() - t0, 1)
         rss2 = server.rss_bytes()
+        mem["rss_parts_after_verifications_expired"] = server.rss_parts()
 
         # Step 2: past the window: the maintenance sweep (every 5 s) prunes the values.
         t0 = time.monotonic()
@@ -579,6 +591,7 @@ def memory_scenario(results):
         mem["prune_sweep_seconds"] = round(time.monotonic() - t0, 1)
         mem["usage_empty_after_prune"] = usage_empty()
         rss3 = server.rss_bytes()
+        mem["rss_parts_after_prune"] = server.rss_parts()
         mem.update({
             "rss_before": rss0,
             "rss_after_load": rss1,
@@ -703,6 +716,9 @@ def report(results):
             ["clock +700s: verifications expired and swept", mb(m["rss_after_verifications_expired"]), f"{m['bytes_per_value_limiter_only']:.0f} B"],
             ["clock +3600s more: window passed, values pruned", mb(m["rss_after_prune"]), f"{(m['rss_after_prune'] - m['rss_before']) / max(m['admitted_201'], 1):.0f} B"],
         ]))
+        parts = lambda key: ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in m.get(key, {}).items())
+        say(f"resident memory by kind: after the load {parts('rss_parts_after_load')}; after expiry "
+            f"{parts('rss_parts_after_verifications_expired')}; after the prune {parts('rss_parts_after_prune')}")
         say(f"sweeps: verifications expired and stored in {m['expiry_sweep_seconds']}s, values pruned in {m['prune_sweep_seconds']}s "
             "(freed memory is kept by the allocator for reuse: RSS that stays up after a sweep is not a leak by itself)")
         say(f"admissions rows: {m['admission_rows']} after load, {m['admission_rows_after_prune']} after the prune; "
