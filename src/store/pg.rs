@@ -63,15 +63,15 @@ fn lock_key(parts: &[&str]) -> i64 {
     h as i64
 }
 
+/// Takes the advisory locks in ascending key order (so two transactions never deadlock), in one
+/// round trip: the function scan over the sorted array yields, and locks, one key after another.
 async fn lock_all(c: &mut PgConnection, mut keys: Vec<i64>) -> Result<(), sqlx::Error> {
     keys.sort_unstable();
     keys.dedup();
-    for k in keys {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(k)
-            .execute(&mut *c)
-            .await?;
-    }
+    sqlx::query("SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) WITH ORDINALITY AS t(k, i) ORDER BY i")
+        .bind(keys)
+        .execute(&mut *c)
+        .await?;
     Ok(())
 }
 
@@ -271,27 +271,38 @@ impl PgStore {
             }
         }
 
-        let mut refusal: Option<(i64, &str)> = None;
-        for (rl, value) in &counted {
-            let lower = rl
-                .rules
-                .iter()
-                .map(|r| r.lower_bound(now))
-                .min()
-                .unwrap_or(now);
-            let log: VecDeque<i64> = sqlx::query_as::<_, (i64,)>(
-                "SELECT at_ms FROM admissions WHERE rate_limit_id = $1 AND value = $2 AND at_ms >= $3 ORDER BY at_ms",
-            )
-            .bind(rl.record.id)
-            .bind(value)
-            .bind(lower)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .map(|(t,)| t)
+        // Every (rate limit, value)'s admissions still in some window, in one round trip.
+        let lowers: Vec<i64> = counted
+            .iter()
+            .map(|(rl, _)| {
+                rl.rules
+                    .iter()
+                    .map(|r| r.lower_bound(now))
+                    .min()
+                    .unwrap_or(now)
+            })
             .collect();
+        let rows: Vec<(i32, i64)> = sqlx::query_as(
+            "SELECT q.i::int4, a.at_ms FROM unnest($1::int8[], $2::text[], $3::int8[]) WITH ORDINALITY AS q(id, v, lower, i) \
+             JOIN admissions a ON a.rate_limit_id = q.id AND a.value = q.v AND a.at_ms >= q.lower \
+             ORDER BY q.i, a.at_ms",
+        )
+        .bind(counted.iter().map(|(rl, _)| rl.record.id).collect::<Vec<i64>>())
+        .bind(counted.iter().map(|(_, v)| v.as_str()).collect::<Vec<&str>>())
+        .bind(&lowers)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut logs: Vec<VecDeque<i64>> = vec![VecDeque::new(); counted.len()];
+        for (i, at) in rows {
+            // WITH ORDINALITY counts from 1.
+            if let Some(log) = usize::try_from(i - 1).ok().and_then(|i| logs.get_mut(i)) {
+                log.push_back(at);
+            }
+        }
+        let mut refusal: Option<(i64, &str)> = None;
+        for ((rl, _), log) in counted.iter().zip(&logs) {
             for rule in &rl.rules {
-                if let Some(wait) = window::wait_ms(&log, rule, now) {
+                if let Some(wait) = window::wait_ms(log, rule, now) {
                     if refusal.is_none_or(|(w, _)| wait > w) {
                         refusal = Some((wait, &rl.record.unique_name));
                     }
