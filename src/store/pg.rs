@@ -75,28 +75,6 @@ async fn lock_all(c: &mut PgConnection, mut keys: Vec<i64>) -> Result<(), sqlx::
     Ok(())
 }
 
-const COLUMNS: &str = "sid, service_sid, account_sid, recipient, channel, status, code, amount, payee, checks_failed, expires_ms, date_created, date_updated, version";
-
-fn from_row(r: &sqlx::postgres::PgRow) -> Verification {
-    Verification {
-        sid: r.get(0),
-        service_sid: r.get(1),
-        account_sid: r.get(2),
-        to: r.get(3),
-        channel: r.get(4),
-        status: Status::parse(r.get::<&str, _>(5)).unwrap_or(Status::Failed),
-        code: r.get(6),
-        amount: r.get(7),
-        payee: r.get(8),
-        checks_failed: r.get::<i64, _>(9) as u32,
-        expires_ms: r.get(10),
-        date_created: r.get(11),
-        date_updated: r.get(12),
-        version: r.get::<i64, _>(13) as u64,
-        attempts: Vec::new(),
-    }
-}
-
 /// The newest pending verification of a recipient, locked for update, with its attempts.
 async fn pending_of(
     c: &mut PgConnection,
@@ -104,8 +82,9 @@ async fn pending_of(
     to: &str,
 ) -> Result<Option<Verification>, sqlx::Error> {
     let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM verifications WHERE service_sid = $1 AND recipient = $2 \
-         AND status = 'pending' ORDER BY date_created DESC LIMIT 1 FOR UPDATE"
+        "SELECT {} FROM verifications WHERE service_sid = $1 AND recipient = $2 \
+         AND status = 'pending' ORDER BY date_created DESC LIMIT 1 FOR UPDATE",
+        q::VERIFICATION_COLUMNS
     ))
     .bind(service)
     .bind(to)
@@ -114,7 +93,7 @@ async fn pending_of(
     let Some(row) = row else {
         return Ok(None);
     };
-    let mut v = from_row(&row);
+    let mut v = q::verification_from_row(&row);
     let rows = sqlx::query(
         "SELECT sid, channel, at_ms FROM send_attempts WHERE verification_sid = $1 ORDER BY at_ms, sid",
     )

@@ -585,9 +585,9 @@ macro_rules! statements {
             Ok(row.get::<bool, _>(0))
         }
 
-        const VERIFICATION_COLUMNS: &str = "sid, service_sid, account_sid, recipient, channel, status, code, amount, payee, checks_failed, expires_ms, date_created, date_updated, version";
+        pub(crate) const VERIFICATION_COLUMNS: &str = "sid, service_sid, account_sid, recipient, channel, status, code, amount, payee, checks_failed, expires_ms, date_created, date_updated, version";
 
-        fn verification_from_row(r: &$row) -> Verification {
+        pub(crate) fn verification_from_row(r: &$row) -> Verification {
             Verification {
                 sid: r.get(0),
                 service_sid: r.get(1),
