@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Proves the container image and the compose example on a host WITHOUT a Docker engine, through
-# ../shared/tools/container-env.sh (podman + docker-compose, base images built locally):
+# Proves the container image and the compose example, through scripts/container-env.sh: Docker
+# (with `docker compose`) when a Docker engine answers, otherwise podman from Debian's packages
+# with docker-compose on podman's API; base images built locally when no registry is reachable:
 #   1. builds the image (Dockerfile) and checks its contract: non-root user, HEALTHCHECK;
 #   2. security: started on 0.0.0.0 with NO credentials it must refuse to start (development
 #      account); with credentials it answers /healthz and `verilimit healthcheck` passes;
@@ -12,9 +13,10 @@
 # read from the README itself, and the compose file the README shows must be byte-for-byte the
 # one it runs, so the two cannot drift.
 # Everything it starts is removed on exit. Idempotent; a second run reuses the cached layers.
-# Needs root (podman). Prints one final line: "container-test: PASS ..." or "container-test: FAIL: ...".
+# Needs root with podman. Prints one final line: "container-test: PASS ..." or "container-test: FAIL: ...".
 #   bash scripts/container-test.sh
-# Knobs: CONTAINER_ENV (path of container-env.sh), CONTAINER_TEST_TIMEOUT (seconds, default 3600).
+# Knobs: CONTAINER_TEST_TIMEOUT (seconds, default 3600), and scripts/container-env.sh's
+# (VERILIMIT_CONTAINER_ENGINE=docker|podman, VERILIMIT_CONTAINER_OFFLINE=1|0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -47,10 +49,26 @@ bounded() {
     timeout --kill-after=10 "$cap" "$@"
 }
 
-ce=${CONTAINER_ENV:-$repo/../shared/tools/container-env.sh}
-[[ -f $ce ]] || fail "container-env.sh not found at $ce (clone shared/ beside the repository, or set CONTAINER_ENV)"
-[[ $(id -u) == 0 ]] || fail "must run as root (podman)"
+ce=$repo/scripts/container-env.sh
+engine=$(bash "$ce" engine) || fail "no container engine"
+[[ $engine == docker || $(id -u) == 0 ]] || fail "must run as root (no Docker engine here: podman is set up)"
+ctr() { "$engine" "$@"; }
 compose=(bash "$ce" compose "$compose_dir" -p "$project")
+
+# Runs the image's HEALTHCHECK now (podman, which has no scheduler here) or waits for Docker's
+# own scheduler to report the container healthy.
+health_check_now() {
+    if [[ $engine == podman ]]; then
+        bounded 30 podman healthcheck run "$1" >/dev/null
+        return
+    fi
+    local _
+    for _ in $(seq 1 60); do
+        [[ $(docker inspect --format '{{.State.Health.Status}}' "$1" 2>/dev/null) == healthy ]] && return 0
+        sleep 1
+    done
+    return 1
+}
 
 # The compose example runs with its documented default credentials, whatever the caller has set;
 # it publishes verilimit on a free loopback port of the host.
@@ -78,8 +96,8 @@ services_were_up=
 cleanup() {
     local rc=$?
     set +e
-    podman rm -f -v -t 2 "$solo" >/dev/null 2>&1
-    podman volume rm -f "$solo-data" >/dev/null 2>&1
+    ctr rm -f -v "$solo" >/dev/null 2>&1
+    ctr volume rm -f "$solo-data" >/dev/null 2>&1
     [[ -n ${compose_up:-} ]] && timeout 120 "${compose[@]}" \
         down -v --remove-orphans -t 5 >"$log_dir/down.log" 2>&1
     # Leave the podman API service and health runner as we found them.
@@ -90,7 +108,7 @@ trap cleanup EXIT
 trap 'fail "interrupted"' INT TERM
 
 # --- 1. environment and image ----------------------------------------------------------------
-say "container-env setup (first run: debootstrap + toolchain image, several minutes)"
+say "container-env setup with $engine (first offline run: debootstrap + toolchain image, several minutes)"
 bounded 2400 bash "$ce" setup >"$log_dir/setup.log" 2>&1 \
     || { tail -20 "$log_dir/setup.log" >&2; fail "container-env.sh setup failed (log: $log_dir/setup.log)"; }
 bash "$ce" status 2>/dev/null | grep -q 'healthcheck runner: up' && services_were_up=1
@@ -117,19 +135,20 @@ bounded 3000 bash "$ce" build . "$image" >"$log_dir/build.log" 2>&1 \
 # take the cached dependency layer with it (a 10-minute rebuild on the next run).
 bounded 600 bash "$ce" build . "$build_cache" --target build >>"$log_dir/build.log" 2>&1 \
     || { tail -30 "$log_dir/build.log" >&2; fail "tagging the build stage failed (log: $log_dir/build.log)"; }
-say "built $image in $(($(date +%s) - t0))s: $(podman images --format "{{.Size}}" "$image")"
-user=$(podman image inspect --format '{{.Config.User}}' "$image")
+say "built $image in $(($(date +%s) - t0))s: $(ctr images --format "{{.Size}}" "$image")"
+user=$(ctr image inspect --format '{{.Config.User}}' "$image")
 [[ $user != "" && $user != root && $user != 0 && $user != 0:* ]] || fail "the image runs as root (User=$user)"
-podman image inspect "$image" | python3 -c 'import json, sys
-hc = json.load(sys.stdin)[0].get("Healthcheck") or {}
+ctr image inspect "$image" | python3 -c 'import json, sys
+img = json.load(sys.stdin)[0]
+hc = img.get("Healthcheck") or (img.get("Config") or {}).get("Healthcheck") or {}
 sys.exit(hc.get("Test") != ["CMD", "/usr/local/bin/verilimit", "healthcheck"])' \
     || fail "the image has no HEALTHCHECK running 'verilimit healthcheck'"
 
 # --- 2. security contract --------------------------------------------------------------------
 say "no credentials on 0.0.0.0: the server must refuse to start"
-podman rm -f -v "$solo" >/dev/null 2>&1 || true
+ctr rm -f -v "$solo" >/dev/null 2>&1 || true
 set +e
-out=$(bounded 60 podman run --rm --name "$solo" --network none "$image" 2>&1)
+out=$(bounded 60 ctr run --rm --name "$solo" --network none "$image" 2>&1)
 rc=$?
 set -e
 ((rc != 0 && rc != 124 && rc != 137)) || fail "without credentials the container did not refuse to start (exit $rc): $out"
@@ -139,40 +158,40 @@ say "refused (exit $rc): $(tail -1 <<<"$out")"
 
 say "the README's docker run (host port and names made unique): /healthz answers, 'verilimit healthcheck' passes"
 # e.g. docker run -d --name verilimit -p 127.0.0.1:8765:8765 -e … -v verilimit-data:/data verilimit:local
-run_cmd=$(must_replace "$docker_run" "docker run " "podman run ")
+run_cmd=$(must_replace "$docker_run" "docker run " "ctr run ")
 run_cmd=$(must_replace "$run_cmd" "--name verilimit " "--name $solo ")
 run_cmd=$(must_replace "$run_cmd" "127.0.0.1:8765:8765" "127.0.0.1::8765")
 run_cmd=$(must_replace "$run_cmd" "verilimit-data:/data" "$solo-data:/data")
 [[ $run_cmd == *"TWILIO_ACCOUNT_SID=$account"* && $run_cmd == *"TWILIO_AUTH_TOKEN=$token"* ]] \
     || fail "the README's docker run does not pass the documented example credentials: $docker_run"
-podman volume rm -f "$solo-data" >/dev/null 2>&1 || true
+ctr volume rm -f "$solo-data" >/dev/null 2>&1 || true
 eval "$run_cmd" >/dev/null || fail "the README's docker run failed: $run_cmd"
-port=$(podman port "$solo" 8765/tcp | head -1 | sed 's/.*://')
+port=$(ctr port "$solo" 8765/tcp | head -1 | sed 's/.*://')
 ok=
 for _ in $(seq 1 60); do
     if curl -fsS --max-time 2 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then ok=1; break; fi
-    [[ $(podman inspect --format '{{.State.Running}}' "$solo") == true ]] \
-        || fail "the container with credentials exited: $(podman logs "$solo" 2>&1 | tail -5)"
+    [[ $(ctr inspect --format '{{.State.Running}}' "$solo") == true ]] \
+        || fail "the container with credentials exited: $(ctr logs "$solo" 2>&1 | tail -5)"
     sleep 0.5
 done
-[[ -n $ok ]] || fail "/healthz did not answer on 127.0.0.1:$port: $(podman logs "$solo" 2>&1 | tail -5)"
-podman logs "$solo" 2>/dev/null | grep -q '^verilimit listening on http://0.0.0.0:8765$' \
+[[ -n $ok ]] || fail "/healthz did not answer on 127.0.0.1:$port: $(ctr logs "$solo" 2>&1 | tail -5)"
+ctr logs "$solo" 2>/dev/null | grep -q '^verilimit listening on http://0.0.0.0:8765$' \
     || fail "no start-up line 'verilimit listening on http://0.0.0.0:8765' on stdout"
-bounded 30 podman healthcheck run "$solo" >/dev/null || fail "the image's HEALTHCHECK (verilimit healthcheck) failed"
-[[ $(podman exec "$solo" id -u) == 10001 ]] || fail "the server does not run as uid 10001"
-podman exec "$solo" test -s /data/verilimit.db || fail "no database in /data (volume not writable?)"
+health_check_now "$solo" || fail "the image's HEALTHCHECK (verilimit healthcheck) failed"
+[[ $(ctr exec "$solo" id -u) == 10001 ]] || fail "the server does not run as uid 10001"
+ctr exec "$solo" test -s /data/verilimit.db || fail "no database in /data (volume not writable?)"
 code=$(curl -sS -o /dev/null -w '%{http_code}' -u "$account:wrong" "http://127.0.0.1:$port/v2/Services")
 [[ $code == 401 ]] || fail "wrong credentials answered $code, expected 401"
 code=$(curl -sS -o /dev/null -w '%{http_code}' -u "$account:$token" "http://127.0.0.1:$port/v2/Services")
 [[ $code == 200 ]] || fail "the configured credentials answered $code, expected 200"
 t0=$(date +%s)
-podman stop -t 10 "$solo" >/dev/null
+ctr stop -t 10 "$solo" >/dev/null
 stop_s=$(($(date +%s) - t0))
 ((stop_s < 8)) || fail "the server took ${stop_s}s to stop on SIGTERM (graceful shutdown expected)"
-[[ $(podman inspect --format '{{.State.ExitCode}}' "$solo") == 0 ]] \
-    || fail "the server exited $(podman inspect --format '{{.State.ExitCode}}' "$solo") on SIGTERM"
-podman rm -f -v "$solo" >/dev/null
-podman volume rm -f "$solo-data" >/dev/null
+[[ $(ctr inspect --format '{{.State.ExitCode}}' "$solo") == 0 ]] \
+    || fail "the server exited $(ctr inspect --format '{{.State.ExitCode}}' "$solo") on SIGTERM"
+ctr rm -f -v "$solo" >/dev/null
+ctr volume rm -f "$solo-data" >/dev/null
 say "healthy as uid 10001, 401/200 on bad/good credentials, stopped cleanly in ${stop_s}s"
 
 # --- 3. the compose example ------------------------------------------------------------------
@@ -203,11 +222,11 @@ cid=$("${compose[@]}" ps -q verilimit 2>/dev/null)
 [[ -n $cid ]] || fail "no verilimit container after the restart"
 health=
 for _ in $(seq 1 90); do
-    health=$(podman inspect --format '{{.State.Health.Status}}' "$cid" 2>/dev/null || true)
+    health=$(ctr inspect --format '{{.State.Health.Status}}' "$cid" 2>/dev/null || true)
     [[ $health == healthy ]] && break
     sleep 1
 done
-[[ $health == healthy ]] || fail "verilimit did not become healthy after the restart (status: ${health:-none}): $(podman logs "$cid" 2>&1 | tail -5)"
+[[ $health == healthy ]] || fail "verilimit did not become healthy after the restart (status: ${health:-none}): $(ctr logs "$cid" 2>&1 | tail -5)"
 export_json=$(curl -fsS --max-time 5 -u "$account:$token" "http://127.0.0.1:$VERILIMIT_HOST_PORT/emulator/v1/Export") \
     || fail "GET /emulator/v1/Export from the host (127.0.0.1:$VERILIMIT_HOST_PORT) failed"
 python3 - "$export_json" "$service_sid" <<'EOF' || fail "the export after the restart does not match the seed: $export_json"
@@ -227,4 +246,4 @@ bounded 120 "${compose[@]}" down -v --remove-orphans -t 5 \
     >"$log_dir/down.log" 2>&1 || fail "compose down failed (log: $log_dir/down.log)"
 compose_up=
 [[ -z $services_were_up ]] && bash "$ce" service-stop >/dev/null 2>&1
-echo "container-test: PASS (image $image $(podman images --format '{{.Size}}' "$image"), refusal without credentials, compose example 429/20429, seed idempotent; $(elapsed))"
+echo "container-test: PASS (image $image $(ctr images --format '{{.Size}}' "$image"), refusal without credentials, compose example 429/20429, seed idempotent; $(elapsed))"
