@@ -52,7 +52,6 @@ bounded() {
 ce=$repo/scripts/container-env.sh
 engine=$(bash "$ce" engine) || fail "no container engine"
 [[ $engine == docker || $(id -u) == 0 ]] || fail "must run as root (no Docker engine here: podman is set up)"
-ctr() { "$engine" "$@"; }
 compose=(bash "$ce" compose "$compose_dir" -p "$project")
 
 # Runs the image's HEALTHCHECK now (podman, which has no scheduler here) or waits for Docker's
@@ -96,8 +95,8 @@ services_were_up=
 cleanup() {
     local rc=$?
     set +e
-    ctr rm -f -v "$solo" >/dev/null 2>&1
-    ctr volume rm -f "$solo-data" >/dev/null 2>&1
+    "$engine" rm -f -v "$solo" >/dev/null 2>&1
+    "$engine" volume rm -f "$solo-data" >/dev/null 2>&1
     [[ -n ${compose_up:-} ]] && timeout 120 "${compose[@]}" \
         down -v --remove-orphans -t 5 >"$log_dir/down.log" 2>&1
     # Leave the podman API service and health runner as we found them.
@@ -135,10 +134,10 @@ bounded 3000 bash "$ce" build . "$image" >"$log_dir/build.log" 2>&1 \
 # take the cached dependency layer with it (a 10-minute rebuild on the next run).
 bounded 600 bash "$ce" build . "$build_cache" --target build >>"$log_dir/build.log" 2>&1 \
     || { tail -30 "$log_dir/build.log" >&2; fail "tagging the build stage failed (log: $log_dir/build.log)"; }
-say "built $image in $(($(date +%s) - t0))s: $(ctr images --format "{{.Size}}" "$image")"
-user=$(ctr image inspect --format '{{.Config.User}}' "$image")
+say "built $image in $(($(date +%s) - t0))s: $("$engine" images --format "{{.Size}}" "$image")"
+user=$("$engine" image inspect --format '{{.Config.User}}' "$image")
 [[ $user != "" && $user != root && $user != 0 && $user != 0:* ]] || fail "the image runs as root (User=$user)"
-ctr image inspect "$image" | python3 -c 'import json, sys
+"$engine" image inspect "$image" | python3 -c 'import json, sys
 img = json.load(sys.stdin)[0]
 hc = img.get("Healthcheck") or (img.get("Config") or {}).get("Healthcheck") or {}
 sys.exit(hc.get("Test") != ["CMD", "/usr/local/bin/verilimit", "healthcheck"])' \
@@ -146,9 +145,9 @@ sys.exit(hc.get("Test") != ["CMD", "/usr/local/bin/verilimit", "healthcheck"])' 
 
 # --- 2. security contract --------------------------------------------------------------------
 say "no credentials on 0.0.0.0: the server must refuse to start"
-ctr rm -f -v "$solo" >/dev/null 2>&1 || true
+"$engine" rm -f -v "$solo" >/dev/null 2>&1 || true
 set +e
-out=$(bounded 60 ctr run --rm --name "$solo" --network none "$image" 2>&1)
+out=$(bounded 60 "$engine" run --rm --name "$solo" --network none "$image" 2>&1)
 rc=$?
 set -e
 ((rc != 0 && rc != 124 && rc != 137)) || fail "without credentials the container did not refuse to start (exit $rc): $out"
@@ -158,40 +157,40 @@ say "refused (exit $rc): $(tail -1 <<<"$out")"
 
 say "the README's docker run (host port and names made unique): /healthz answers, 'verilimit healthcheck' passes"
 # e.g. docker run -d --name verilimit -p 127.0.0.1:8765:8765 -e … -v verilimit-data:/data verilimit:local
-run_cmd=$(must_replace "$docker_run" "docker run " "ctr run ")
+run_cmd=$(must_replace "$docker_run" "docker run " "$engine run ")
 run_cmd=$(must_replace "$run_cmd" "--name verilimit " "--name $solo ")
 run_cmd=$(must_replace "$run_cmd" "127.0.0.1:8765:8765" "127.0.0.1::8765")
 run_cmd=$(must_replace "$run_cmd" "verilimit-data:/data" "$solo-data:/data")
 [[ $run_cmd == *"TWILIO_ACCOUNT_SID=$account"* && $run_cmd == *"TWILIO_AUTH_TOKEN=$token"* ]] \
     || fail "the README's docker run does not pass the documented example credentials: $docker_run"
-ctr volume rm -f "$solo-data" >/dev/null 2>&1 || true
+"$engine" volume rm -f "$solo-data" >/dev/null 2>&1 || true
 eval "$run_cmd" >/dev/null || fail "the README's docker run failed: $run_cmd"
-port=$(ctr port "$solo" 8765/tcp | head -1 | sed 's/.*://')
+port=$("$engine" port "$solo" 8765/tcp | head -1 | sed 's/.*://')
 ok=
 for _ in $(seq 1 60); do
     if curl -fsS --max-time 2 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then ok=1; break; fi
-    [[ $(ctr inspect --format '{{.State.Running}}' "$solo") == true ]] \
-        || fail "the container with credentials exited: $(ctr logs "$solo" 2>&1 | tail -5)"
+    [[ $("$engine" inspect --format '{{.State.Running}}' "$solo") == true ]] \
+        || fail "the container with credentials exited: $("$engine" logs "$solo" 2>&1 | tail -5)"
     sleep 0.5
 done
-[[ -n $ok ]] || fail "/healthz did not answer on 127.0.0.1:$port: $(ctr logs "$solo" 2>&1 | tail -5)"
-ctr logs "$solo" 2>/dev/null | grep -q '^verilimit listening on http://0.0.0.0:8765$' \
+[[ -n $ok ]] || fail "/healthz did not answer on 127.0.0.1:$port: $("$engine" logs "$solo" 2>&1 | tail -5)"
+"$engine" logs "$solo" 2>/dev/null | grep -q '^verilimit listening on http://0.0.0.0:8765$' \
     || fail "no start-up line 'verilimit listening on http://0.0.0.0:8765' on stdout"
 health_check_now "$solo" || fail "the image's HEALTHCHECK (verilimit healthcheck) failed"
-[[ $(ctr exec "$solo" id -u) == 10001 ]] || fail "the server does not run as uid 10001"
-ctr exec "$solo" test -s /data/verilimit.db || fail "no database in /data (volume not writable?)"
+[[ $("$engine" exec "$solo" id -u) == 10001 ]] || fail "the server does not run as uid 10001"
+"$engine" exec "$solo" test -s /data/verilimit.db || fail "no database in /data (volume not writable?)"
 code=$(curl -sS -o /dev/null -w '%{http_code}' -u "$account:wrong" "http://127.0.0.1:$port/v2/Services")
 [[ $code == 401 ]] || fail "wrong credentials answered $code, expected 401"
 code=$(curl -sS -o /dev/null -w '%{http_code}' -u "$account:$token" "http://127.0.0.1:$port/v2/Services")
 [[ $code == 200 ]] || fail "the configured credentials answered $code, expected 200"
 t0=$(date +%s)
-ctr stop -t 10 "$solo" >/dev/null
+"$engine" stop -t 10 "$solo" >/dev/null
 stop_s=$(($(date +%s) - t0))
 ((stop_s < 8)) || fail "the server took ${stop_s}s to stop on SIGTERM (graceful shutdown expected)"
-[[ $(ctr inspect --format '{{.State.ExitCode}}' "$solo") == 0 ]] \
-    || fail "the server exited $(ctr inspect --format '{{.State.ExitCode}}' "$solo") on SIGTERM"
-ctr rm -f -v "$solo" >/dev/null
-ctr volume rm -f "$solo-data" >/dev/null
+[[ $("$engine" inspect --format '{{.State.ExitCode}}' "$solo") == 0 ]] \
+    || fail "the server exited $("$engine" inspect --format '{{.State.ExitCode}}' "$solo") on SIGTERM"
+"$engine" rm -f -v "$solo" >/dev/null
+"$engine" volume rm -f "$solo-data" >/dev/null
 say "healthy as uid 10001, 401/200 on bad/good credentials, stopped cleanly in ${stop_s}s"
 
 # --- 3. the compose example ------------------------------------------------------------------
@@ -222,11 +221,11 @@ cid=$("${compose[@]}" ps -q verilimit 2>/dev/null)
 [[ -n $cid ]] || fail "no verilimit container after the restart"
 health=
 for _ in $(seq 1 90); do
-    health=$(ctr inspect --format '{{.State.Health.Status}}' "$cid" 2>/dev/null || true)
+    health=$("$engine" inspect --format '{{.State.Health.Status}}' "$cid" 2>/dev/null || true)
     [[ $health == healthy ]] && break
     sleep 1
 done
-[[ $health == healthy ]] || fail "verilimit did not become healthy after the restart (status: ${health:-none}): $(ctr logs "$cid" 2>&1 | tail -5)"
+[[ $health == healthy ]] || fail "verilimit did not become healthy after the restart (status: ${health:-none}): $("$engine" logs "$cid" 2>&1 | tail -5)"
 export_json=$(curl -fsS --max-time 5 -u "$account:$token" "http://127.0.0.1:$VERILIMIT_HOST_PORT/emulator/v1/Export") \
     || fail "GET /emulator/v1/Export from the host (127.0.0.1:$VERILIMIT_HOST_PORT) failed"
 python3 - "$export_json" "$service_sid" <<'EOF' || fail "the export after the restart does not match the seed: $export_json"
@@ -246,4 +245,4 @@ bounded 120 "${compose[@]}" down -v --remove-orphans -t 5 \
     >"$log_dir/down.log" 2>&1 || fail "compose down failed (log: $log_dir/down.log)"
 compose_up=
 [[ -z $services_were_up ]] && bash "$ce" service-stop >/dev/null 2>&1
-echo "container-test: PASS (image $image $(ctr images --format '{{.Size}}' "$image"), refusal without credentials, compose example 429/20429, seed idempotent; $(elapsed))"
+echo "container-test: PASS (image $image $("$engine" images --format '{{.Size}}' "$image"), refusal without credentials, compose example 429/20429, seed idempotent; $(elapsed))"
