@@ -22,6 +22,22 @@ pub enum Kind {
     MaxAttemptsReached,
 }
 
+impl Kind {
+    /// The name it has in JSON and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Started => "started",
+            Kind::Resent => "resent",
+            Kind::Refused => "refused",
+            Kind::Approved => "approved",
+            Kind::CheckFailed => "check_failed",
+            Kind::Canceled => "canceled",
+            Kind::Expired => "expired",
+            Kind::MaxAttemptsReached => "max_attempts_reached",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     #[serde(rename = "type")]
@@ -37,7 +53,7 @@ pub struct Event {
 
 impl Event {
     /// An event about `v` (no rate limit, no error code).
-    pub fn of(v: &crate::verification::Verification, kind: Kind) -> Self {
+    pub fn of(v: &crate::core::Verification, kind: Kind) -> Self {
         Self {
             kind,
             service_sid: v.service_sid.clone(),
@@ -57,7 +73,7 @@ pub struct Events {
 
 impl Events {
     pub fn record(&self, account: &str, event: Event) {
-        crate::metrics::verification_event(event.kind);
+        crate::metrics::verification_event(event.kind.as_str());
         let mut accounts = self.accounts.lock();
         let log = accounts.entry(account.to_owned()).or_default();
         if log.len() == PER_ACCOUNT {

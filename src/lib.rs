@@ -1,15 +1,16 @@
 //! verilimit: a local Twilio Verify v2 server that enforces Service Rate Limits exactly.
 //!
 //! A request flows one way: Twilio's wire dialect (`twilio`) → resource handlers (`api`,
-//! `emulator`) → domain state (`catalog`, `verification`, `limiter`) → persistence (`store`).
+//! `emulator`) → the engine (`engine`) → the pure core (`core`) and persistence (`store`).
 
 pub mod api;
 pub mod catalog;
 pub mod config;
+pub mod core;
 pub mod emulator;
+pub mod engine;
 pub mod events;
 pub mod healthcheck;
-pub mod limiter;
 pub mod metrics;
 pub mod seed;
 pub mod state;
@@ -17,7 +18,6 @@ pub mod store;
 pub mod telemetry;
 pub mod twilio;
 pub mod ui;
-pub mod verification;
 
 use std::future::Future;
 use std::time::Duration;
@@ -95,8 +95,9 @@ async fn metrics(
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         {
+            let (values, recipients) = state.tracked();
             let catalog = state.catalog.read();
-            metrics::render(state.limiter.tracked(), state.recipients.tracked(), |s| {
+            metrics::render(values, recipients, |s| {
                 catalog.service(&caller.account, s).is_some()
             })
         },

@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::events::Kind;
-
 struct Histogram {
     bounds: &'static [f64],
     counts: Vec<u64>,
@@ -78,15 +76,16 @@ struct Metrics {
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
 
-const KINDS: [(Kind, &str); 8] = [
-    (Kind::Started, "started"),
-    (Kind::Resent, "resent"),
-    (Kind::Refused, "refused"),
-    (Kind::Approved, "approved"),
-    (Kind::CheckFailed, "check_failed"),
-    (Kind::Canceled, "canceled"),
-    (Kind::Expired, "expired"),
-    (Kind::MaxAttemptsReached, "max_attempts_reached"),
+/// The verification event types counted (`crate::events::Kind::as_str`).
+const KINDS: [&str; 8] = [
+    "started",
+    "resent",
+    "refused",
+    "approved",
+    "check_failed",
+    "canceled",
+    "expired",
+    "max_attempts_reached",
 ];
 
 pub fn request(route: &str, method: &str, status: u16, seconds: f64) {
@@ -121,8 +120,8 @@ pub fn decision(service: &str, rate_limit: &str, admitted: bool) {
     counts[usize::from(!admitted)] += 1;
 }
 
-pub fn verification_event(kind: Kind) {
-    if let Some(i) = KINDS.iter().position(|(k, _)| *k == kind) {
+pub fn verification_event(kind: &str) {
+    if let Some(i) = KINDS.iter().position(|k| *k == kind) {
         METRICS.events[i].fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -201,7 +200,7 @@ pub fn render(
     }
     drop(decisions);
     out.push_str("# HELP verilimit_verification_events_total Verification events by type.\n# TYPE verilimit_verification_events_total counter\n");
-    for (i, (_, name)) in KINDS.iter().enumerate() {
+    for (i, name) in KINDS.iter().enumerate() {
         let _ = writeln!(
             out,
             "verilimit_verification_events_total{{type=\"{name}\"}} {}",

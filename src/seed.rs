@@ -169,11 +169,7 @@ async fn apply_service(state: &AppState, s: SeedService) -> Result<(), ApiError>
             r.code_length = s.code_length.unwrap_or(r.code_length);
             r.custom_code_enabled = s.custom_code_enabled.unwrap_or(r.custom_code_enabled);
             r.date_updated = now.max(r.date_created);
-            let st = state.clone();
-            state
-                .store
-                .update_service(r, move |r| st.catalog.write().put_service(r.clone()))
-                .await?
+            state.update_service(r).await?
         }
         None => {
             let r = ServiceRecord {
@@ -186,11 +182,7 @@ async fn apply_service(state: &AppState, s: SeedService) -> Result<(), ApiError>
                 date_created: now,
                 date_updated: now,
             };
-            let st = state.clone();
-            state
-                .store
-                .insert_service(r, move |r| st.catalog.write().put_service(r.clone()))
-                .await?
+            state.create_service(r).await?
         }
     };
     for rl in s.rate_limits {
@@ -221,11 +213,7 @@ async fn apply_rate_limit(
                 rec.description = r.description.clone();
             }
             rec.date_updated = now.max(rec.date_created);
-            let st = state.clone();
-            let rec = state
-                .store
-                .update_rate_limit(rec, move |r| st.catalog.write().put_rate_limit(r.clone()))
-                .await?;
+            let rec = state.update_rate_limit(rec).await?;
             (rec, node.buckets.clone())
         }
         None => {
@@ -242,14 +230,7 @@ async fn apply_rate_limit(
                 date_created: now,
                 date_updated: now,
             };
-            let max = state.settings.max_rate_limits_per_service;
-            let st = state.clone();
-            let rec = state
-                .store
-                .insert_rate_limit(rec, max, move |r| {
-                    st.catalog.write().put_rate_limit(r.clone())
-                })
-                .await?;
+            let rec = state.create_rate_limit(rec).await?;
             (rec, Default::default())
         }
     };
@@ -266,11 +247,7 @@ async fn apply_rate_limit(
                 rec.max = b.max;
                 rec.interval = b.interval;
                 rec.date_updated = now.max(rec.date_created);
-                let st = state.clone();
-                state
-                    .store
-                    .update_bucket(rec, move |b| st.catalog.write().put_bucket(b.clone()))
-                    .await?;
+                state.update_bucket(rec).await?;
             }
             None => {
                 let rec = BucketRecord {
@@ -284,15 +261,7 @@ async fn apply_rate_limit(
                     date_created: now,
                     date_updated: now,
                 };
-                let id = record.id;
-                let limit = state.settings.max_buckets_per_rate_limit;
-                let st = state.clone();
-                state
-                    .store
-                    .insert_bucket(rec, id, limit, move |b| {
-                        st.catalog.write().put_bucket(b.clone())
-                    })
-                    .await?;
+                state.create_bucket(rec, record.id).await?;
             }
         }
     }

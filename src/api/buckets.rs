@@ -81,15 +81,7 @@ async fn create(
         date_created: now,
         date_updated: now,
     };
-    let id = rl.record.id;
-    let limit = state.settings.max_buckets_per_rate_limit;
-    let st = state.clone();
-    let saved = state
-        .store
-        .insert_bucket(record, id, limit, move |b| {
-            st.catalog.write().put_bucket(b.clone())
-        })
-        .await?;
+    let saved = state.create_bucket(record, rl.record.id).await?;
     Ok((StatusCode::CREATED, Json(render(&base, &saved))).into_response())
 }
 
@@ -158,11 +150,7 @@ async fn update(
         }
     }
     b.date_updated = now.max(b.date_created);
-    let st = state.clone();
-    let saved = state
-        .store
-        .update_bucket(b, move |b| st.catalog.write().put_bucket(b.clone()))
-        .await?;
+    let saved = state.update_bucket(b).await?;
     Ok(Json(render(&base, &saved)))
 }
 
@@ -171,15 +159,7 @@ async fn remove(
     caller: Caller,
     Path((service, rate_limit, sid)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    bucket(&state, &caller.account, &service, &rate_limit, &sid)?;
-    let st = state.clone();
-    state
-        .store
-        .delete_bucket(sid.clone(), move |_| {
-            st.catalog
-                .write()
-                .remove_bucket(&caller.account, &service, &rate_limit, &sid)
-        })
-        .await?;
+    let b = bucket(&state, &caller.account, &service, &rate_limit, &sid)?;
+    state.delete_bucket(&b).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -101,14 +101,7 @@ async fn create(
         date_created: now,
         date_updated: now,
     };
-    let max = state.settings.max_rate_limits_per_service;
-    let st = state.clone();
-    let saved = state
-        .store
-        .insert_rate_limit(record, max, move |r| {
-            st.catalog.write().put_rate_limit(r.clone())
-        })
-        .await?;
+    let saved = state.create_rate_limit(record).await?;
     Ok((StatusCode::CREATED, Json(render(&base, &saved))).into_response())
 }
 
@@ -159,13 +152,7 @@ async fn update(
         record.description = Some(d);
     }
     record.date_updated = state.now(&caller.account).max(record.date_created);
-    let st = state.clone();
-    let saved = state
-        .store
-        .update_rate_limit(record, move |r| {
-            st.catalog.write().put_rate_limit(r.clone())
-        })
-        .await?;
+    let saved = state.update_rate_limit(record).await?;
     Ok(Json(render(&base, &saved)))
 }
 
@@ -175,16 +162,6 @@ async fn remove(
     Path((service, sid)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let rl = rate_limit_node(&state, &caller.account, &service, &sid)?;
-    let id = rl.record.id;
-    let st = state.clone();
-    state
-        .store
-        .delete_rate_limit(id, move |_| {
-            st.catalog
-                .write()
-                .remove_rate_limit(&caller.account, &service, &sid);
-            st.limiter.forget_rate_limit(id);
-        })
-        .await?;
+    state.delete_rate_limit(&rl.record).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -195,11 +195,7 @@ async fn create(
         date_updated: now,
     };
     apply(&p, &mut record)?;
-    let st = state.clone();
-    let saved = state
-        .store
-        .insert_service(record, move |r| st.catalog.write().put_service(r.clone()))
-        .await?;
+    let saved = state.create_service(record).await?;
     Ok((StatusCode::CREATED, Json(render(&base, &saved))).into_response())
 }
 
@@ -245,11 +241,7 @@ async fn update(
     let mut record = node.record.clone();
     apply(&p, &mut record)?;
     record.date_updated = state.now(&caller.account).max(record.date_created);
-    let st = state.clone();
-    let saved = state
-        .store
-        .update_service(record, move |r| st.catalog.write().put_service(r.clone()))
-        .await?;
+    let saved = state.update_service(record).await?;
     Ok(Json(render(&base, &saved)))
 }
 
@@ -259,16 +251,6 @@ async fn remove(
     Path(sid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     service_node(&state, &caller.account, &sid)?;
-    let st = state.clone();
-    state
-        .store
-        .delete_service(caller.account.clone(), sid.clone(), move |_| {
-            let ids = st.catalog.write().remove_service(&caller.account, &sid);
-            for id in ids {
-                st.limiter.forget_rate_limit(id);
-            }
-            st.recipients.clear_service(&sid);
-        })
-        .await?;
+    state.delete_service(&caller.account, &sid).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,12 +12,13 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::service_node;
-use super::verifications::{recipient, with_pending};
+use super::verifications::recipient;
+use crate::core::{Status, Verification};
+use crate::engine::Change;
 use crate::state::AppState;
 use crate::twilio::auth::Caller;
 use crate::twilio::form::FormBody;
 use crate::twilio::{ApiError, date, sid};
-use crate::verification::{Status, Verification};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v2/Services/{service}/VerificationCheck", post(create))
@@ -71,38 +72,10 @@ async fn create(
     let code = p.required("Code")?.to_owned();
     p.text("Amount", 255)?;
     p.text("Payee", 255)?;
-    let path = format!("/Services/{service}/VerificationCheck");
-    let not_found = move || ApiError::not_found(&path);
-    let limit = state.settings.check_attempts_limit;
-    let (v, ()) = with_pending(
-        &state,
-        &caller.account,
-        &service,
-        &key,
-        not_found,
-        |v, now| {
-            if let Some(to) = to.filter(|_| verification_sid.is_some()) {
-                if to != v.to {
-                    return Err(ApiError::invalid_because(
-                        "To",
-                        "does not match the verification",
-                    ));
-                }
-            }
-            if limit > 0 && v.checks_failed >= limit {
-                v.finish(Status::MaxAttemptsReached, now);
-                return Err(ApiError::too_many(60202, "Max check attempts reached"));
-            }
-            if code == v.code {
-                v.finish(Status::Approved, now);
-            } else {
-                v.checks_failed += 1;
-                v.date_updated = now.max(v.date_updated);
-                v.version += 1;
-            }
-            Ok(())
-        },
-    )
-    .await?;
+    let to = to.filter(|_| verification_sid.is_some()).map(str::to_owned);
+    let v = state
+        .change(&caller.account, &service, &key, Change::Check { code, to })
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("/Services/{service}/VerificationCheck")))?;
     Ok(Json(render(&v)))
 }

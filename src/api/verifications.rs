@@ -18,14 +18,12 @@ use serde_json::{Value, json};
 
 use super::{BaseUrl, printable, service_node};
 use crate::catalog::{RateLimitNode, ServiceNode};
-use crate::events::{Event, Kind};
-use crate::limiter::{Check, Decision};
+use crate::core::{StartRequest, Started, Status, Verification};
+use crate::engine::Change;
 use crate::state::AppState;
-use crate::store::pg::Started;
 use crate::twilio::auth::Caller;
 use crate::twilio::form::{FormBody, Params};
 use crate::twilio::{ApiError, date, sid};
-use crate::verification::{Start, Status, Verification};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -249,269 +247,42 @@ async fn create(
     let to = p.required("To")?.to_owned();
     let channel = channel(p.required("Channel")?)?;
     recipient(&to, channel)?;
-    let start = Start {
+    let request = StartRequest {
         service_sid: node.record.sid.clone(),
         account_sid: caller.account.clone(),
-        to: to.clone(),
+        to,
         channel: channel.to_owned(),
-        code_length: node.record.code_length,
         custom_code: custom_code(&p, &node)?,
         amount: p.text("Amount", 255)?,
         payee: p.text("Payee", 255)?,
-        code_ttl_ms: state.settings.code_ttl_ms,
     };
     check_optional(&p)?;
     let limited = match p.get("RateLimits") {
         Some(raw) => rate_limits(raw, &node)?,
         None => Vec::new(),
     };
-    let account = caller.account;
-    let refused = |rate_limit: Option<&str>, error_code: u32| {
-        if let Some(name) = rate_limit {
-            crate::metrics::decision(&node.record.sid, name, false);
+    match state
+        .start(request, node.record.code_length, limited)
+        .await?
+    {
+        Started::Admitted(a) => {
+            Ok((StatusCode::CREATED, Json(render(&base, &a.verification))).into_response())
         }
-        state.events.record(
-            &account,
-            Event {
-                kind: Kind::Refused,
-                service_sid: node.record.sid.clone(),
-                verification_sid: None,
-                to: to.clone(),
-                rate_limit: rate_limit.map(str::to_owned),
-                error_code: Some(error_code),
-                at_ms: state.now(&account),
-            },
-        );
-    };
-    let outcome = match state.store.postgres() {
-        Some(pg) => {
-            let s = &state.settings;
-            pg.start(
-                start,
-                &limited,
-                state.now(&account),
-                s.send_attempts_limit,
-                s.send_window_ms,
-            )
-            .await?
-        }
-        None => start_in_memory(&state, start, &limited).await?,
-    };
-    let (snapshot, is_new, expired) = match outcome {
-        Started::Admitted {
-            verification,
-            is_new,
-            expired,
-        } => (verification, is_new, expired),
-        Started::TooManySends => {
-            refused(None, 60203);
-            return Err(ApiError::too_many(60203, "Max send attempts reached"));
-        }
-        Started::Refused {
-            retry_after_ms,
-            unique_name,
-        } => {
-            refused(Some(&unique_name), 20429);
-            let seconds = (retry_after_ms.saturating_add(999) / 1000).max(1);
-            return Err(ApiError::too_many(20429, "Too many requests")
+        Started::TooManySends => Err(ApiError::too_many(60203, "Max send attempts reached")),
+        Started::Refused(r) => {
+            let seconds = (r.retry_after_ms.saturating_add(999) / 1000).max(1);
+            Err(ApiError::too_many(20429, "Too many requests")
                 .with_header("retry-after", seconds.to_string())
-                .with_header("twilio-reached-rate-limit", unique_name));
+                .with_header("twilio-reached-rate-limit", r.unique_name))
         }
-    };
-    for (rl, _) in &limited {
-        crate::metrics::decision(&node.record.sid, &rl.record.unique_name, true);
-    }
-    if let Some(old) = &expired {
-        state.events.record(&account, Event::of(old, Kind::Expired));
-    }
-    let kind = if is_new { Kind::Started } else { Kind::Resent };
-    state.events.record(&account, Event::of(&snapshot, kind));
-    Ok((StatusCode::CREATED, Json(render(&base, &snapshot))).into_response())
-}
-
-/// A start on SQLite: decided and recorded in memory under the recipient's lock (so concurrent
-/// starts to one recipient see each other; the limiter takes its own locks inside), then stored
-/// by the writer; the admissions are taken back if storing fails.
-async fn start_in_memory(
-    state: &AppState,
-    start: Start,
-    limited: &[(Arc<RateLimitNode>, String)],
-) -> Result<Started, ApiError> {
-    let settings = &state.settings;
-    let (snapshot, attempt, expired, reservation, is_new) = {
-        let now = state.now(&start.account_sid);
-        let mut locked = state.recipients.lock(&start.service_sid, &start.to);
-        let r = locked.get_or_insert(&start.account_sid);
-        if settings.send_attempts_limit > 0
-            && r.recent_sends(now, settings.send_window_ms) >= settings.send_attempts_limit as usize
-        {
-            return Ok(Started::TooManySends);
-        }
-        let checks: Vec<Check> = limited
-            .iter()
-            .map(|(rl, value)| Check {
-                rate_limit_id: rl.record.id,
-                unique_name: &rl.record.unique_name,
-                value,
-                rules: &rl.rules,
-            })
-            .collect();
-        let reservation = match state.limiter.admit(&checks, now) {
-            Decision::Admitted(res) => res,
-            Decision::Refused {
-                retry_after_ms,
-                unique_name,
-            } => {
-                return Ok(Started::Refused {
-                    retry_after_ms,
-                    unique_name,
-                });
-            }
-        };
-        let expired = r.take_expired(now);
-        r.sends.push_back(now);
-        let (snapshot, attempt, is_new) = start.apply(&mut r.pending, now);
-        if let Some(old) = &expired {
-            locked.unindex(&old.sid);
-        }
-        if is_new {
-            locked.index(&snapshot.sid);
-        }
-        (snapshot, attempt, expired, reservation, is_new)
-    };
-    let mut items = Vec::new();
-    if let Some(old) = &expired {
-        items.push((old.clone(), None, Vec::new()));
-    }
-    items.push((snapshot.clone(), Some(attempt), reservation.entries.clone()));
-    let sqlite = state
-        .store
-        .sqlite()
-        .ok_or_else(|| ApiError::internal("no SQLite store"))?;
-    if let Err(e) = sqlite.save_verifications(items).await {
-        state.limiter.undo(reservation);
-        return Err(e);
-    }
-    Ok(Started::Admitted {
-        verification: Box::new(snapshot),
-        is_new,
-        expired: expired.map(Box::new),
-    })
-}
-
-/// Finds the (service, recipient) a path segment names: a `VE` SID or the `To` itself.
-pub fn locate(state: &AppState, service: &str, key: &str) -> Option<String> {
-    if key.starts_with(sid::VERIFICATION) && sid::is_valid(key, sid::VERIFICATION) {
-        let (s, to) = state.recipients.find_sid(key)?;
-        (s == service).then_some(to)
-    } else {
-        Some(key.to_owned())
     }
 }
 
-/// Records the events a change of a verification means.
-fn record_change(state: &AppState, account: &str, before: &Verification, after: &Verification) {
-    if after.status != before.status {
-        let kind = match after.status {
-            Status::Approved => Kind::Approved,
-            Status::Canceled => Kind::Canceled,
-            Status::MaxAttemptsReached => Kind::MaxAttemptsReached,
-            _ => return,
-        };
-        let mut e = Event::of(after, kind);
-        if kind == Kind::MaxAttemptsReached {
-            e.error_code = Some(60202);
-        }
-        state.events.record(account, e);
-    } else if after.checks_failed > before.checks_failed {
-        state
-            .events
-            .record(account, Event::of(after, Kind::CheckFailed));
-    }
-}
-
-/// Applies `change` to the live pending verification the path names (404 if none), stores the
-/// result and returns it. `change` may end the verification.
-pub async fn with_pending<T: Send + 'static>(
-    state: &AppState,
-    account: &str,
-    service: &str,
-    key: &str,
-    not_found: impl Fn() -> ApiError,
-    change: impl FnOnce(&mut Verification, i64) -> Result<T, ApiError>,
-) -> Result<(Verification, T), ApiError> {
-    let now = state.now(account);
-    if let Some(pg) = state.store.postgres() {
-        return match pg.with_pending(service, key, now, change).await? {
-            Ok((before, after, out)) => {
-                record_change(state, account, &before, &after);
-                Ok((after, out?))
-            }
-            Err(expired) => {
-                if let Some(old) = expired {
-                    state.events.record(account, Event::of(&old, Kind::Expired));
-                }
-                Err(not_found())
-            }
-        };
-    }
-    let to = locate(state, service, key).ok_or_else(&not_found)?;
-    // Decide under the recipient's lock; store after releasing it.
-    let decided = {
-        let mut locked = state.recipients.lock(service, &to);
-        match locked.get() {
-            None => Err(None),
-            Some(r) => {
-                let expired = r.take_expired(now);
-                if let Some(old) = &expired {
-                    state.events.record(account, Event::of(old, Kind::Expired));
-                }
-                match r.pending.as_mut() {
-                    Some(v) if !key.starts_with(sid::VERIFICATION) || v.sid == key => {
-                        let before = v.clone();
-                        let out = change(v, now);
-                        record_change(state, account, &before, v);
-                        let snapshot = v.clone();
-                        if snapshot.status != Status::Pending {
-                            r.pending = None;
-                            locked.unindex(&snapshot.sid);
-                        }
-                        Ok((snapshot, expired, out))
-                    }
-                    _ => {
-                        if let Some(old) = &expired {
-                            locked.unindex(&old.sid);
-                        }
-                        Err(expired)
-                    }
-                }
-            }
-        }
-    };
-    let sqlite = state
-        .store
-        .sqlite()
-        .ok_or_else(|| ApiError::internal("no SQLite store"))?;
-    let (snapshot, expired, out) = match decided {
-        Ok(d) => d,
-        Err(expired) => {
-            if let Some(old) = expired {
-                sqlite
-                    .save_verifications(vec![(old, None, Vec::new())])
-                    .await?;
-            }
-            return Err(not_found());
-        }
-    };
-    let mut items: Vec<_> = expired.into_iter().map(|v| (v, None, Vec::new())).collect();
-    items.push((snapshot.clone(), None, Vec::new()));
-    sqlite.save_verifications(items).await?;
-    Ok((snapshot, out?))
-}
-
-fn not_found_at(service: &str, key: &str) -> impl Fn() -> ApiError {
-    let path = format!("/Services/{service}/Verifications/{}", printable(key));
-    move || ApiError::not_found(&path)
+pub fn not_found_at(service: &str, key: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "/Services/{service}/Verifications/{}",
+        printable(key)
+    ))
 }
 
 async fn fetch(
@@ -521,21 +292,10 @@ async fn fetch(
     Path((service, key)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     service_node(&state, &caller.account, &service)?;
-    let not_found = not_found_at(&service, &key);
-    let now = state.now(&caller.account);
-    let found = match state.store.postgres() {
-        Some(pg) => pg.fetch(&service, &key, now).await?,
-        None => {
-            let to = locate(&state, &service, &key).ok_or_else(&not_found)?;
-            let mut locked = state.recipients.lock(&service, &to);
-            locked
-                .get()
-                .and_then(|r| r.pending.as_ref())
-                .filter(|v| v.is_live(now) && (!key.starts_with(sid::VERIFICATION) || v.sid == key))
-                .cloned()
-        }
-    };
-    let v = found.ok_or_else(&not_found)?;
+    let v = state
+        .fetch(&caller.account, &service, &key)
+        .await?
+        .ok_or_else(|| not_found_at(&service, &key))?;
     Ok(Json(render(&base, &v)))
 }
 
@@ -557,19 +317,10 @@ async fn update(
             ));
         }
     };
-    let not_found = not_found_at(&service, &key);
-    let (v, ()) = with_pending(
-        &state,
-        &caller.account,
-        &service,
-        &key,
-        not_found,
-        |v, now| {
-            v.finish(status, now);
-            Ok(())
-        },
-    )
-    .await?;
+    let v = state
+        .change(&caller.account, &service, &key, Change::Update(status))
+        .await?
+        .ok_or_else(|| not_found_at(&service, &key))?;
     Ok(Json(render(&base, &v)))
 }
 

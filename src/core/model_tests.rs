@@ -1,18 +1,57 @@
-//! The limiter against a brute-force model with a manual clock: random Max/Interval, arrivals
-//! on several keys and buckets, bucket updates, creations and deletions, sweeps and undos.
+//! The core against brute-force models with a manual clock.
+//!
+//! Rate limits: random Max/Interval, arrivals on several keys and buckets, bucket updates,
+//! creations and deletions, prunes, and starts decided but never published (a failed batch).
+//! The admission logs are kept the way both engines keep them: `limits::admit` decides, and
+//! only a published decision appends its admissions.
 //!
 //! The model keeps, per bucket, every admission recorded in it, and marks an admission dead when
 //! the bucket's Interval changes after the admission had already left the old window. It answers
 //! Retry-After by stepping the clock one millisecond at a time.
 
-use super::*;
+use std::collections::{HashMap, VecDeque};
+
+use super::limits::{self, LimitCheck, Refusal};
+use super::verification::{self, *};
+use super::window::{self, Rule};
 use proptest::prelude::*;
+
+/// The admission logs of every (rate limit, value), as an engine's cache holds them.
+#[derive(Default)]
+struct Logs(HashMap<(i64, String), VecDeque<i64>>);
+
+impl Logs {
+    /// Decides with the core; records the admissions only if `publish`.
+    fn admit(&mut self, checks: &[LimitCheck<'_>], now: i64, publish: bool) -> Result<(), Refusal> {
+        let with_logs: Vec<_> = checks
+            .iter()
+            .map(|c| (*c, self.0.get(&(c.rate_limit_id, c.value.to_owned()))))
+            .collect();
+        let admissions = limits::admit(&with_logs, now)?;
+        if publish {
+            for a in admissions {
+                self.0
+                    .entry((a.rate_limit_id, a.value.to_string()))
+                    .or_default()
+                    .push_back(a.at_ms);
+            }
+        }
+        Ok(())
+    }
+
+    fn prune(&mut self, rules_of: impl Fn(i64) -> Vec<Rule>, now: i64) {
+        self.0.retain(|(id, _), log| {
+            window::prune(log, &rules_of(*id), now);
+            !log.is_empty()
+        });
+    }
+}
 
 #[derive(Debug, Clone)]
 enum Op {
     Advance(i64),
     Admit(Vec<(usize, u8)>),
-    AdmitThenUndo(Vec<(usize, u8)>),
+    DecideUnpublished(Vec<(usize, u8)>),
     SetMax(usize, u32),
     SetInterval(usize, i64),
     AddBucket(usize, u32, i64),
@@ -27,7 +66,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0i64..400).prop_map(Op::Advance),
         6 => keys.clone().prop_map(Op::Admit),
-        1 => keys.prop_map(Op::AdmitThenUndo),
+        1 => keys.prop_map(Op::DecideUnpublished),
         1 => (0usize..16, 1u32..5).prop_map(|(b, m)| Op::SetMax(b, m)),
         1 => (0usize..16, 1i64..1500).prop_map(|(b, i)| Op::SetInterval(b, i)),
         1 => (0..RATE_LIMITS, 1u32..5, 1i64..1500).prop_map(|(r, m, i)| Op::AddBucket(r, m, i)),
@@ -107,11 +146,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
-    fn limiter_agrees_with_brute_force_model(
+    fn rate_limits_agree_with_brute_force_model(
         initial in proptest::collection::vec((0..RATE_LIMITS, 1u32..5, 1i64..1500), 1..6),
         ops in proptest::collection::vec(op(), 1..120),
     ) {
-        let limiter = Limiter::default();
+        let mut logs = Logs::default();
         let mut w = World { buckets: Vec::new(), history: vec![Vec::new(); RATE_LIMITS], now: 1_000_000 };
         for (rl, max, interval) in initial {
             w.buckets.push(Some(ModelBucket {
@@ -124,22 +163,21 @@ proptest! {
         for op in ops {
             match op {
                 Op::Advance(ms) => w.now += ms,
-                Op::Admit(ref keys) | Op::AdmitThenUndo(ref keys) => {
+                Op::Admit(ref keys) | Op::DecideUnpublished(ref keys) => {
                     let keys = dedup_keys(keys);
                     let rules: Vec<Vec<Rule>> = keys.iter().map(|(rl, _)| w.rules(*rl)).collect();
-                    let checks: Vec<Check> = keys.iter().zip(&rules).map(|((rl, v), rules)| Check {
+                    let checks: Vec<LimitCheck> = keys.iter().zip(&rules).map(|((rl, v), rules)| LimitCheck {
                         rate_limit_id: *rl as i64,
                         unique_name: names[*rl],
                         value: values[*v as usize],
                         rules,
                     }).collect();
                     let expected = w.model_admits(&keys, w.now);
-                    match limiter.admit(&checks, w.now) {
-                        Decision::Admitted(res) => {
-                            prop_assert!(expected, "limiter admitted what the model refuses at {}", w.now);
-                            if matches!(op, Op::AdmitThenUndo(_)) {
-                                limiter.undo(res);
-                            } else {
+                    let publish = !matches!(op, Op::DecideUnpublished(_));
+                    match logs.admit(&checks, w.now, publish) {
+                        Ok(()) => {
+                            prop_assert!(expected, "the core admitted what the model refuses at {}", w.now);
+                            if publish {
                                 let now = w.now;
                                 for (rl, v) in &keys {
                                     if w.buckets.iter().flatten().any(|b| b.rate_limit == *rl) {
@@ -151,8 +189,8 @@ proptest! {
                                 }
                             }
                         }
-                        Decision::Refused { retry_after_ms, .. } => {
-                            prop_assert!(!expected, "limiter refused what the model admits at {}", w.now);
+                        Err(Refusal { retry_after_ms, .. }) => {
+                            prop_assert!(!expected, "the core refused what the model admits at {}", w.now);
                             // Brute force: the first millisecond at which the model admits.
                             let mut d = 1;
                             while !w.model_admits(&keys, w.now + d) { d += 1; prop_assert!(d < 10_000); }
@@ -196,76 +234,251 @@ proptest! {
                 Op::Sweep => {
                     let now = w.now;
                     let rules: Vec<Vec<Rule>> = (0..RATE_LIMITS).map(|rl| w.rules(rl)).collect();
-                    limiter.sweep(|id| Some((rules[id as usize].clone(), now)));
+                    logs.prune(|id| rules[id as usize].clone(), now);
                 }
             }
         }
     }
 
     #[test]
-    fn sweeping_after_every_window_passed_forgets_every_value(
+    fn pruning_after_every_window_passed_forgets_every_value(
         n in 1usize..200, interval in 1i64..5000,
     ) {
-        let limiter = Limiter::default();
+        let mut logs = Logs::default();
         let rules = [Rule { max: 3, interval_ms: interval, live_since_ms: 0 }];
         for i in 0..n {
             let v = format!("value-{i}");
-            let d = limiter.admit(&[Check { rate_limit_id: 1, unique_name: "k", value: &v, rules: &rules }], 10);
-            prop_assert!(matches!(d, Decision::Admitted(_)));
+            let d = logs.admit(&[LimitCheck { rate_limit_id: 1, unique_name: "k", value: &v, rules: &rules }], 10, true);
+            prop_assert!(d.is_ok());
         }
-        prop_assert_eq!(limiter.tracked(), n);
-        limiter.sweep(|_| Some((rules.to_vec(), 9 + interval)));
-        prop_assert_eq!(limiter.tracked(), n);
-        limiter.sweep(|_| Some((rules.to_vec(), 10 + interval)));
-        prop_assert_eq!(limiter.tracked(), 0);
+        prop_assert_eq!(logs.0.len(), n);
+        logs.prune(|_| rules.to_vec(), 9 + interval);
+        prop_assert_eq!(logs.0.len(), n);
+        logs.prune(|_| rules.to_vec(), 10 + interval);
+        prop_assert_eq!(logs.0.len(), 0);
+    }
+}
+
+/// One recipient's state as both engines keep it: the pending verification and the send times.
+#[derive(Default, Debug)]
+struct Recipient {
+    pending: Option<Verification>,
+    sends: Vec<i64>,
+    /// SIDs of its verifications that have ended (a path may still name them).
+    ended: Vec<String>,
+}
+
+/// The model: what Twilio's documented behaviour says, written as plainly as possible.
+#[derive(Default, Debug, Clone)]
+struct ModelVerification {
+    sid: String,
+    code: String,
+    fails: u32,
+    expires: i64,
+}
+
+#[derive(Debug, Clone)]
+enum LifeOp {
+    Advance(i64),
+    Start(usize, Option<u16>),
+    Check {
+        who: usize,
+        right: bool,
+        by_sid: bool,
+    },
+    CheckEnded(usize),
+    Update(usize, bool),
+}
+
+fn life_op() -> impl Strategy<Value = LifeOp> {
+    prop_oneof![
+        2 => (0i64..400).prop_map(LifeOp::Advance),
+        4 => (0usize..3, proptest::option::weighted(0.2, 1000u16..9999)).prop_map(|(w, c)| LifeOp::Start(w, c)),
+        4 => (0usize..3, any::<bool>(), any::<bool>()).prop_map(|(who, right, by_sid)| LifeOp::Check { who, right, by_sid }),
+        1 => (0usize..3).prop_map(LifeOp::CheckEnded),
+        1 => (0usize..3, any::<bool>()).prop_map(|(w, a)| LifeOp::Update(w, a)),
+    ]
+}
+
+/// Publishes a decided change into the recipient's state, as an engine does after commit.
+fn publish(r: &mut Recipient, v: &Verification) {
+    if v.status == Status::Pending {
+        r.pending = Some(v.clone());
+    } else {
+        r.ended.push(v.sid.clone());
+        r.pending = None;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn verification_lifecycle_agrees_with_model(
+        send_limit in 0u32..4, send_window in 1i64..1500,
+        check_limit in 0u32..4, ttl in 1i64..1500,
+        ops in proptest::collection::vec(life_op(), 1..120),
+    ) {
+        let policy = Policy {
+            send_attempts_limit: send_limit,
+            send_window_ms: send_window,
+            check_attempts_limit: check_limit,
+            code_ttl_ms: ttl,
+        };
+        let mut now = 1_000_000i64;
+        let mut state: Vec<Recipient> = (0..3).map(|_| Recipient::default()).collect();
+        let mut model: Vec<(Option<ModelVerification>, Vec<i64>)> = vec![(None, Vec::new()); 3];
+        let mut serial = 0u32;
+        for op in ops {
+            match op {
+                LifeOp::Advance(ms) => now += ms,
+                LifeOp::Start(who, custom) => {
+                    serial += 1;
+                    let fresh = Fresh {
+                        verification_sid: format!("VE{serial}"),
+                        attempt_sid: format!("VL{serial}"),
+                        code: format!("{:06}", serial),
+                    };
+                    let request = StartRequest {
+                        service_sid: "VA1".into(), account_sid: "AC1".into(),
+                        to: format!("+1555000000{who}"), channel: "sms".into(),
+                        custom_code: custom.map(|c| c.to_string()), amount: None, payee: None,
+                    };
+                    let r = &mut state[who];
+                    let got = verification::start(request, r.pending.as_ref(), r.sends.iter().copied(), &[], &policy, fresh.clone(), now);
+                    let (m, sends) = &mut model[who];
+                    let recent = sends.iter().filter(|&&t| now - t < send_window).count();
+                    if send_limit > 0 && recent >= send_limit as usize {
+                        prop_assert_eq!(got, Started::TooManySends);
+                        continue;
+                    }
+                    let Started::Admitted(a) = got else { return Err(TestCaseError::fail("refused an unlimited start")); };
+                    sends.push(now);
+                    let live = m.as_ref().is_some_and(|m| now < m.expires);
+                    prop_assert_eq!(a.is_new, !live);
+                    prop_assert_eq!(a.expired.is_some(), m.is_some() && !live);
+                    if let Some(e) = &a.expired {
+                        prop_assert_eq!(e.status, Status::Expired);
+                        prop_assert_eq!(Some(&e.sid), m.as_ref().map(|m| &m.sid));
+                    }
+                    if !live {
+                        *m = Some(ModelVerification { sid: fresh.verification_sid.clone(), code: fresh.code.clone(), fails: 0, expires: now + ttl });
+                    }
+                    let mm = m.as_mut().expect("set above");
+                    if let Some(c) = custom { mm.code = c.to_string(); }
+                    prop_assert_eq!(&a.verification.sid, &mm.sid);
+                    prop_assert_eq!(&a.verification.code, &mm.code);
+                    prop_assert_eq!(a.verification.expires_ms, mm.expires);
+                    prop_assert_eq!(a.verification.attempts.last(), Some(&a.attempt));
+                    if let Some(e) = &a.expired { publish(r, e); }
+                    r.sends.push(a.attempt.at_ms);
+                    publish(r, &a.verification);
+                }
+                LifeOp::Check { who, right, by_sid } => {
+                    let r = &mut state[who];
+                    let (m, _) = &mut model[who];
+                    let sid = by_sid.then(|| r.pending.as_ref().map(|v| v.sid.clone())).flatten();
+                    let resolved = verification::resolve(r.pending.as_ref(), sid.as_deref(), now);
+                    match m.clone() {
+                        None => prop_assert_eq!(resolved, Resolved::Missing),
+                        Some(mm) if now >= mm.expires => {
+                            let Resolved::Expired(e) = resolved else { return Err(TestCaseError::fail("an expired verification was not expired")); };
+                            prop_assert_eq!(e.date_updated, mm.expires);
+                            publish(r, &e);
+                            *m = None;
+                        }
+                        Some(mm) => {
+                            let Resolved::Live(v) = resolved else { return Err(TestCaseError::fail("a live verification was not found")); };
+                            let code = if right { mm.code.clone() } else { format!("x{}", mm.code) };
+                            match verification::check(&v, &code, None, &policy, now) {
+                                Checked::MaxAttempts(v) => {
+                                    prop_assert!(check_limit > 0 && mm.fails >= check_limit);
+                                    prop_assert_eq!(v.status, Status::MaxAttemptsReached);
+                                    publish(r, &v);
+                                    *m = None;
+                                }
+                                Checked::Done(v) => {
+                                    prop_assert!(check_limit == 0 || mm.fails < check_limit);
+                                    if right {
+                                        prop_assert_eq!(v.status, Status::Approved);
+                                        *m = None;
+                                    } else {
+                                        prop_assert_eq!(v.status, Status::Pending);
+                                        prop_assert_eq!(v.checks_failed, mm.fails + 1);
+                                        m.as_mut().expect("live").fails += 1;
+                                    }
+                                    publish(r, &v);
+                                }
+                                Checked::ToMismatch => return Err(TestCaseError::fail("no To was given")),
+                            }
+                        }
+                    }
+                }
+                LifeOp::CheckEnded(who) => {
+                    // A SID of an ended verification names nothing, whatever else is pending.
+                    let r = &state[who];
+                    if let Some(sid) = r.ended.last() {
+                        prop_assert_eq!(verification::resolve(r.pending.as_ref(), Some(sid), now), Resolved::Missing);
+                    }
+                }
+                LifeOp::Update(who, approve) => {
+                    let r = &mut state[who];
+                    let (m, _) = &mut model[who];
+                    match verification::resolve(r.pending.as_ref(), None, now) {
+                        Resolved::Live(v) => {
+                            prop_assert!(m.as_ref().is_some_and(|m| now < m.expires));
+                            let status = if approve { Status::Approved } else { Status::Canceled };
+                            let v = verification::update(&v, status, now);
+                            prop_assert_eq!(v.status, status);
+                            publish(r, &v);
+                            *m = None;
+                        }
+                        Resolved::Expired(e) => {
+                            prop_assert!(m.as_ref().is_some_and(|m| now >= m.expires));
+                            publish(r, &e);
+                            *m = None;
+                        }
+                        Resolved::Missing => prop_assert!(m.is_none()),
+                    }
+                }
+            }
+        }
     }
 }
 
 #[test]
-fn concurrent_admissions_for_one_value_admit_exactly_max() {
-    let limiter = std::sync::Arc::new(Limiter::default());
-    let rules = [
-        Rule {
-            max: 10,
-            interval_ms: 60_000,
-            live_since_ms: 0,
+fn a_check_with_another_recipients_to_changes_nothing() {
+    let policy = Policy {
+        send_attempts_limit: 5,
+        send_window_ms: 600_000,
+        check_attempts_limit: 5,
+        code_ttl_ms: 600_000,
+    };
+    let Started::Admitted(a) = verification::start(
+        StartRequest {
+            service_sid: "VA1".into(),
+            account_sid: "AC1".into(),
+            to: "+15550000001".into(),
+            channel: "sms".into(),
+            custom_code: None,
+            amount: None,
+            payee: None,
         },
-        Rule {
-            max: 50,
-            interval_ms: 600_000,
-            live_since_ms: 0,
+        None,
+        [],
+        &[],
+        &policy,
+        Fresh {
+            verification_sid: "VE1".into(),
+            attempt_sid: "VL1".into(),
+            code: "123456".into(),
         },
-    ];
-    let admitted = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for t in 0..8 {
-            let limiter = &limiter;
-            let admitted = &admitted;
-            s.spawn(move || {
-                for i in 0..100 {
-                    let other = format!("other-{t}-{i}");
-                    let checks = [
-                        Check {
-                            rate_limit_id: 1,
-                            unique_name: "ip",
-                            value: "10.0.0.1",
-                            rules: &rules,
-                        },
-                        Check {
-                            rate_limit_id: 2,
-                            unique_name: "phone",
-                            value: &other,
-                            rules: &rules,
-                        },
-                    ];
-                    if let Decision::Admitted(_) = limiter.admit(&checks, 1000 + i) {
-                        admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-            });
-        }
-    });
-    assert_eq!(admitted.into_inner(), 10);
-    // All or nothing: only the 10 admitted requests left a trace under rate limit 2.
-    assert_eq!(limiter.usage(2, None).len(), 10);
+        0,
+    ) else {
+        panic!("admitted");
+    };
+    assert_eq!(
+        verification::check(&a.verification, "123456", Some("+15550000002"), &policy, 1),
+        Checked::ToMismatch
+    );
 }

@@ -2,8 +2,6 @@
 //! reset, and live rate-limit usage. Same credentials as the Twilio surface; everything is scoped
 //! to the caller's account.
 
-use std::collections::HashSet;
-
 use crate::api::Path;
 use axum::extract::{OriginalUri, State};
 use axum::http::StatusCode;
@@ -12,7 +10,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::api::{BaseUrl, printable, service_node};
-use crate::limiter::window;
+use crate::core::window;
 use crate::state::{AppState, real_now_ms};
 use crate::store::OutboxFilter;
 use crate::twilio::auth::Caller;
@@ -90,20 +88,10 @@ async fn outbox(
         service_sid: q.get("ServiceSid").map(str::to_owned),
         verification_sid: q.get("VerificationSid").map(str::to_owned),
     };
-    let (messages, has_next) = state
-        .store
+    let (messages, has_next, has_previous) = state
         .outbox(&caller.account, &filter, &req.cursor, req.size)
         .await?;
     let first_sid = messages.first().map(|m| m.sid.clone());
-    let has_previous = match (&req.cursor, &first_sid) {
-        (paging::Cursor::Start, _) | (_, None) => false,
-        (_, Some(first)) => {
-            state
-                .store
-                .outbox_has_before(&caller.account, first)
-                .await?
-        }
-    };
     let page = Page {
         last_sid: messages.last().map(|m| m.sid.clone()),
         first_sid,
@@ -190,13 +178,7 @@ async fn set_clock(
             "moves the clock too far",
         ));
     }
-    let st = state.clone();
-    state
-        .store
-        .set_clock_offset(account.clone(), offset, move |_| {
-            st.clocks.set_offset(&account, offset)
-        })
-        .await?;
+    state.set_clock_offset(&account, offset).await?;
     Ok(Json(clock_json(&state, &caller.account)))
 }
 
@@ -215,29 +197,7 @@ async fn reset(
             ));
         }
     };
-    let account = caller.account.clone();
-    let st = state.clone();
-    state
-        .store
-        .reset_account(account.clone(), everything, move |_| {
-            let ids: HashSet<i64> = {
-                let mut catalog = st.catalog.write();
-                if everything {
-                    catalog.clear_account(&account).into_iter().collect()
-                } else {
-                    catalog
-                        .rate_limits()
-                        .filter(|(home, _)| home.account_sid == account)
-                        .map(|(_, rl)| rl.record.id)
-                        .collect()
-                }
-            };
-            st.limiter.clear(&ids);
-            st.recipients.clear_account(&account);
-            st.events.clear_account(&account);
-            st.clocks.set_offset(&account, 0);
-        })
-        .await?;
+    state.reset(&caller.account, everything).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -259,26 +219,15 @@ async fn usage(
         }
     }
     let value = q.get("Value");
-    let now = state.now(&caller.account);
+    let mut now = state.now(&caller.account);
     let mut rows = Vec::new();
     for rl in node.rate_limits.values() {
         if wanted.is_some_and(|w| w != rl.record.sid && w != rl.record.unique_name) {
             continue;
         }
-        let logs = match state.store.postgres() {
-            Some(pg) => {
-                let since = rl
-                    .rules
-                    .iter()
-                    .map(|r| r.lower_bound(now))
-                    .min()
-                    .unwrap_or(now);
-                pg.usage(rl.record.id, value, since).await?
-            }
-            None => state.limiter.usage(rl.record.id, value),
-        };
-        for mut entry in logs {
-            window::prune(&mut entry.log, &rl.rules, now);
+        let (logs, at) = state.usage(&caller.account, rl, value).await?;
+        now = at;
+        for entry in logs {
             for b in rl.buckets.values() {
                 let rule = b.rule();
                 let count = window::count(&entry.log, &rule, now);

@@ -68,7 +68,7 @@ macro_rules! statements {
         use crate::store::{OutboxFilter, OutboxMessage};
         use crate::store::sql::{duplicate_interval, found, unique_or_internal};
         use crate::twilio::ApiError;
-        use crate::verification::{Attempt, Status, Verification};
+        use crate::core::{Admission, Attempt, Status, Verification};
 
         pub async fn insert_service(c: &mut $conn, s: &ServiceRecord) -> Result<(), ApiError> {
             sqlx::query(&$sql("INSERT INTO services (sid, account_sid, friendly_name, code_length, custom_code_enabled, settings, date_created, date_updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"))
@@ -252,8 +252,7 @@ macro_rules! statements {
             c: &mut $conn,
             v: &Verification,
             attempt: Option<&Attempt>,
-            code: &str,
-            admissions: &[(i64, Box<str>, i64)],
+            admissions: &[Admission],
         ) -> Result<(), ApiError> {
             sqlx::query(&$sql(
                 "INSERT INTO verifications (sid, service_sid, account_sid, recipient, channel, status, code, amount, payee, checks_failed, expires_ms, date_created, date_updated, version) \
@@ -288,18 +287,18 @@ macro_rules! statements {
                     .bind(&v.account_sid)
                     .bind(&v.to)
                     .bind(&a.channel)
-                    .bind(code)
+                    .bind(&v.code)
                     .bind(a.at_ms)
                     .bind(&v.sid)
                     .execute(&mut *c)
                     .await?;
             }
-            for (rate_limit_id, value, at) in admissions {
+            for a in admissions {
                 sqlx::query(&$sql("INSERT INTO admissions (rate_limit_id, value, at_ms) SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM rate_limits WHERE id = ?)"))
-                    .bind(rate_limit_id)
-                    .bind(&**value)
-                    .bind(at)
-                    .bind(rate_limit_id)
+                    .bind(a.rate_limit_id)
+                    .bind(&*a.value)
+                    .bind(a.at_ms)
+                    .bind(a.rate_limit_id)
                     .execute(&mut *c)
                     .await?;
             }

@@ -9,6 +9,7 @@
 mod harness;
 
 mod crash;
+mod full_disk;
 mod fuzz;
 mod hostile;
 mod logs;

@@ -6,6 +6,7 @@ mod harness;
 
 mod builtin;
 mod control_plane;
+mod engine;
 mod openapi;
 mod operations;
 mod rate_limits;

@@ -1,0 +1,256 @@
+//! The SQLite backend: every decision is made by the writer task (`writer::Writer::decide`),
+//! in arrival order, with the core, against the cache of committed state plus the changes of
+//! the batch being decided; reads come from the cache, which holds committed state only.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::cache::settle;
+use super::writer::Batch;
+use super::{Change, Clocks, Key, Modified};
+use crate::catalog::{Catalog, RateLimitNode};
+use crate::core::Verification;
+use crate::core::{self, Checked, Fresh, LimitCheck, Policy, Resolved, StartRequest, Started};
+use crate::store::SqliteStore;
+use crate::twilio::ApiError;
+
+/// Rebuilds the cache from the database at start-up: admission logs, pending verifications
+/// and the send times the send-attempts rule still counts.
+pub async fn rebuild(
+    s: &SqliteStore,
+    catalog: &Catalog,
+    clocks: &Clocks,
+    policy: &Policy,
+) -> Result<(), sqlx::Error> {
+    for (id, value, at) in s.load_admissions().await? {
+        s.cache.restore_admission(id, &value, at);
+    }
+    for v in s.load_pending().await? {
+        s.cache.restore_pending(v);
+    }
+    let since = super::real_now_ms() + clocks.earliest_offset() - policy.send_window_ms;
+    for (service, to, at) in s.load_recent_sends(since).await? {
+        let Some(account) = catalog
+            .accounts()
+            .find(|a| catalog.service(a, &service).is_some())
+        else {
+            continue;
+        };
+        s.cache.restore_send(account, &service, &to, at);
+    }
+    Ok(())
+}
+
+pub async fn start(
+    s: &SqliteStore,
+    clocks: Arc<Clocks>,
+    policy: Policy,
+    request: StartRequest,
+    limits: &[(Arc<RateLimitNode>, String)],
+    fresh: Fresh,
+) -> Result<Started, ApiError> {
+    let limits: Vec<(Arc<RateLimitNode>, String)> = limits
+        .iter()
+        .filter(|(rl, _)| !rl.rules.is_empty())
+        .cloned()
+        .collect();
+    s.writer
+        .decide(move |batch| {
+            let now = clocks.now(&request.account_sid);
+            decide_start(batch, &policy, request, &limits, fresh, now)
+        })
+        .await
+}
+
+fn decide_start(
+    batch: &mut Batch<'_>,
+    policy: &Policy,
+    request: StartRequest,
+    limits: &[(Arc<RateLimitNode>, String)],
+    fresh: Fresh,
+    now: i64,
+) -> Started {
+    let cache = batch.cache;
+    for (rl, value) in limits {
+        batch.overlay.log(cache, rl.record.id, value);
+    }
+    let (service, to) = (request.service_sid.clone(), request.to.clone());
+    batch.overlay.recipient(cache, &service, &to);
+    let (logs, recipients) = batch.overlay.parts();
+    let r = recipients
+        .get_mut(&(service, to))
+        .expect("loaded into the overlay above");
+    let keys: Vec<(i64, Box<str>)> = limits
+        .iter()
+        .map(|(rl, v)| (rl.record.id, Box::from(v.as_str())))
+        .collect();
+    let checks: Vec<(LimitCheck<'_>, Option<&VecDeque<i64>>)> = limits
+        .iter()
+        .zip(&keys)
+        .map(|((rl, value), key)| {
+            (
+                LimitCheck {
+                    rate_limit_id: rl.record.id,
+                    unique_name: &rl.record.unique_name,
+                    value,
+                    rules: &rl.rules,
+                },
+                logs.get(key),
+            )
+        })
+        .collect();
+    let started = core::verification::start(
+        request,
+        r.pending.as_ref(),
+        r.sends.iter().copied(),
+        &checks,
+        policy,
+        fresh,
+        now,
+    );
+    drop(checks);
+    let Started::Admitted(a) = &started else {
+        return started;
+    };
+    for (adm, key) in a.admissions.iter().zip(&keys) {
+        if let Some(log) = logs.get_mut(key) {
+            log.push_back(adm.at_ms);
+        }
+    }
+    if let Some(old) = &a.expired {
+        settle(r, old);
+    }
+    r.sends.push_back(a.attempt.at_ms);
+    settle(r, &a.verification);
+    if let Some(old) = &a.expired {
+        batch.save((old.clone(), None, Vec::new()));
+    }
+    batch.save((
+        a.verification.clone(),
+        Some(a.attempt.clone()),
+        a.admissions.clone(),
+    ));
+    started
+}
+
+/// Which recipient a key names, by the cache's index of pending SIDs (committed state: a SID
+/// not yet acknowledged cannot be named).
+fn recipient_of(s: &SqliteStore, service: &str, key: &str) -> Option<(String, Option<String>)> {
+    match Key::parse(key) {
+        Key::Sid(sid) => {
+            let (svc, to) = s.cache.find_sid(sid)?;
+            (svc == service).then(|| (to, Some(sid.to_owned())))
+        }
+        Key::To(to) => Some((to.to_owned(), None)),
+    }
+}
+
+pub async fn change(
+    s: &SqliteStore,
+    clocks: Arc<Clocks>,
+    policy: Policy,
+    account: &str,
+    service: &str,
+    key: &str,
+    change: Change,
+) -> Result<Modified, ApiError> {
+    let Some((to, sid)) = recipient_of(s, service, key) else {
+        return Ok(Modified::Missing);
+    };
+    let (account, service) = (account.to_owned(), service.to_owned());
+    s.writer
+        .decide(move |batch| {
+            let now = clocks.now(&account);
+            let cache = batch.cache;
+            let r = batch.overlay.recipient(cache, &service, &to);
+            match core::verification::resolve(r.pending.as_ref(), sid.as_deref(), now) {
+                Resolved::Missing => Modified::Missing,
+                Resolved::Expired(old) => {
+                    settle(r, &old);
+                    batch.save((old.clone(), None, Vec::new()));
+                    Modified::Expired(Box::new(old))
+                }
+                Resolved::Live(v) => {
+                    let outcome = change.apply(&v, &policy, now);
+                    if let Checked::Done(after) | Checked::MaxAttempts(after) = &outcome {
+                        settle(r, after);
+                        batch.save((after.clone(), None, Vec::new()));
+                    }
+                    Modified::Live(Box::new((v, outcome)))
+                }
+            }
+        })
+        .await
+}
+
+pub fn fetch(s: &SqliteStore, service: &str, key: &str, now: i64) -> Option<Verification> {
+    let (to, sid) = recipient_of(s, service, key)?;
+    match core::verification::resolve(s.cache.pending(service, &to).as_ref(), sid.as_deref(), now) {
+        Resolved::Live(v) => Some(v),
+        Resolved::Expired(_) | Resolved::Missing => None,
+    }
+}
+
+/// Verifications a decision batch may expire at once (one transaction each).
+const EXPIRE_CHUNK: usize = 4096;
+
+/// Expires every verification past its lifetime (decided by the writer, like any change), then
+/// gives back memory no decision needs. Returns the verifications expired.
+pub async fn maintain(
+    s: &SqliteStore,
+    catalog: Arc<RwLock<Catalog>>,
+    clocks: Arc<Clocks>,
+    policy: Policy,
+) -> Result<Vec<Verification>, ApiError> {
+    let due = s.cache.expired(|a| clocks.now(a), usize::MAX);
+    let mut expired = Vec::new();
+    for chunk in due.chunks(EXPIRE_CHUNK) {
+        let chunk = chunk.to_vec();
+        let clocks = clocks.clone();
+        expired.extend(
+            s.writer
+                .decide(move |batch| {
+                    let cache = batch.cache;
+                    let mut out = Vec::new();
+                    for (service, to) in chunk {
+                        let r = batch.overlay.recipient(cache, &service, &to);
+                        let now = clocks.now(&r.account_sid);
+                        if let Some(old) = r
+                            .pending
+                            .as_ref()
+                            .and_then(|v| core::verification::expire(v, now))
+                        {
+                            settle(r, &old);
+                            out.push(old);
+                        }
+                    }
+                    for old in &out {
+                        batch.save((old.clone(), None, Vec::new()));
+                    }
+                    out
+                })
+                .await?,
+        );
+    }
+    s.writer
+        .decide(move |batch| {
+            let catalog = catalog.read();
+            batch.cache.trim(
+                |id| {
+                    let home = catalog.rate_limit_home(id)?;
+                    let rl = catalog.rate_limit(
+                        &home.account_sid,
+                        &home.service_sid,
+                        &home.rate_limit_sid,
+                    )?;
+                    Some((rl.rules.clone(), clocks.now(&home.account_sid)))
+                },
+                |a| clocks.now(a),
+                policy.send_window_ms,
+            );
+        })
+        .await?;
+    Ok(expired)
+}
