@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of verilimit: formatting, clippy, the Rust unit, property and integration
 # tests (SQLite, then PostgreSQL), the official Python and Node SDK suites against the built
-# server, the dashboard in headless Chromium, the benchmark's smoke run and the container image
+# server, the Python wheel and npm package of test helpers (built, installed, used), the dashboard in headless Chromium, the benchmark's smoke run and the container image
 # with the compose example. Installs what it needs itself (SDK packages into the build
 # directory; Chromium, PostgreSQL, wrk, podman from Debian's packages). Usage: bash scripts/test.sh
 # VERILIMIT_SKIP_CONTAINER_TEST=1 leaves out the container test (for CI that runs it with a real
@@ -40,6 +40,9 @@ bash tests/sdk/python/run.sh
 
 step "Node SDK suite (twilio on npm)"
 bash tests/sdk/node/run.sh
+
+step "Test-helper packages: the Python wheel with its pytest plugin, the npm package (tests/packages/run.sh)"
+bash tests/packages/run.sh
 
 step "Dashboard in headless Chromium"
 bash tests/ui/run.sh
