@@ -8,6 +8,8 @@ floor (GET /healthz), admit (verification starts that pass 3 rate limits x 3 buc
 With a PostgreSQL admin URL (BENCH_PG_URL, else VERILIMIT_TEST_PG as bench/run.sh sets it), the
 admit scenario again on PostgreSQL with 1 and with 3 instances sharing one fresh database.
 BENCH_MEMORY=1 adds the memory scenario (1,000,000 tracked values) on a fresh server.
+BENCH_BASELINE_BIN=PATH adds the comparison: floor, admit, refuse and read on that binary and on
+this one, alternating, each on a fresh database, so the ratios of both come from one run.
 """
 
 import base64
@@ -59,6 +61,7 @@ SCALING = os.environ.get("BENCH_SCALING", "1") not in ("0", "false", "no")
 PG_ADMIN = os.environ.get("BENCH_PG_URL") or os.environ.get("VERILIMIT_TEST_PG") or ""
 PG = bool(PG_ADMIN) and os.environ.get("BENCH_PG", "1") not in ("0", "false", "no")
 MEMORY_VALUES = int(os.environ.get("BENCH_MEMORY_VALUES") or 1_000_000)
+BASELINE_BIN = os.environ.get("BENCH_BASELINE_BIN") or ""
 WORK = os.environ["BENCH_WORK"]
 BIN = os.environ["VERILIMIT_BIN"]
 PIDS = os.path.join(WORK, "pids")
@@ -75,7 +78,7 @@ class Server:
     """One verilimit process on a SQLite file (or on database_url); the port comes from its
     start-up line."""
 
-    def __init__(self, db, name, database_url=None):
+    def __init__(self, db, name, database_url=None, binary=None):
         self.db = db
         self.log = os.path.join(WORK, f"{name}.stderr.log")
         env = {
@@ -84,7 +87,7 @@ class Server:
             if not k.startswith("VERILIMIT_") and k not in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
         }
         cmd = [
-            BIN,
+            binary or BIN,
             "--listen", "127.0.0.1:0",
             "--database-url", database_url or f"sqlite://{db}",
             "--log", "warn",
@@ -510,6 +513,40 @@ def pg_scenarios(results):
             psql(PG_ADMIN, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
 
+def compare_scenarios(results):
+    """floor, admit, refuse, read on the baseline binary and on this one, alternating twice
+    (baseline, current, baseline, current), each on a fresh database; the better of each
+    binary's two rounds is kept (the machine is shared, and noise only ever slows a round)."""
+    keys3 = ["ip", "phone", "session"]
+    rounds = {"baseline": [], "current": []}
+    for i, (label, binary) in enumerate([("baseline", BASELINE_BIN), ("current", BIN)] * 2):
+        db = os.path.join(WORK, f"compare-{i}.db")
+        server = Server(db, f"compare-{i}-{label}", binary=binary)
+        try:
+            admit_svc = server.create_service("compare admit", [(k, BUCKETS) for k in keys3])
+            refuse_svc = server.create_service("compare refuse", [(k, BUCKETS) for k in keys3])
+            rl = admit_svc["rate_limits"]["ip"]
+            read_path = f"/v2/Services/{admit_svc['sid']}/RateLimits/{rl['sid']}/Buckets/{rl['buckets'][0]}"
+            verif = lambda svc: f"/v2/Services/{svc['sid']}/Verifications"
+            runs = {
+                "floor": wrk(f"{label}-floor", "floor.lua", server.url + "/healthz", []),
+                "admit": wrk(f"{label}-admit", "admit.lua", server.url, [verif(admit_svc), AUTH, ",".join(keys3)]),
+                "refuse": wrk(f"{label}-refuse", "refuse.lua", server.url,
+                              [verif(refuse_svc), AUTH, ",".join(keys3), "hot"]),
+                "read": wrk(f"{label}-read", "read.lua", server.url + read_path, [AUTH]),
+            }
+            rounds[label].append({name: r["rps"] for name, r in runs.items()})
+        finally:
+            server.kill()
+    out = {}
+    for label, rs in rounds.items():
+        best = {name: max(r[name] for r in rs) for name in rs[0]}
+        out[label] = {"rps": {k: round(v) for k, v in best.items()},
+                      "ratios": {k: round(best[k] / (best["floor"] or 1.0), 3) for k in ("admit", "refuse", "read")}}
+    out["baseline"]["binary"] = BASELINE_BIN
+    results["comparison"] = out
+
+
 def usage_counts(usage):
     counts = {}
     for row in (usage or {}).get("usage", []) if isinstance(usage, dict) else []:
@@ -658,6 +695,15 @@ def report(results):
         results["ratios"][name] = round(ratio, 3)
         ratio_rows.append([f"{name}/floor", f"{ratio:.2f}", f">= {target:.2f}", "met" if ratio >= target else "NOT met"])
     say(fmt_table(["ratio", "this run", "target", ""], ratio_rows))
+    cmp = results.get("comparison")
+    if cmp:
+        say()
+        say(f"comparison with {cmp['baseline']['binary']} (same run, best of two alternating rounds each):")
+        rows = [[name, f"{cmp['baseline']['rps'][name]}", f"{cmp['current']['rps'][name]}",
+                 "" if name == "floor" else f"{cmp['baseline']['ratios'][name]:.2f}",
+                 "" if name == "floor" else f"{cmp['current']['ratios'][name]:.2f}"]
+                for name in ("floor", "admit", "refuse", "read")]
+        say(fmt_table(["scenario", "baseline req/s", "current req/s", "baseline /floor", "current /floor"], rows))
     if results["scaling"]:
         say()
         base = results["scaling"][0]["rps"] or 1.0
@@ -778,6 +824,8 @@ def main():
         "server_log": {},
     }
     main_scenarios(results)
+    if BASELINE_BIN and not SMOKE:
+        compare_scenarios(results)
     if PG:
         pg_scenarios(results)
     if MEMORY:
