@@ -78,7 +78,7 @@ async fn refresh_config(
     next: middleware::Next,
 ) -> axum::response::Response {
     if let Err(e) = state.refresh().await {
-        return axum::response::IntoResponse::into_response(e);
+        return axum::response::IntoResponse::into_response(ApiError::from(e));
     }
     next.run(request).await
 }

@@ -14,6 +14,7 @@ use axum::http::{header, request::Parts};
 
 use crate::catalog::ServiceNode;
 use crate::state::AppState;
+use crate::store::StoreError;
 use crate::twilio::{ApiError, sid};
 
 pub fn routes() -> Router<AppState> {
@@ -95,4 +96,38 @@ pub fn service_node(
 /// A path segment as it may be echoed in an error message.
 pub fn printable(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
+/// The HTTP edge of the store: each store failure as Twilio answers it.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(path) => ApiError::not_found(path),
+            StoreError::TooManyRateLimits(max) => ApiError::bad_request(
+                60207,
+                format!(
+                    "Max Rate Limits per Service reached: a service can have at most {max} rate limits"
+                ),
+            ),
+            StoreError::DuplicateUniqueName => ApiError::bad_request(
+                60208,
+                "A Rate Limit with this UniqueName already exists in this Service",
+            ),
+            StoreError::TooManyBuckets(max) => ApiError::bad_request(
+                60210,
+                format!(
+                    "Max Buckets per Rate Limit reached: a rate limit can have at most {max} buckets"
+                ),
+            ),
+            StoreError::DuplicateInterval => ApiError::bad_request(
+                60211,
+                "A Bucket with this Interval already exists in this Rate Limit",
+            ),
+            StoreError::Unavailable => ApiError::unavailable(),
+            e @ (StoreError::Database(_) | StoreError::Encoding(_) | StoreError::NotCommitted) => {
+                crate::metrics::db_error();
+                ApiError::internal(e)
+            }
+        }
+    }
 }

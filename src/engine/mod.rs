@@ -28,7 +28,7 @@ use crate::catalog::{BucketRecord, Catalog, RateLimitNode, RateLimitRecord, Serv
 use crate::config::Config;
 use crate::core::{self, Checked, Fresh, Policy, StartRequest, Started, Status, Verification};
 use crate::events::{Event, Events, Kind};
-use crate::store::{OutboxFilter, OutboxMessage, Store};
+use crate::store::{OutboxFilter, OutboxMessage, Store, StoreError};
 use crate::twilio::paging::Cursor;
 use crate::twilio::{ApiError, sid};
 
@@ -299,7 +299,7 @@ impl Engine {
         let now = self.now(account);
         match &self.store {
             Store::Sqlite(s) => Ok(sqlite::fetch(s, service, key, now)),
-            Store::Postgres(p) => pg::fetch(p, service, key, now).await,
+            Store::Postgres(p) => Ok(pg::fetch(p, service, key, now).await?),
         }
     }
 
@@ -343,10 +343,18 @@ impl Engine {
         cursor: &Cursor,
         limit: usize,
     ) -> Result<(Vec<OutboxMessage>, bool, bool), ApiError> {
-        let (messages, has_next) = self.store.outbox(account, filter, cursor, limit).await?;
+        let (messages, has_next) = self
+            .store
+            .outbox(account, filter, cursor, limit)
+            .await
+            .map_err(StoreError::from)?;
         let has_previous = match (cursor, messages.first()) {
             (Cursor::Start, _) | (_, None) => false,
-            (_, Some(first)) => self.store.outbox_has_before(account, &first.sid).await?,
+            (_, Some(first)) => self
+                .store
+                .outbox_has_before(account, &first.sid)
+                .await
+                .map_err(StoreError::from)?,
         };
         Ok((messages, has_next, has_previous))
     }
@@ -407,7 +415,7 @@ impl Engine {
 
     /// On PostgreSQL, reloads the configuration cache (and clocks) if another instance changed
     /// it since it was loaded. A no-op on SQLite, where this instance made every change.
-    pub async fn refresh(&self) -> Result<(), ApiError> {
+    pub async fn refresh(&self) -> Result<(), StoreError> {
         let Store::Postgres(pg) = &self.store else {
             return Ok(());
         };
@@ -451,7 +459,7 @@ impl Engine {
         }
     }
 
-    pub async fn create_service(&self, r: ServiceRecord) -> Result<ServiceRecord, ApiError> {
+    pub async fn create_service(&self, r: ServiceRecord) -> Result<ServiceRecord, StoreError> {
         let done = self.after_commit(|c, r: &ServiceRecord| {
             c.put_service(r.clone());
             Forget::default()
@@ -459,7 +467,7 @@ impl Engine {
         self.store.insert_service(r, done).await
     }
 
-    pub async fn update_service(&self, r: ServiceRecord) -> Result<ServiceRecord, ApiError> {
+    pub async fn update_service(&self, r: ServiceRecord) -> Result<ServiceRecord, StoreError> {
         let done = self.after_commit(|c, r: &ServiceRecord| {
             c.put_service(r.clone());
             Forget::default()
@@ -467,7 +475,7 @@ impl Engine {
         self.store.update_service(r, done).await
     }
 
-    pub async fn delete_service(&self, account: &str, sid: &str) -> Result<(), ApiError> {
+    pub async fn delete_service(&self, account: &str, sid: &str) -> Result<(), StoreError> {
         let (a, s) = (account.to_owned(), sid.to_owned());
         let done = self.after_commit(move |c, _: &()| Forget {
             rate_limits: c.remove_service(&a, &s).into_iter().collect(),
@@ -479,7 +487,10 @@ impl Engine {
             .await
     }
 
-    pub async fn create_rate_limit(&self, r: RateLimitRecord) -> Result<RateLimitRecord, ApiError> {
+    pub async fn create_rate_limit(
+        &self,
+        r: RateLimitRecord,
+    ) -> Result<RateLimitRecord, StoreError> {
         let max = self.settings.max_rate_limits_per_service;
         let done = self.after_commit(|c, r: &RateLimitRecord| {
             c.put_rate_limit(r.clone());
@@ -488,7 +499,10 @@ impl Engine {
         self.store.insert_rate_limit(r, max, done).await
     }
 
-    pub async fn update_rate_limit(&self, r: RateLimitRecord) -> Result<RateLimitRecord, ApiError> {
+    pub async fn update_rate_limit(
+        &self,
+        r: RateLimitRecord,
+    ) -> Result<RateLimitRecord, StoreError> {
         let done = self.after_commit(|c, r: &RateLimitRecord| {
             c.put_rate_limit(r.clone());
             Forget::default()
@@ -496,7 +510,7 @@ impl Engine {
         self.store.update_rate_limit(r, done).await
     }
 
-    pub async fn delete_rate_limit(&self, r: &RateLimitRecord) -> Result<(), ApiError> {
+    pub async fn delete_rate_limit(&self, r: &RateLimitRecord) -> Result<(), StoreError> {
         let r2 = r.clone();
         let done = self.after_commit(move |c, _: &()| {
             c.remove_rate_limit(&r2.account_sid, &r2.service_sid, &r2.sid);
@@ -512,7 +526,7 @@ impl Engine {
         &self,
         b: BucketRecord,
         rate_limit_id: i64,
-    ) -> Result<BucketRecord, ApiError> {
+    ) -> Result<BucketRecord, StoreError> {
         let max = self.settings.max_buckets_per_rate_limit;
         let done = self.after_commit(|c, b: &BucketRecord| {
             c.put_bucket(b.clone());
@@ -521,7 +535,7 @@ impl Engine {
         self.store.insert_bucket(b, rate_limit_id, max, done).await
     }
 
-    pub async fn update_bucket(&self, b: BucketRecord) -> Result<BucketRecord, ApiError> {
+    pub async fn update_bucket(&self, b: BucketRecord) -> Result<BucketRecord, StoreError> {
         let done = self.after_commit(|c, b: &BucketRecord| {
             c.put_bucket(b.clone());
             Forget::default()
@@ -529,7 +543,7 @@ impl Engine {
         self.store.update_bucket(b, done).await
     }
 
-    pub async fn delete_bucket(&self, b: &BucketRecord) -> Result<(), ApiError> {
+    pub async fn delete_bucket(&self, b: &BucketRecord) -> Result<(), StoreError> {
         let b2 = b.clone();
         let done = self.after_commit(move |c, _: &()| {
             c.remove_bucket(
@@ -544,7 +558,7 @@ impl Engine {
     }
 
     /// Moves an account's clock to `offset_ms` from real time.
-    pub async fn set_clock_offset(&self, account: &str, offset_ms: i64) -> Result<(), ApiError> {
+    pub async fn set_clock_offset(&self, account: &str, offset_ms: i64) -> Result<(), StoreError> {
         let clocks = self.clocks.clone();
         let a = account.to_owned();
         self.store
@@ -556,7 +570,7 @@ impl Engine {
 
     /// Deletes an account's verifications, codes and counters (and, with `everything`, its
     /// services), and puts its clock back to real time.
-    pub async fn reset(&self, account: &str, everything: bool) -> Result<(), ApiError> {
+    pub async fn reset(&self, account: &str, everything: bool) -> Result<(), StoreError> {
         let a = account.to_owned();
         let clocks = self.clocks.clone();
         let events = self.events.clone();

@@ -17,9 +17,9 @@ use crate::catalog::RateLimitNode;
 use crate::core::{
     self, Checked, Fresh, LimitCheck, Policy, Resolved, StartRequest, Started, Verification,
 };
+use crate::store::StoreError;
 use crate::store::pg::{PgStore, lock_all, lock_key, pending_of};
 use crate::store::sql::pg as q;
-use crate::twilio::ApiError;
 
 pub async fn start(
     p: &PgStore,
@@ -28,7 +28,7 @@ pub async fn start(
     request: StartRequest,
     limits: &[(Arc<RateLimitNode>, String)],
     fresh: Fresh,
-) -> Result<Started, ApiError> {
+) -> Result<Started, StoreError> {
     let counted: Vec<&(Arc<RateLimitNode>, String)> = limits
         .iter()
         .filter(|(rl, _)| !rl.rules.is_empty())
@@ -142,7 +142,7 @@ pub async fn change(
     service: &str,
     key: &str,
     change: Change,
-) -> Result<Modified, ApiError> {
+) -> Result<Modified, StoreError> {
     let mut tx = p.pool.begin().await?;
     let Some((to, sid)) = recipient_of(&mut tx, service, key).await? else {
         return Ok(Modified::Missing);
@@ -172,7 +172,7 @@ pub async fn fetch(
     service: &str,
     key: &str,
     now: i64,
-) -> Result<Option<Verification>, ApiError> {
+) -> Result<Option<Verification>, StoreError> {
     let mut tx = p.pool.begin().await?;
     let Some((to, sid)) = recipient_of(&mut tx, service, key).await? else {
         return Ok(None);
@@ -193,7 +193,7 @@ pub async fn usage(
     rate_limit_id: i64,
     value: Option<&str>,
     since: i64,
-) -> Result<Vec<ValueLog>, ApiError> {
+) -> Result<Vec<ValueLog>, StoreError> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT value, at_ms FROM admissions WHERE rate_limit_id = $1 AND at_ms >= $2 \
          AND ($3::text IS NULL OR value = $3) ORDER BY value, at_ms",
@@ -226,7 +226,7 @@ pub async fn expire_due(
     p: &PgStore,
     account: &str,
     now: i64,
-) -> Result<Vec<Verification>, ApiError> {
+) -> Result<Vec<Verification>, StoreError> {
     let mut expired = Vec::new();
     loop {
         let mut tx = p.pool.begin().await?;

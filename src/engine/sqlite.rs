@@ -14,7 +14,7 @@ use crate::catalog::{Catalog, RateLimitNode};
 use crate::core::Verification;
 use crate::core::{self, Checked, Fresh, LimitCheck, Policy, Resolved, StartRequest, Started};
 use crate::store::SqliteStore;
-use crate::twilio::ApiError;
+use crate::store::StoreError;
 
 /// Rebuilds the cache from the database at start-up: admission logs, pending verifications
 /// and the send times the send-attempts rule still counts.
@@ -50,7 +50,7 @@ pub async fn start(
     request: StartRequest,
     limits: &[(Arc<RateLimitNode>, String)],
     fresh: Fresh,
-) -> Result<Started, ApiError> {
+) -> Result<Started, StoreError> {
     let limits: Vec<(Arc<RateLimitNode>, String)> = limits
         .iter()
         .filter(|(rl, _)| !rl.rules.is_empty())
@@ -155,7 +155,7 @@ pub async fn change(
     service: &str,
     key: &str,
     change: Change,
-) -> Result<Modified, ApiError> {
+) -> Result<Modified, StoreError> {
     let Some((to, sid)) = recipient_of(s, service, key) else {
         return Ok(Modified::Missing);
     };
@@ -203,7 +203,7 @@ pub async fn maintain(
     catalog: Arc<RwLock<Catalog>>,
     clocks: Arc<Clocks>,
     policy: Policy,
-) -> Result<Vec<Verification>, ApiError> {
+) -> Result<Vec<Verification>, StoreError> {
     let due = s.cache.expired(|a| clocks.now(a), usize::MAX);
     let mut expired = Vec::new();
     for chunk in due.chunks(EXPIRE_CHUNK) {

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::cache::{Cache, Overlay};
 use crate::core::{Admission, Attempt, Verification};
-use crate::twilio::ApiError;
+use crate::store::StoreError;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -80,35 +80,35 @@ impl Writer {
 
     /// Decides with `decide` in the next batch of decisions; answers once that batch has
     /// committed. An error if it did not (nothing of it is then in the database or the cache).
-    pub async fn decide<T, F>(&self, decide: F) -> Result<T, ApiError>
+    pub async fn decide<T, F>(&self, decide: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Batch<'_>) -> T + Send + 'static,
     {
-        let (done_tx, done_rx) = oneshot::channel::<Result<T, ApiError>>();
+        let (done_tx, done_rx) = oneshot::channel::<Result<T, StoreError>>();
         let job: DecideFn = Box::new(move |batch| {
             let out = decide(batch);
             Box::new(move |committed| {
                 let _ = done_tx.send(if committed {
                     Ok(out)
                 } else {
-                    Err(ApiError::internal("the batch did not commit"))
+                    Err(StoreError::NotCommitted)
                 });
             })
         });
         self.tx
             .send(Job::Decide(job))
             .await
-            .map_err(|_| ApiError::unavailable())?;
-        done_rx.await.map_err(|_| ApiError::unavailable())?
+            .map_err(|_| StoreError::Unavailable)?;
+        done_rx.await.map_err(|_| StoreError::Unavailable)?
     }
 
     /// Runs `job` in the next transaction; after commit runs `on_commit` with its result (in
     /// commit order), then returns it.
-    pub async fn write<T, F, A>(&self, job: F, on_commit: A) -> Result<T, ApiError>
+    pub async fn write<T, F, A>(&self, job: F, on_commit: A) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, ApiError>>
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
             + Send
             + 'static,
         A: FnOnce(&T) + Send + 'static,
@@ -117,20 +117,20 @@ impl Writer {
         self.tx
             .send(Job::Batched(job))
             .await
-            .map_err(|_| ApiError::unavailable())?;
-        done.await.map_err(|_| ApiError::unavailable())?
+            .map_err(|_| StoreError::Unavailable)?;
+        done.await.map_err(|_| StoreError::Unavailable)?
     }
 }
 
-fn boxed<T, F, A>(job: F, on_commit: A) -> (JobFn, oneshot::Receiver<Result<T, ApiError>>)
+fn boxed<T, F, A>(job: F, on_commit: A) -> (JobFn, oneshot::Receiver<Result<T, StoreError>>)
 where
     T: Send + 'static,
-    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, ApiError>>
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
         + Send
         + 'static,
     A: FnOnce(&T) + Send + 'static,
 {
-    let (done_tx, done_rx) = oneshot::channel::<Result<T, ApiError>>();
+    let (done_tx, done_rx) = oneshot::channel::<Result<T, StoreError>>();
     let boxed: JobFn = Box::new(move |conn| {
         Box::pin(async move {
             let result = job(conn).await;
@@ -141,7 +141,7 @@ where
                         on_commit(&value);
                         Ok(value)
                     }
-                    Ok(_) => Err(ApiError::internal("the transaction did not commit")),
+                    Ok(_) => Err(StoreError::NotCommitted),
                     Err(e) => Err(e),
                 };
                 let _ = done_tx.send(outcome);
@@ -212,7 +212,6 @@ async fn run_decisions(conn: &mut SqliteConnection, cache: &Cache, jobs: Vec<Dec
             Ok(_) => true,
             Err(e) => {
                 tracing::error!(error = %e, "a batch of verification changes failed");
-                crate::metrics::db_error();
                 // It may have failed inside its transaction; "no transaction is active"
                 // otherwise, which is fine.
                 let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;

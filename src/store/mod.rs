@@ -5,8 +5,11 @@
 //!   decisions need at speed, rebuilt from the database at start-up.
 //! - PostgreSQL: any number of instances share everything (`pg`).
 
+mod error;
 pub mod pg;
 pub mod sql;
+
+pub use error::StoreError;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -20,7 +23,6 @@ pub use crate::engine::writer::{BoxFuture, Writer};
 use crate::catalog::{BucketRecord, Catalog, RateLimitRecord, ServiceRecord};
 use crate::core::Verification;
 use crate::engine::cache::Cache;
-use crate::twilio::ApiError;
 use crate::twilio::paging::Cursor;
 
 pub struct SqliteStore {
@@ -220,7 +222,7 @@ impl Store {
         &self,
         r: ServiceRecord,
         on_commit: impl FnOnce(&ServiceRecord) + Send + 'static,
-    ) -> Result<ServiceRecord, ApiError> {
+    ) -> Result<ServiceRecord, StoreError> {
         dual!(self, write_config, on_commit, |c, q| {
             q::insert_service(c, &r).await.map(|_| r)
         })
@@ -230,7 +232,7 @@ impl Store {
         &self,
         r: ServiceRecord,
         on_commit: impl FnOnce(&ServiceRecord) + Send + 'static,
-    ) -> Result<ServiceRecord, ApiError> {
+    ) -> Result<ServiceRecord, StoreError> {
         dual!(self, write_config, on_commit, |c, q| {
             q::update_service(c, &r).await.map(|_| r)
         })
@@ -241,7 +243,7 @@ impl Store {
         account: String,
         sid: String,
         on_commit: impl FnOnce(&()) + Send + 'static,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         dual!(self, write_config, on_commit, |c, q| {
             q::delete_service(c, &account, &sid).await
         })
@@ -252,7 +254,7 @@ impl Store {
         r: RateLimitRecord,
         max_per_service: u32,
         on_commit: impl FnOnce(&RateLimitRecord) + Send + 'static,
-    ) -> Result<RateLimitRecord, ApiError> {
+    ) -> Result<RateLimitRecord, StoreError> {
         dual!(self, write_config, on_commit, |c, q| {
             q::insert_rate_limit(c, r, max_per_service).await
         })
@@ -262,7 +264,7 @@ impl Store {
         &self,
         r: RateLimitRecord,
         on_commit: impl FnOnce(&RateLimitRecord) + Send + 'static,
-    ) -> Result<RateLimitRecord, ApiError> {
+    ) -> Result<RateLimitRecord, StoreError> {
         dual!(self, write_config, on_commit, |c, q| {
             q::update_rate_limit(c, &r).await.map(|_| r)
         })
@@ -272,7 +274,7 @@ impl Store {
         &self,
         id: i64,
         on_commit: impl FnOnce(&()) + Send + 'static,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         dual!(self, write_config, on_commit, |c, q| {
             q::delete_rate_limit(c, id).await
         })
@@ -284,7 +286,7 @@ impl Store {
         rate_limit_id: i64,
         max_per_rate_limit: u32,
         on_commit: impl FnOnce(&BucketRecord) + Send + 'static,
-    ) -> Result<BucketRecord, ApiError> {
+    ) -> Result<BucketRecord, StoreError> {
         dual!(self, write_config, on_commit, |c, q| {
             q::insert_bucket(c, &b, rate_limit_id, max_per_rate_limit)
                 .await
@@ -296,7 +298,7 @@ impl Store {
         &self,
         b: BucketRecord,
         on_commit: impl FnOnce(&BucketRecord) + Send + 'static,
-    ) -> Result<BucketRecord, ApiError> {
+    ) -> Result<BucketRecord, StoreError> {
         dual!(self, write_config, on_commit, |c, q| {
             q::update_bucket(c, &b).await.map(|_| b)
         })
@@ -306,7 +308,7 @@ impl Store {
         &self,
         sid: String,
         on_commit: impl FnOnce(&()) + Send + 'static,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         dual!(self, write_config, on_commit, |c, q| {
             q::delete_bucket(c, &sid).await
         })
@@ -317,7 +319,7 @@ impl Store {
         account: String,
         offset_ms: i64,
         on_commit: impl FnOnce(&()) + Send + 'static,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         dual!(self, write_config, on_commit, |c, q| {
             q::set_clock_offset(c, &account, offset_ms).await
         })
@@ -328,14 +330,14 @@ impl Store {
         account: String,
         everything: bool,
         on_commit: impl FnOnce(&()) + Send + 'static,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         dual!(self, write_config, on_commit, |c, q| {
             q::reset_account(c, &account, everything).await
         })
     }
 
     /// Deletes admissions no bucket counts any more: (rate limit id, oldest time still counted).
-    pub async fn prune_admissions(&self, horizons: Vec<(i64, i64)>) -> Result<u64, ApiError> {
+    pub async fn prune_admissions(&self, horizons: Vec<(i64, i64)>) -> Result<u64, StoreError> {
         dual!(self, write, |_: &u64| {}, |c, q| {
             let mut pruned = 0;
             for (id, keep_from) in horizons {
@@ -346,7 +348,10 @@ impl Store {
     }
 
     /// Deletes verifications (and their codes) created before each account's cutoff.
-    pub async fn purge_verifications(&self, cutoffs: Vec<(String, i64)>) -> Result<u64, ApiError> {
+    pub async fn purge_verifications(
+        &self,
+        cutoffs: Vec<(String, i64)>,
+    ) -> Result<u64, StoreError> {
         dual!(self, write, |_: &u64| {}, |c, q| {
             let mut purged = 0;
             for (account, before) in cutoffs {

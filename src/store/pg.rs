@@ -13,9 +13,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
 
 use super::BoxFuture;
+use super::StoreError;
 use super::sql::pg as q;
 use crate::core::{Attempt, Verification};
-use crate::twilio::ApiError;
 
 /// Every configuration change is serialized on this advisory lock, so checks such as "at most
 /// N rate limits per service" hold across instances.
@@ -124,10 +124,10 @@ impl PgStore {
     }
 
     /// Runs `job` in a transaction; after commit, `on_commit`.
-    pub async fn write<T, F, A>(&self, job: F, on_commit: A) -> Result<T, ApiError>
+    pub async fn write<T, F, A>(&self, job: F, on_commit: A) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<T, ApiError>> + Send,
+        F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send,
         A: FnOnce(&T) + Send,
     {
         let mut tx = self.pool.begin().await?;
@@ -139,10 +139,10 @@ impl PgStore {
 
     /// Like `write`, for configuration: serialized across instances, and bumps the version so
     /// every instance reloads its cache before its next request.
-    pub async fn write_config<T, F, A>(&self, job: F, on_commit: A) -> Result<T, ApiError>
+    pub async fn write_config<T, F, A>(&self, job: F, on_commit: A) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<T, ApiError>> + Send,
+        F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send,
         A: FnOnce(&T) + Send,
     {
         let mut tx = self.pool.begin().await?;

@@ -4,29 +4,14 @@
 
 use std::borrow::Cow;
 
-use crate::twilio::ApiError;
+use super::StoreError;
 
-/// Maps a unique-constraint violation to the given client error; anything else is internal.
-fn unique_or_internal(e: sqlx::Error, on_unique: impl FnOnce() -> ApiError) -> ApiError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => on_unique(),
-        _ => ApiError::from(e),
-    }
-}
-
-fn found(rows: u64, path: impl FnOnce() -> String) -> Result<(), ApiError> {
+fn found(rows: u64, path: impl FnOnce() -> String) -> Result<(), StoreError> {
     if rows == 0 {
-        Err(ApiError::not_found(path()))
+        Err(StoreError::NotFound(path()))
     } else {
         Ok(())
     }
-}
-
-fn duplicate_interval() -> ApiError {
-    ApiError::bad_request(
-        60211,
-        "A Bucket with this Interval already exists in this Rate Limit",
-    )
 }
 
 /// SQLite takes `?` placeholders as they are.
@@ -66,18 +51,18 @@ macro_rules! statements {
 
         use crate::catalog::{BucketRecord, Catalog, RateLimitRecord, ServiceRecord};
         use crate::store::{OutboxFilter, OutboxMessage};
-        use crate::store::sql::{duplicate_interval, found, unique_or_internal};
-        use crate::twilio::ApiError;
+        use crate::store::StoreError;
+        use crate::store::sql::found;
         use crate::core::{Admission, Attempt, Status, Verification};
 
-        pub async fn insert_service(c: &mut $conn, s: &ServiceRecord) -> Result<(), ApiError> {
+        pub async fn insert_service(c: &mut $conn, s: &ServiceRecord) -> Result<(), StoreError> {
             sqlx::query(&$sql("INSERT INTO services (sid, account_sid, friendly_name, code_length, custom_code_enabled, settings, date_created, date_updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"))
                 .bind(&s.sid)
                 .bind(&s.account_sid)
                 .bind(&s.friendly_name)
                 .bind(s.code_length as i64)
                 .bind(s.custom_code_enabled)
-                .bind(serde_json::to_string(&s.settings).map_err(ApiError::internal)?)
+                .bind(serde_json::to_string(&s.settings)?)
                 .bind(s.date_created)
                 .bind(s.date_updated)
                 .execute(c)
@@ -85,12 +70,12 @@ macro_rules! statements {
             Ok(())
         }
 
-        pub async fn update_service(c: &mut $conn, s: &ServiceRecord) -> Result<(), ApiError> {
+        pub async fn update_service(c: &mut $conn, s: &ServiceRecord) -> Result<(), StoreError> {
             let done = sqlx::query(&$sql("UPDATE services SET friendly_name = ?, code_length = ?, custom_code_enabled = ?, settings = ?, date_updated = ? WHERE sid = ? AND account_sid = ?"))
                 .bind(&s.friendly_name)
                 .bind(s.code_length as i64)
                 .bind(s.custom_code_enabled)
-                .bind(serde_json::to_string(&s.settings).map_err(ApiError::internal)?)
+                .bind(serde_json::to_string(&s.settings)?)
                 .bind(s.date_updated)
                 .bind(&s.sid)
                 .bind(&s.account_sid)
@@ -104,7 +89,7 @@ macro_rules! statements {
             c: &mut $conn,
             account: &str,
             sid: &str,
-        ) -> Result<(), ApiError> {
+        ) -> Result<(), StoreError> {
             let done = sqlx::query(&$sql("DELETE FROM services WHERE sid = ? AND account_sid = ?"))
                 .bind(sid)
                 .bind(account)
@@ -119,25 +104,14 @@ macro_rules! statements {
             c: &mut $conn,
             mut r: RateLimitRecord,
             max_per_service: u32,
-        ) -> Result<RateLimitRecord, ApiError> {
+        ) -> Result<RateLimitRecord, StoreError> {
             let (count,): (i64,) = sqlx::query_as(&$sql("SELECT COUNT(*) FROM rate_limits WHERE service_sid = ?"))
                 .bind(&r.service_sid)
                 .fetch_one(&mut *c)
                 .await?;
             if count >= i64::from(max_per_service) {
-                return Err(ApiError::bad_request(
-                    60207,
-                    format!(
-                        "Max Rate Limits per Service reached: a service can have at most {max_per_service} rate limits"
-                    ),
-                ));
+                return Err(StoreError::TooManyRateLimits(max_per_service));
             }
-            let duplicate = || {
-                ApiError::bad_request(
-                    60208,
-                    "A Rate Limit with this UniqueName already exists in this Service",
-                )
-            };
             let id: (i64,) = sqlx::query_as(&$sql("INSERT INTO rate_limits (sid, service_sid, account_sid, unique_name, description, date_created, date_updated) SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM services WHERE sid = ?) RETURNING id"))
                 .bind(&r.sid)
                 .bind(&r.service_sid)
@@ -149,8 +123,8 @@ macro_rules! statements {
                 .bind(&r.service_sid)
                 .fetch_optional(c)
                 .await
-                .map_err(|e| unique_or_internal(e, duplicate))?
-                .ok_or_else(|| ApiError::not_found(format!("/Services/{}", r.service_sid)))?;
+                .map_err(|e| StoreError::unique_or(e, StoreError::DuplicateUniqueName))?
+                .ok_or_else(|| StoreError::NotFound(format!("/Services/{}", r.service_sid)))?;
             r.id = id.0;
             Ok(r)
         }
@@ -158,7 +132,7 @@ macro_rules! statements {
         pub async fn update_rate_limit(
             c: &mut $conn,
             r: &RateLimitRecord,
-        ) -> Result<(), ApiError> {
+        ) -> Result<(), StoreError> {
             let done = sqlx::query(&$sql("UPDATE rate_limits SET description = ?, date_updated = ? WHERE id = ?"))
                 .bind(&r.description)
                 .bind(r.date_updated)
@@ -170,7 +144,7 @@ macro_rules! statements {
             })
         }
 
-        pub async fn delete_rate_limit(c: &mut $conn, id: i64) -> Result<(), ApiError> {
+        pub async fn delete_rate_limit(c: &mut $conn, id: i64) -> Result<(), StoreError> {
             let done = sqlx::query(&$sql("DELETE FROM rate_limits WHERE id = ?"))
                 .bind(id)
                 .execute(c)
@@ -186,18 +160,13 @@ macro_rules! statements {
             b: &BucketRecord,
             rate_limit_id: i64,
             max_per_rate_limit: u32,
-        ) -> Result<(), ApiError> {
+        ) -> Result<(), StoreError> {
             let (count,): (i64,) = sqlx::query_as(&$sql("SELECT COUNT(*) FROM buckets WHERE rate_limit_id = ?"))
                 .bind(rate_limit_id)
                 .fetch_one(&mut *c)
                 .await?;
             if count >= i64::from(max_per_rate_limit) {
-                return Err(ApiError::bad_request(
-                    60210,
-                    format!(
-                        "Max Buckets per Rate Limit reached: a rate limit can have at most {max_per_rate_limit} buckets"
-                    ),
-                ));
+                return Err(StoreError::TooManyBuckets(max_per_rate_limit));
             }
             let done = sqlx::query(&$sql("INSERT INTO buckets (sid, rate_limit_id, max, \"interval\", live_since_ms, date_created, date_updated) SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM rate_limits WHERE id = ?)"))
                 .bind(&b.sid)
@@ -210,7 +179,7 @@ macro_rules! statements {
                 .bind(rate_limit_id)
                 .execute(c)
                 .await
-                .map_err(|e| unique_or_internal(e, duplicate_interval))?;
+                .map_err(|e| StoreError::unique_or(e, StoreError::DuplicateInterval))?;
             found(done.rows_affected(), || {
                 format!(
                     "/Services/{}/RateLimits/{}",
@@ -219,7 +188,7 @@ macro_rules! statements {
             })
         }
 
-        pub async fn update_bucket(c: &mut $conn, b: &BucketRecord) -> Result<(), ApiError> {
+        pub async fn update_bucket(c: &mut $conn, b: &BucketRecord) -> Result<(), StoreError> {
             let done = sqlx::query(&$sql("UPDATE buckets SET max = ?, \"interval\" = ?, live_since_ms = ?, date_updated = ? WHERE sid = ?"))
                 .bind(i64::from(b.max))
                 .bind(i64::from(b.interval))
@@ -228,7 +197,7 @@ macro_rules! statements {
                 .bind(&b.sid)
                 .execute(c)
                 .await
-                .map_err(|e| unique_or_internal(e, duplicate_interval))?;
+                .map_err(|e| StoreError::unique_or(e, StoreError::DuplicateInterval))?;
             found(done.rows_affected(), || {
                 format!(
                     "/Services/{}/RateLimits/{}/Buckets/{}",
@@ -237,7 +206,7 @@ macro_rules! statements {
             })
         }
 
-        pub async fn delete_bucket(c: &mut $conn, sid: &str) -> Result<(), ApiError> {
+        pub async fn delete_bucket(c: &mut $conn, sid: &str) -> Result<(), StoreError> {
             let done = sqlx::query(&$sql("DELETE FROM buckets WHERE sid = ?"))
                 .bind(sid)
                 .execute(c)
@@ -253,7 +222,7 @@ macro_rules! statements {
             v: &Verification,
             attempt: Option<&Attempt>,
             admissions: &[Admission],
-        ) -> Result<(), ApiError> {
+        ) -> Result<(), StoreError> {
             sqlx::query(&$sql(
                 "INSERT INTO verifications (sid, service_sid, account_sid, recipient, channel, status, code, amount, payee, checks_failed, expires_ms, date_created, date_updated, version) \
                  SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM services WHERE sid = ?) \
@@ -309,7 +278,7 @@ macro_rules! statements {
             c: &mut $conn,
             account: &str,
             offset_ms: i64,
-        ) -> Result<(), ApiError> {
+        ) -> Result<(), StoreError> {
             sqlx::query(&$sql("INSERT INTO accounts (sid, clock_offset_ms) VALUES (?, ?) ON CONFLICT (sid) DO UPDATE SET clock_offset_ms = excluded.clock_offset_ms"))
                 .bind(account)
                 .bind(offset_ms)
@@ -324,7 +293,7 @@ macro_rules! statements {
             c: &mut $conn,
             account: &str,
             everything: bool,
-        ) -> Result<(), ApiError> {
+        ) -> Result<(), StoreError> {
             let mut statements = vec![
                 "DELETE FROM verifications WHERE account_sid = ?1",
                 "DELETE FROM admissions WHERE rate_limit_id IN (SELECT id FROM rate_limits WHERE account_sid = ?1)",
@@ -344,7 +313,7 @@ macro_rules! statements {
             c: &mut $conn,
             rate_limit_id: i64,
             before_ms: i64,
-        ) -> Result<u64, ApiError> {
+        ) -> Result<u64, StoreError> {
             let done = sqlx::query(&$sql("DELETE FROM admissions WHERE rate_limit_id = ? AND at_ms < ?"))
                 .bind(rate_limit_id)
                 .bind(before_ms)
@@ -358,7 +327,7 @@ macro_rules! statements {
             c: &mut $conn,
             account: &str,
             before_ms: i64,
-        ) -> Result<u64, ApiError> {
+        ) -> Result<u64, StoreError> {
             let done = sqlx::query(&$sql("DELETE FROM verifications WHERE account_sid = ? AND date_created < ?"))
                 .bind(account)
                 .bind(before_ms)
