@@ -127,11 +127,7 @@ async fn a_full_disk_loses_nothing_acknowledged_and_shows_nothing_unacknowledged
         match r.status {
             201 => acknowledged.push(i),
             500..=599 => {
-                let body = r.json();
-                assert!(
-                    body["code"].is_u64() && body["more_info"].is_string(),
-                    "{body}"
-                );
+                r.check_error().unwrap_or_else(|e| panic!("{e}"));
                 failed = Some(i);
                 break;
             }

@@ -265,7 +265,7 @@ async fn random_forms_and_queries_on_every_endpoint_never_get_a_5xx() {
         }
         let what = format!(
             "case {case} (VERILIMIT_FUZZ_SEED={seed}): {method} {}",
-            short(&url)
+            shorten(&url, 200)
         );
         let r = match try_send(rb.timeout(HOSTILE_TIMEOUT)).await {
             Ok(r) => r,
@@ -275,9 +275,9 @@ async fn random_forms_and_queries_on_every_endpoint_never_get_a_5xx() {
             ),
         };
         if r.status >= 500 {
-            fails.fail(format!("{what}: {}", context(&r)));
+            fails.fail(format!("{what}: {}", r.context()));
         } else if r.status >= 400 {
-            fails.check(&what, check_error_body(&r));
+            fails.check(&what, r.check_error());
         } else if r.status != 204 {
             fails.check(&what, check_status(&r, r.status));
         }

@@ -185,7 +185,7 @@ fn assert_clean(logs: &str, forbidden: &[(String, String)], level: &str) {
                 .lines()
                 .find(|l| l.contains(secret.as_str()))
                 .unwrap_or_default();
-            format!("{what} ({secret:?}) in: {}", short(line))
+            format!("{what} ({secret:?}) in: {}", shorten(line, 200))
         })
         .collect();
     assert!(

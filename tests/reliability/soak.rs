@@ -43,7 +43,7 @@ async fn call(_c: &Client, rb: reqwest::RequestBuilder, rec: &Shared) -> Option<
     g.requests += 1;
     match r {
         Ok(r) if r.status >= 500 => {
-            g.errors.push(format!("5xx: {}", context(&r)));
+            g.errors.push(format!("5xx: {}", r.context()));
             None
         }
         Ok(r) => Some(r),
@@ -59,7 +59,7 @@ fn expect(rec: &mut Record, r: &Reply, allowed: &[u16]) -> bool {
         true
     } else {
         rec.errors
-            .push(format!("expected {allowed:?}: {}", context(r)));
+            .push(format!("expected {allowed:?}: {}", r.context()));
         false
     }
 }
@@ -119,7 +119,7 @@ async fn a_soak_of_mixed_traffic_stays_exact_consistent_and_flat() {
                     } else if r.header("twilio-reached-rate-limit") == Some("hot") {
                         g.hot_refusals += 1;
                     } else {
-                        g.errors.push(format!("429 not from hot: {}", context(&r)));
+                        g.errors.push(format!("429 not from hot: {}", r.context()));
                     }
                 }
             }
@@ -279,7 +279,7 @@ async fn a_soak_of_mixed_traffic_stays_exact_consistent_and_flat() {
                     }
                     Some((_, _, r)) => g
                         .errors
-                        .push(format!("check/cancel of {sid}: {}", context(&r))),
+                        .push(format!("check/cancel of {sid}: {}", r.context())),
                     None => {}
                 }
             }

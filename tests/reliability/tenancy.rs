@@ -429,7 +429,7 @@ async fn account_b_and_its_api_key_never_see_or_touch_account_a() {
             if own_list {
                 // B's own collection: allowed, but nothing of A's in it.
                 if !(200..300).contains(&r.status) {
-                    fails.fail(format!("{what}: expected B's own answer: {}", context(&r)));
+                    fails.fail(format!("{what}: expected B's own answer: {}", r.context()));
                 }
             } else {
                 fails.check(&what, check_error_in(&r, &[(404, 20404)]));
@@ -440,7 +440,7 @@ async fn account_b_and_its_api_key_never_see_or_touch_account_a() {
                 if r.body.contains(s) {
                     fails.fail(format!(
                         "{what}: the answer reveals {s:?} of account A: {}",
-                        short(&r.body)
+                        shorten(&r.body, 200)
                     ));
                 }
             }
@@ -472,7 +472,10 @@ async fn account_b_and_its_api_key_never_see_or_touch_account_a() {
                     "messages"
                 };
                 if v[key].as_array().is_none_or(|a| !a.is_empty()) {
-                    fails.fail(format!("{who}: {q} is not empty: {}", short(&r.body)));
+                    fails.fail(format!(
+                        "{who}: {q} is not empty: {}",
+                        shorten(&r.body, 200)
+                    ));
                 }
             } else {
                 fails.check(&format!("{who}: {q}"), check_4xx(&r));
