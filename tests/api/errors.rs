@@ -14,8 +14,7 @@ async fn every_kind_of_error_has_exactly_twilios_error_body() {
     )
     .await;
     let a = server.a();
-    let (service, rate_limit, _) = create_chain(&a).await;
-    let (vs, rk) = (str_of(&service["sid"]), str_of(&rate_limit["sid"]));
+    let (vs, rk, _) = one_of_each(&a).await.first_sids();
     let empty_service = str_of(&create_service(&a, "Empty").await["sid"]);
 
     let cases: Vec<(Reply, u16, u64)> = vec![
@@ -68,8 +67,7 @@ async fn every_kind_of_error_has_exactly_twilios_error_body() {
 async fn duplicate_errors_have_exactly_twilios_error_body() {
     let server = TestServer::start(ServerOptions::new()).await;
     let a = server.a();
-    let (service, rate_limit, _) = create_chain(&a).await;
-    let (vs, rk) = (str_of(&service["sid"]), str_of(&rate_limit["sid"]));
+    let (vs, rk, _) = one_of_each(&a).await.first_sids();
     let duplicate_name = a
         .post_form(&rate_limits_path(&vs), &[("UniqueName", "end_user_ip")])
         .await;
@@ -96,8 +94,7 @@ async fn an_unknown_path_under_v2_is_a_twilio_404() {
 async fn error_messages_name_the_parameter() {
     let server = TestServer::start(ServerOptions::new()).await;
     let a = server.a();
-    let (service, rate_limit, _) = create_chain(&a).await;
-    let (vs, rk) = (str_of(&service["sid"]), str_of(&rate_limit["sid"]));
+    let (vs, rk, _) = one_of_each(&a).await.first_sids();
     let message = a
         .post_form(&buckets_path(&vs, &rk), &[("Max", "5"), ("Interval", "0")])
         .await

@@ -414,27 +414,28 @@ async fn create_responses_match_the_schemas_of_their_operations() {
     // components, in case an operation ever points elsewhere.
     let server = TestServer::start(ServerOptions::new()).await;
     let a = server.a();
-    let (service, rate_limit, bucket) = create_chain(&a).await;
+    let chain = one_of_each(&a).await;
+    let (service, rate_limit, bucket) = (
+        &chain.service_body,
+        &chain.rate_limits[0].body,
+        &chain.rate_limits[0].buckets[0].body,
+    );
     assert_valid(
         &response(SERVICES_PATH, "post", "201"),
-        &service,
+        service,
         "POST /v2/Services",
     );
     assert_valid(
         &response(RATE_LIMITS_PATH, "post", "201"),
-        &rate_limit,
+        rate_limit,
         "POST …/RateLimits",
     );
     assert_valid(
         &response(BUCKETS_PATH, "post", "201"),
-        &bucket,
+        bucket,
         "POST …/Buckets",
     );
-    let (vs, rk, bl) = (
-        str_of(&service["sid"]),
-        str_of(&rate_limit["sid"]),
-        str_of(&bucket["sid"]),
-    );
+    let (vs, rk, bl) = chain.first_sids();
     assert_valid(
         &response(SERVICE_PATH, "get", "200"),
         &a.get(&service_path(&vs)).await.expect(200),

@@ -186,8 +186,16 @@ async fn random_forms_and_queries_on_every_endpoint_never_get_a_5xx() {
     let mut rng = Rng::new(seed);
     let server = TestServer::start(ServerOptions::new()).await;
     let c = server.a();
-    let (service, rls) =
-        service_with(&c, "fuzz", &[("ip", &[(5, 60)]), ("hot", &[(1, 3600)])]).await;
+    let Chain {
+        service,
+        rate_limits: rls,
+        ..
+    } = create_chain(
+        &c,
+        &[("FriendlyName", "fuzz")],
+        &[("ip", &[(5, 60)]), ("hot", &[(1, 3600)])],
+    )
+    .await;
     let v = c
         .post_form(
             &format!("/v2/Services/{service}/Verifications"),
@@ -197,8 +205,8 @@ async fn random_forms_and_queries_on_every_endpoint_never_get_a_5xx() {
         .expect(201);
     let ids = Ids {
         service: service.clone(),
-        rate_limit: rls[0].1.clone(),
-        bucket: rls[0].2[0].clone(),
+        rate_limit: rls[0].sid.clone(),
+        bucket: rls[0].buckets[0].sid.clone(),
         verification: v["sid"].as_str().unwrap().to_owned(),
     };
     let (s, rk, bl, ve) = (

@@ -17,30 +17,13 @@ struct Fixture {
 }
 
 async fn fixture(c: &Client) -> Fixture {
-    let s = c
-        .post_form(
-            "/v2/Services",
-            &[("FriendlyName", "hostile"), ("CustomCodeEnabled", "true")],
-        )
-        .await
-        .expect(201);
-    let service = s["sid"].as_str().unwrap().to_owned();
-    let rl = c
-        .post_form(
-            &format!("/v2/Services/{service}/RateLimits"),
-            &[("UniqueName", "ip")],
-        )
-        .await
-        .expect(201);
-    let rate_limit = rl["sid"].as_str().unwrap().to_owned();
-    let b = c
-        .post_form(
-            &format!("/v2/Services/{service}/RateLimits/{rate_limit}/Buckets"),
-            &[("Max", "1"), ("Interval", "3600")],
-        )
-        .await
-        .expect(201);
-    let bucket = b["sid"].as_str().unwrap().to_owned();
+    let chain = create_chain(
+        c,
+        &[("FriendlyName", "hostile"), ("CustomCodeEnabled", "true")],
+        &[("ip", &[(1, 3600)])],
+    )
+    .await;
+    let (service, rate_limit, bucket) = chain.first_sids();
     let to = "+15550000001";
     let v = c
         .post_form(
@@ -160,7 +143,8 @@ async fn oversized_bodies_get_413_with_a_twilio_body() {
 async fn hostile_rate_limits_json_is_refused_or_counted_exactly() {
     let server = TestServer::start(ServerOptions::new()).await;
     let c = server.a();
-    let (service, _) = service_with(&c, "json", &[("ip", &[(100, 3600)])]).await;
+    let Chain { service, .. } =
+        create_chain(&c, &[("FriendlyName", "json")], &[("ip", &[(100, 3600)])]).await;
     let path = format!("/v2/Services/{service}/Verifications");
     let mut fails = Failures::default();
     let mut n = 0;
@@ -200,22 +184,7 @@ async fn hostile_rate_limits_json_is_refused_or_counted_exactly() {
     // Invalid UTF-8 inside a JSON string: refused, or kept apart. Folding it into U+FFFD would
     // make different values share one counter: with Max 1, the second distinct value would be
     // refused for the first one's admission.
-    let bin = c
-        .post_form(
-            &format!("/v2/Services/{service}/RateLimits"),
-            &[("UniqueName", "bin")],
-        )
-        .await
-        .expect(201);
-    c.post_form(
-        &format!(
-            "/v2/Services/{service}/RateLimits/{}/Buckets",
-            bin["sid"].as_str().unwrap()
-        ),
-        &[("Max", "1"), ("Interval", "3600")],
-    )
-    .await
-    .expect(201);
+    add_rate_limit(&c, &service, &[("UniqueName", "bin")], &[(1, 3600)]).await;
     let mut admitted_raw: Vec<&str> = Vec::new();
     for bytes in ["%FF%FE", "%C0%80", "%ED%A0%80"] {
         let body = format!(
@@ -1013,7 +982,7 @@ async fn absurd_integers_are_refused_with_60200_and_change_nothing() {
 async fn huge_but_integral_bucket_values_are_refused_or_work_without_overflow() {
     let server = TestServer::start(ServerOptions::new()).await;
     let c = server.a();
-    let (s, _) = service_with(&c, "huge", &[]).await;
+    let Chain { service: s, .. } = create_chain(&c, &[("FriendlyName", "huge")], &[]).await;
     let mut fails = Failures::default();
     for (i, max) in ["2147483648", "4294967296", "9223372036854775807"]
         .iter()
@@ -1392,7 +1361,7 @@ async fn unknown_parameters_are_ignored() {
 async fn wrong_content_types_get_415_with_a_twilio_body() {
     let server = TestServer::start(ServerOptions::new()).await;
     let c = server.a();
-    let (s, _) = service_with(&c, "ct", &[]).await;
+    let Chain { service: s, .. } = create_chain(&c, &[("FriendlyName", "ct")], &[]).await;
     let mut fails = Failures::default();
     let cases: Vec<(&str, &str, Vec<u8>)> = vec![
         (

@@ -74,9 +74,13 @@ async fn a_soak_of_mixed_traffic_stays_exact_consistent_and_flat() {
     let soak = Duration::from_secs(secs);
     let server = TestServer::start(ServerOptions::new()).await;
     let c = server.a();
-    let (service, rls) = service_with(
+    let Chain {
+        service,
+        rate_limits: rls,
+        ..
+    } = create_chain(
         &c,
-        "soak",
+        &[("FriendlyName", "soak")],
         &[
             ("hot", &[(HOT_MAX as u64, HOT_INTERVAL.as_secs())]),
             ("churn", &[(3, 5)]),
@@ -85,8 +89,8 @@ async fn a_soak_of_mixed_traffic_stays_exact_consistent_and_flat() {
     )
     .await;
     let service = Arc::new(service);
-    let churn_rk = Arc::new(rls[1].1.clone());
-    let churn_bl = Arc::new(rls[1].2[0].clone());
+    let churn_rk = Arc::new(rls[1].sid.clone());
+    let churn_bl = Arc::new(rls[1].buckets[0].sid.clone());
     let rec: Shared = Arc::new(Mutex::new(Record::default()));
     let next_to = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();

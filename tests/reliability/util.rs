@@ -1,6 +1,7 @@
 //! What the reliability tests need beyond `../api/harness.rs`: requests that may fail at the
-//! connection level, a lenient Twilio-error check (any code), raw TCP exchanges for input no HTTP
-//! client would send, a seeded PRNG, and a few fixtures.
+//! connection level, Twilio-error checks for any code or a set of codes (on the harness's one
+//! checker), raw TCP exchanges for input no HTTP client would send, a seeded PRNG, and a few
+//! helpers over the outbox.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+pub use crate::fixtures::{Chain, add_rate_limit, create_chain};
 pub use crate::harness::shorten;
 use crate::harness::{Client, Reply, TestServer, check_twilio_error};
 
@@ -368,47 +370,6 @@ pub fn env_number(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
-}
-
-/// A service with rate limits, each with the given buckets `(max, interval)`; returns the
-/// service SID and `(unique name, rate limit SID, [bucket SIDs])`.
-pub async fn service_with(
-    c: &Client,
-    friendly_name: &str,
-    limits: &[(&str, &[(u64, u64)])],
-) -> (String, Vec<(String, String, Vec<String>)>) {
-    let s = c
-        .post_form("/v2/Services", &[("FriendlyName", friendly_name)])
-        .await
-        .expect(201);
-    let service = s["sid"].as_str().unwrap().to_owned();
-    let mut out = Vec::new();
-    for (name, buckets) in limits {
-        let rl = c
-            .post_form(
-                &format!("/v2/Services/{service}/RateLimits"),
-                &[("UniqueName", name)],
-            )
-            .await
-            .expect(201);
-        let rk = rl["sid"].as_str().unwrap().to_owned();
-        let mut bls = Vec::new();
-        for (max, interval) in *buckets {
-            let b = c
-                .post_form(
-                    &format!("/v2/Services/{service}/RateLimits/{rk}/Buckets"),
-                    &[
-                        ("Max", &max.to_string()),
-                        ("Interval", &interval.to_string()),
-                    ],
-                )
-                .await
-                .expect(201);
-            bls.push(b["sid"].as_str().unwrap().to_owned());
-        }
-        out.push((name.to_string(), rk, bls));
-    }
-    (service, out)
 }
 
 /// Every outbox message of the caller (optionally filtered by service), following the paging

@@ -1,6 +1,8 @@
 //! End-to-end tests of Verifications, Verification Checks, Service Rate Limits and the control
 //! plane, through HTTP against the real binary with a real SQLite file (see `../api/harness.rs`).
 
+#[path = "../common/fixtures.rs"]
+mod fixtures;
 #[path = "../api/harness.rs"]
 mod harness;
 

@@ -365,20 +365,13 @@ fn assert_every_field_documented(validator: &Validator, body: &Value, what: &str
 async fn populate(a: &Client) -> String {
     let f = service_with(a, &[("ip", &[(1, 60)])]).await;
     let service = f.service.clone();
-    let rl = a
-        .post_form(
-            &format!("/v2/Services/{service}/RateLimits"),
-            &[("UniqueName", "session"), ("Description", "Per session")],
-        )
-        .await
-        .expect(201);
-    let rk = rl["sid"].as_str().unwrap().to_owned();
-    a.post_form(
-        &format!("/v2/Services/{service}/RateLimits/{rk}/Buckets"),
-        &[("Max", "5"), ("Interval", "600")],
+    add_rate_limit(
+        a,
+        &service,
+        &[("UniqueName", "session"), ("Description", "Per session")],
+        &[(5, 600)],
     )
-    .await
-    .expect(201);
+    .await;
     start(
         a,
         &service,
