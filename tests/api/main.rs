@@ -5,6 +5,8 @@
 mod fixtures;
 mod harness;
 mod helpers;
+#[path = "../common/openapi_schema.rs"]
+mod openapi_schema;
 
 mod auth;
 mod buckets;

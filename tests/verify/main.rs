@@ -10,6 +10,8 @@ mod builtin;
 mod control_plane;
 mod engine;
 mod openapi;
+#[path = "../common/openapi_schema.rs"]
+mod openapi_schema;
 mod operations;
 mod rate_limits;
 mod support;
