@@ -4,6 +4,8 @@
 //! database for configuration. Only the store's writer task changes it, after the change has
 //! committed and in commit order, so a request that starts after a 2xx sees that change.
 
+pub mod values;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 

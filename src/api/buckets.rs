@@ -10,11 +10,12 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::rate_limits::rate_limit_node;
-use super::{BaseUrl, printable};
+use super::{BaseUrl, param, printable};
 use crate::catalog::BucketRecord;
+use crate::catalog::values::{Interval, Max, Parameter};
 use crate::state::AppState;
 use crate::twilio::auth::Caller;
-use crate::twilio::form::{FormBody, Params, query};
+use crate::twilio::form::{FormBody, query};
 use crate::twilio::paging::{self, PageRequest};
 use crate::twilio::{ApiError, date, sid};
 
@@ -30,10 +31,6 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-/// Valid ranges (our choice; Twilio publishes none): Max ≥ 1, 1 ≤ Interval ≤ 86400 seconds.
-pub const MAX_MAX: i64 = 1_000_000_000;
-pub const MAX_INTERVAL: i64 = 86_400;
-
 pub fn render(base: &str, b: &BucketRecord) -> Value {
     json!({
         "sid": b.sid,
@@ -48,14 +45,6 @@ pub fn render(base: &str, b: &BucketRecord) -> Value {
     })
 }
 
-fn max_param(p: &Params) -> Result<Option<u32>, ApiError> {
-    Ok(p.int("Max", 1, MAX_MAX)?.map(|n| n as u32))
-}
-
-fn interval_param(p: &Params) -> Result<Option<u32>, ApiError> {
-    Ok(p.int("Interval", 1, MAX_INTERVAL)?.map(|n| n as u32))
-}
-
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -64,19 +53,17 @@ async fn create(
     FormBody(p): FormBody,
 ) -> Result<Response, ApiError> {
     let rl = rate_limit_node(&state, &caller.account, &service, &rate_limit)?;
-    p.required("Max")?;
-    p.required("Interval")?;
-    let (Some(max), Some(interval)) = (max_param(&p)?, interval_param(&p)?) else {
-        return Err(ApiError::missing("Max"));
-    };
+    // Both must be present before either is judged.
+    let (max, interval) = (p.required(Max::NAME)?, p.required(Interval::NAME)?);
+    let (max, interval) = (Max::try_from(max)?, Interval::try_from(interval)?);
     let now = state.now(&caller.account);
     let record = BucketRecord {
         sid: sid::generate(sid::BUCKET),
         rate_limit_sid: rl.record.sid.clone(),
         service_sid: rl.record.service_sid.clone(),
         account_sid: caller.account.clone(),
-        max,
-        interval,
+        max: max.get(),
+        interval: interval.get(),
         live_since_ms: now,
         date_created: now,
         date_updated: now,
@@ -139,10 +126,10 @@ async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let mut b = bucket(&state, &caller.account, &service, &rate_limit, &sid)?;
     let now = state.now(&caller.account);
-    if let Some(max) = max_param(&p)? {
-        b.max = max;
+    if let Some(max) = param::<Max>(&p)? {
+        b.max = max.get();
     }
-    if let Some(interval) = interval_param(&p)? {
+    if let Some(interval) = param::<Interval>(&p)?.map(Interval::get) {
         if interval != b.interval {
             // Admissions that already left the old window stay out of the new one.
             b.live_since_ms = b.rule().live_since_after_interval_change(now);

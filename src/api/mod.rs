@@ -13,8 +13,10 @@ use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts};
 
 use crate::catalog::ServiceNode;
+use crate::catalog::values::{Invalid, Parameter};
 use crate::state::AppState;
 use crate::store::StoreError;
+use crate::twilio::form::Params;
 use crate::twilio::{ApiError, sid};
 
 pub fn routes() -> Router<AppState> {
@@ -24,6 +26,30 @@ pub fn routes() -> Router<AppState> {
         .merge(buckets::routes())
         .merge(verifications::routes())
         .merge(verification_checks::routes())
+}
+
+/// Twilio's answer to a refused value: 60209 for a UniqueName, else 60200 naming the parameter
+/// (with the reason, for text).
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        match e {
+            Invalid::Text { param, problem } => ApiError::invalid_because(param, problem),
+            Invalid::Blank { param } | Invalid::OutOfRange { param, .. } => {
+                ApiError::invalid(param)
+            }
+            Invalid::UniqueName => ApiError::bad_request(60209, format!("Invalid UniqueName: {e}")),
+        }
+    }
+}
+
+/// The parameter `T::NAME`, if it was sent, as a `T`.
+pub fn param<T: Parameter>(p: &Params) -> Result<Option<T>, ApiError> {
+    Ok(p.get(T::NAME).map(T::try_from).transpose()?)
+}
+
+/// The required parameter `T::NAME` as a `T` (20001 when missing or empty).
+pub fn required<T: Parameter>(p: &Params) -> Result<T, ApiError> {
+    Ok(T::try_from(p.required(T::NAME)?)?)
 }
 
 /// The absolute base URL the client used (`http://host:port`), or the configured public URL:
@@ -129,5 +155,56 @@ impl From<StoreError> for ApiError {
                 ApiError::internal(e)
             }
         }
+    }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::values::{
+        CodeLength, Description, FriendlyName, Interval, Max, UniqueName,
+    };
+
+    fn answer<T: Parameter>(body: &str) -> (u32, String) {
+        match required::<T>(&Params::parse(body.as_bytes())) {
+            Ok(_) => panic!("{body} accepted"),
+            Err(e) => (e.code, e.message),
+        }
+    }
+
+    #[test]
+    fn refused_values_get_twilios_codes_and_messages() {
+        let invalid = |m: &str| (60200, m.to_owned());
+        assert_eq!(answer::<Max>("Max=0"), invalid("Invalid parameter: Max"));
+        assert_eq!(answer::<Max>("Max=1.5"), invalid("Invalid parameter: Max"));
+        assert_eq!(
+            answer::<Interval>("Interval=86401"),
+            invalid("Invalid parameter: Interval")
+        );
+        assert_eq!(
+            answer::<CodeLength>("CodeLength=3"),
+            invalid("Invalid parameter: CodeLength")
+        );
+        assert_eq!(
+            answer::<FriendlyName>("FriendlyName=+"),
+            invalid("Invalid parameter: FriendlyName")
+        );
+        assert_eq!(
+            answer::<FriendlyName>(&format!("FriendlyName={}", "x".repeat(33))),
+            invalid("Invalid parameter: FriendlyName: must be at most 32 characters")
+        );
+        assert_eq!(
+            answer::<Description>("Description=a%07"),
+            invalid(
+                "Invalid parameter: Description: must not contain control characters or invalid UTF-8"
+            )
+        );
+        assert_eq!(
+            answer::<UniqueName>("UniqueName=bad+name"),
+            (
+                60209,
+                "Invalid UniqueName: use 1 to 64 letters, digits, '.', '_' or '-'".to_owned()
+            )
+        );
+        assert_eq!(answer::<UniqueName>("UniqueName=").0, 20001);
+        assert_eq!(answer::<Max>("Interval=5").0, 20001);
     }
 }

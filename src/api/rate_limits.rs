@@ -10,7 +10,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{BaseUrl, printable, service_node};
+use super::{BaseUrl, param, printable, required, service_node};
+use crate::catalog::values::{Description, UniqueName};
 use crate::catalog::{RateLimitNode, RateLimitRecord};
 use crate::state::AppState;
 use crate::twilio::auth::Caller;
@@ -42,28 +43,6 @@ pub fn render(base: &str, r: &RateLimitRecord) -> Value {
     })
 }
 
-/// The longest UniqueName accepted (our choice; Twilio publishes none).
-pub const UNIQUE_NAME_MAX: usize = 64;
-const DESCRIPTION_MAX: usize = 255;
-
-/// Parses a UniqueName: 1–64 of `[A-Za-z0-9._-]` (60209 otherwise).
-pub fn unique_name(v: &str) -> Result<String, ApiError> {
-    let ok = !v.is_empty()
-        && v.len() <= UNIQUE_NAME_MAX
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if ok {
-        Ok(v.to_owned())
-    } else {
-        Err(ApiError::bad_request(
-            60209,
-            format!(
-                "Invalid UniqueName: use 1 to {UNIQUE_NAME_MAX} letters, digits, '.', '_' or '-'"
-            ),
-        ))
-    }
-}
-
 /// The caller's rate limit, or 404.
 pub fn rate_limit_node(
     state: &AppState,
@@ -88,16 +67,16 @@ async fn create(
     FormBody(p): FormBody,
 ) -> Result<Response, ApiError> {
     let node = service_node(&state, &caller.account, &service)?;
-    let name = unique_name(p.required("UniqueName")?)?;
-    let description = p.text("Description", DESCRIPTION_MAX)?;
+    let name = required::<UniqueName>(&p)?;
+    let description = param::<Description>(&p)?;
     let now = state.now(&caller.account);
     let record = RateLimitRecord {
         id: 0,
         sid: sid::generate(sid::RATE_LIMIT),
         service_sid: node.record.sid.clone(),
         account_sid: caller.account.clone(),
-        unique_name: name,
-        description,
+        unique_name: name.into(),
+        description: description.map(String::from),
         date_created: now,
         date_updated: now,
     };
@@ -148,8 +127,8 @@ async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let rl = rate_limit_node(&state, &caller.account, &service, &sid)?;
     let mut record = rl.record.clone();
-    if let Some(d) = p.text("Description", DESCRIPTION_MAX)? {
-        record.description = Some(d);
+    if let Some(d) = param::<Description>(&p)? {
+        record.description = Some(d.into());
     }
     record.date_updated = state.now(&caller.account).max(record.date_created);
     let saved = state.update_rate_limit(record).await?;

@@ -8,7 +8,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{BaseUrl, service_node};
+use super::{BaseUrl, param, service_node};
+use crate::catalog::values::{CodeLength, FriendlyName, Parameter};
 use crate::catalog::{ServiceRecord, ServiceSettings};
 use crate::state::AppState;
 use crate::twilio::auth::Caller;
@@ -58,8 +59,6 @@ pub fn render(base: &str, s: &ServiceRecord) -> Value {
     })
 }
 
-const FRIENDLY_NAME_MAX: usize = 32;
-
 /// A SID-valued parameter with the spec's pattern.
 fn sid_param(p: &Params, name: &str, prefix: &str) -> Result<Option<String>, ApiError> {
     match p.get(name) {
@@ -71,14 +70,11 @@ fn sid_param(p: &Params, name: &str, prefix: &str) -> Result<Option<String>, Api
 
 /// Applies every parameter of the spec's CreateService/UpdateService that was sent.
 fn apply(p: &Params, s: &mut ServiceRecord) -> Result<(), ApiError> {
-    if let Some(name) = p.text("FriendlyName", FRIENDLY_NAME_MAX)? {
-        if name.trim().is_empty() {
-            return Err(ApiError::invalid("FriendlyName"));
-        }
-        s.friendly_name = name;
+    if let Some(name) = param::<FriendlyName>(p)? {
+        s.friendly_name = name.into();
     }
-    if let Some(n) = p.int("CodeLength", 4, 10)? {
-        s.code_length = n as u32;
+    if let Some(n) = param::<CodeLength>(p)? {
+        s.code_length = n.get();
     }
     if let Some(b) = p.bool("CustomCodeEnabled")? {
         s.custom_code_enabled = b;
@@ -182,7 +178,7 @@ async fn create(
     BaseUrl(base): BaseUrl,
     FormBody(p): FormBody,
 ) -> Result<Response, ApiError> {
-    p.required("FriendlyName")?;
+    p.required(FriendlyName::NAME)?;
     let now = state.now(&caller.account);
     let mut record = ServiceRecord {
         sid: sid::generate(sid::SERVICE),

@@ -97,20 +97,43 @@ fn decode(raw: &[u8]) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-pub fn check_text(name: &str, v: &str, max_chars: usize) -> Result<(), ApiError> {
+/// Why a text parameter is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextProblem {
+    TooLong { max_chars: usize },
+    ControlCharacters,
+}
+
+impl std::fmt::Display for TextProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TextProblem::TooLong { max_chars } => {
+                write!(f, "must be at most {max_chars} characters")
+            }
+            TextProblem::ControlCharacters => {
+                f.write_str("must not contain control characters or invalid UTF-8")
+            }
+        }
+    }
+}
+
+/// Text of at most `max_chars` characters, free of control characters (and of U+FFFD, which
+/// stands for invalid UTF-8 in a decoded form): `None`, else what is wrong.
+pub fn text_problem(v: &str, max_chars: usize) -> Option<TextProblem> {
     if v.chars().count() > max_chars {
-        return Err(ApiError::invalid_because(
-            name,
-            format!("must be at most {max_chars} characters"),
-        ));
+        Some(TextProblem::TooLong { max_chars })
+    } else if v.chars().any(|c| c.is_control() || c == '\u{FFFD}') {
+        Some(TextProblem::ControlCharacters)
+    } else {
+        None
     }
-    if v.chars().any(|c| c.is_control() || c == '\u{FFFD}') {
-        return Err(ApiError::invalid_because(
-            name,
-            "must not contain control characters or invalid UTF-8",
-        ));
+}
+
+pub fn check_text(name: &str, v: &str, max_chars: usize) -> Result<(), ApiError> {
+    match text_problem(v, max_chars) {
+        Some(problem) => Err(ApiError::invalid_because(name, problem)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 pub fn parse_bool(v: &str) -> Option<bool> {

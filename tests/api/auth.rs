@@ -49,16 +49,11 @@ async fn every_endpoint(client: &Client, vs: &str, rk: &str, bl: &str) -> Vec<Re
 }
 
 /// A's chain is exactly as created.
-async fn assert_chain_intact(
-    a: &Client,
-    chain: &(serde_json::Value, serde_json::Value, serde_json::Value),
-) {
-    let (service, rate_limit, bucket) = chain;
-    let (vs, rk, bl) = (
-        str_of(&service["sid"]),
-        str_of(&rate_limit["sid"]),
-        str_of(&bucket["sid"]),
-    );
+async fn assert_chain_intact(a: &Client, chain: &Chain) {
+    let (vs, rk, bl) = chain.first_sids();
+    let service = &chain.service_body;
+    let rate_limit = &chain.rate_limits[0].body;
+    let bucket = &chain.rate_limits[0].buckets[0].body;
     assert_eq!(&a.get(&service_path(&vs)).await.expect(200), service);
     assert_eq!(
         &a.get(&rate_limit_path(&vs, &rk)).await.expect(200),
@@ -79,12 +74,8 @@ async fn assert_chain_intact(
 #[tokio::test]
 async fn requests_without_credentials_are_refused_with_401_and_20003() {
     let server = TestServer::start(ServerOptions::new()).await;
-    let chain = create_chain(&server.a()).await;
-    let (vs, rk, bl) = (
-        str_of(&chain.0["sid"]),
-        str_of(&chain.1["sid"]),
-        str_of(&chain.2["sid"]),
-    );
+    let chain = one_of_each(&server.a()).await;
+    let (vs, rk, bl) = chain.first_sids();
     for reply in every_endpoint(&server.anon(), &vs, &rk, &bl).await {
         assert_unauthorized(&reply);
     }
@@ -94,12 +85,8 @@ async fn requests_without_credentials_are_refused_with_401_and_20003() {
 #[tokio::test]
 async fn a_wrong_auth_token_is_refused_with_401_and_20003() {
     let server = TestServer::start(ServerOptions::new()).await;
-    let chain = create_chain(&server.a()).await;
-    let (vs, rk, bl) = (
-        str_of(&chain.0["sid"]),
-        str_of(&chain.1["sid"]),
-        str_of(&chain.2["sid"]),
-    );
+    let chain = one_of_each(&server.a()).await;
+    let (vs, rk, bl) = chain.first_sids();
     for client in [
         server.basic(ACCOUNT_A, "wrong-token"),
         server.basic(ACCOUNT_A, TOKEN_B),
@@ -214,12 +201,8 @@ async fn an_api_key_with_a_wrong_secret_is_refused_with_401_and_20003() {
 #[tokio::test]
 async fn another_account_cannot_see_or_change_a_services_rate_limits_or_buckets() {
     let server = TestServer::start(ServerOptions::new()).await;
-    let chain = create_chain(&server.a()).await;
-    let (vs, rk, bl) = (
-        str_of(&chain.0["sid"]),
-        str_of(&chain.1["sid"]),
-        str_of(&chain.2["sid"]),
-    );
+    let chain = one_of_each(&server.a()).await;
+    let (vs, rk, bl) = chain.first_sids();
     let replies = every_endpoint(&server.b(), &vs, &rk, &bl).await;
     // The first two requests are B's own list and create; everything else names A's resources.
     replies[0].expect(200);
@@ -240,15 +223,17 @@ async fn another_account_cannot_see_or_change_a_services_rate_limits_or_buckets(
 async fn accounts_may_use_the_same_unique_names_and_intervals_independently() {
     let server = TestServer::start(ServerOptions::new()).await;
     let (a_chain, b_chain) = (
-        create_chain(&server.a()).await,
-        create_chain(&server.b()).await,
+        one_of_each(&server.a()).await,
+        one_of_each(&server.b()).await,
     );
-    assert_eq!(a_chain.1["unique_name"], b_chain.1["unique_name"]);
-    assert_eq!(a_chain.2["interval"], b_chain.2["interval"]);
-    assert_eq!(a_chain.0["account_sid"], ACCOUNT_A);
-    assert_eq!(b_chain.0["account_sid"], ACCOUNT_B);
-    assert_eq!(b_chain.1["account_sid"], ACCOUNT_B);
-    assert_eq!(b_chain.2["account_sid"], ACCOUNT_B);
+    let (a_limit, b_limit) = (&a_chain.rate_limits[0], &b_chain.rate_limits[0]);
+    let (a_bucket, b_bucket) = (&a_limit.buckets[0], &b_limit.buckets[0]);
+    assert_eq!(a_limit.body["unique_name"], b_limit.body["unique_name"]);
+    assert_eq!(a_bucket.body["interval"], b_bucket.body["interval"]);
+    assert_eq!(a_chain.service_body["account_sid"], ACCOUNT_A);
+    assert_eq!(b_chain.service_body["account_sid"], ACCOUNT_B);
+    assert_eq!(b_limit.body["account_sid"], ACCOUNT_B);
+    assert_eq!(b_bucket.body["account_sid"], ACCOUNT_B);
 }
 
 #[tokio::test]
@@ -266,7 +251,7 @@ async fn the_control_plane_needs_credentials_too() {
 #[tokio::test]
 async fn credentials_never_appear_in_the_logs() {
     let mut server = TestServer::start(ServerOptions::new().arg("--log", "debug")).await;
-    create_chain(&server.a()).await;
+    one_of_each(&server.a()).await;
     server.api_key().get("/v2/Services").await.expect(200);
     server
         .basic(ACCOUNT_A, "wrong-token")

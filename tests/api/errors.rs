@@ -1,33 +1,9 @@
 //! Every error the Twilio surface gives uses Twilio's error body and nothing else, so
-//! twilio-python raises `TwilioRestException` with the right code.
+//! twilio-python raises `TwilioRestException` with the right code (checked by the harness's
+//! `Reply::expect_error`: JSON content type, exactly the keys, no RFC 9457 `type`/`title`).
 
 use crate::harness::{Reply, ServerOptions, TestServer};
 use crate::helpers::*;
-
-/// Asserts the exact body shape for one error, beyond `expect_error`: JSON content type, exactly
-/// the four keys (`details` optional), and no RFC 9457 `type`/`title`.
-#[track_caller]
-fn assert_twilio_error(reply: &Reply, status: u16, code: u64) {
-    let body = reply.expect_error(status, code);
-    assert!(
-        reply
-            .header("content-type")
-            .is_some_and(|v| v.starts_with("application/json")),
-        "error content-type {:?} for {} {}",
-        reply.header("content-type"),
-        reply.method,
-        reply.url
-    );
-    let object = body.as_object().expect("object");
-    assert!(
-        !object.contains_key("type") && !object.contains_key("title"),
-        "{body}"
-    );
-    for key in ["code", "message", "more_info", "status"] {
-        assert!(object.contains_key(key), "missing {key}: {body}");
-    }
-    assert!(body["code"].is_u64() && body["status"].is_u64(), "{body}");
-}
 
 #[tokio::test]
 async fn every_kind_of_error_has_exactly_twilios_error_body() {
@@ -38,8 +14,7 @@ async fn every_kind_of_error_has_exactly_twilios_error_body() {
     )
     .await;
     let a = server.a();
-    let (service, rate_limit, _) = create_chain(&a).await;
-    let (vs, rk) = (str_of(&service["sid"]), str_of(&rate_limit["sid"]));
+    let (vs, rk, _) = one_of_each(&a).await.first_sids();
     let empty_service = str_of(&create_service(&a, "Empty").await["sid"]);
 
     let cases: Vec<(Reply, u16, u64)> = vec![
@@ -84,7 +59,7 @@ async fn every_kind_of_error_has_exactly_twilios_error_body() {
         ),
     ];
     for (reply, status, code) in &cases {
-        assert_twilio_error(reply, *status, *code);
+        reply.expect_error(*status, *code);
     }
 }
 
@@ -92,16 +67,15 @@ async fn every_kind_of_error_has_exactly_twilios_error_body() {
 async fn duplicate_errors_have_exactly_twilios_error_body() {
     let server = TestServer::start(ServerOptions::new()).await;
     let a = server.a();
-    let (service, rate_limit, _) = create_chain(&a).await;
-    let (vs, rk) = (str_of(&service["sid"]), str_of(&rate_limit["sid"]));
+    let (vs, rk, _) = one_of_each(&a).await.first_sids();
     let duplicate_name = a
         .post_form(&rate_limits_path(&vs), &[("UniqueName", "end_user_ip")])
         .await;
-    assert_twilio_error(&duplicate_name, 400, 60208);
+    duplicate_name.expect_error(400, 60208);
     let duplicate_interval = a
         .post_form(&buckets_path(&vs, &rk), &[("Max", "9"), ("Interval", "60")])
         .await;
-    assert_twilio_error(&duplicate_interval, 400, 60211);
+    duplicate_interval.expect_error(400, 60211);
 }
 
 #[tokio::test]
@@ -112,7 +86,7 @@ async fn an_unknown_path_under_v2_is_a_twilio_404() {
         "/v2/Nothing",
         "/v2/Services/VA00000000000000000000000000000000/Nothing",
     ] {
-        assert_twilio_error(&a.get(path).await, 404, 20404);
+        a.get(path).await.expect_error(404, 20404);
     }
 }
 
@@ -120,8 +94,7 @@ async fn an_unknown_path_under_v2_is_a_twilio_404() {
 async fn error_messages_name_the_parameter() {
     let server = TestServer::start(ServerOptions::new()).await;
     let a = server.a();
-    let (service, rate_limit, _) = create_chain(&a).await;
-    let (vs, rk) = (str_of(&service["sid"]), str_of(&rate_limit["sid"]));
+    let (vs, rk, _) = one_of_each(&a).await.first_sids();
     let message = a
         .post_form(&buckets_path(&vs, &rk), &[("Max", "5"), ("Interval", "0")])
         .await

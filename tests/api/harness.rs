@@ -2,7 +2,8 @@
 //! talks to it over HTTP, as the official SDKs would.
 //!
 //! Self-contained on purpose (no sibling modules), so another test binary can reuse it with
-//! `#[path = "../api/harness.rs"] mod harness;`.
+//! `#[path = "../api/harness.rs"] mod harness;`. It holds the one check of Twilio's error body
+//! ([`check_twilio_error`], through [`Reply::expect_error`] and [`Reply::check_error`]).
 //!
 //! The server announces its address with one stdout line; we wait for that line (never a sleep),
 //! and keep everything it writes to stderr so a test, or a failed start-up, can show the logs.
@@ -522,48 +523,43 @@ impl Reply {
         }
     }
 
-    /// Asserts a Twilio error answer: this HTTP status and body exactly
-    /// `{code, message, more_info, status}` (`details` optional) with the given code, and never
-    /// `type`/`title`. Returns the body.
+    /// Asserts a Twilio error answer: this HTTP status, and [`check_error`](Self::check_error)
+    /// with the given code. Returns the body.
     #[track_caller]
     pub fn expect_error(&self, status: u16, code: u64) -> Value {
-        let body = self.expect(status);
-        let context = format!(
-            "{} {} -> {}: {}",
-            self.method, self.url, self.status, self.body
-        );
-        let object = body
-            .as_object()
-            .unwrap_or_else(|| panic!("error body is not an object: {context}"));
         assert_eq!(
-            body["code"].as_u64(),
-            Some(code),
-            "wrong error code: {context}"
+            self.status,
+            status,
+            "{} answered {} instead of {status}: {}",
+            self.request(),
+            self.status,
+            self.context()
         );
-        assert_eq!(
-            body["status"].as_u64(),
-            Some(u64::from(status)),
-            "`status` must repeat the HTTP status: {context}"
-        );
-        assert!(
-            body["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "`message` must be a non-empty string: {context}"
-        );
-        assert_eq!(
-            body["more_info"].as_str(),
-            Some(format!("https://www.twilio.com/docs/errors/{code}").as_str()),
-            "wrong `more_info`: {context}"
-        );
-        for key in object.keys() {
-            assert!(
-                matches!(
-                    key.as_str(),
-                    "code" | "message" | "more_info" | "status" | "details"
-                ),
-                "unexpected key {key:?} in a Twilio error body: {context}"
-            );
-        }
+        let (got, body) = self.check_error().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got, code, "wrong error code: {}", self.context());
         body
+    }
+
+    /// Checks a Twilio error answer of any code with [`check_twilio_error`]; returns the code and
+    /// the body, or what is wrong (with the request and the answer).
+    pub fn check_error(&self) -> Result<(u64, Value), String> {
+        check_twilio_error(self.status, self.header("content-type"), &self.body)
+            .map_err(|e| format!("{e}: {}", self.context()))
+    }
+
+    /// `METHOD URL` (a long URL shortened).
+    pub fn request(&self) -> String {
+        format!("{} {}", self.method, shorten(&self.url, 200))
+    }
+
+    /// The request and the answer (status and body, a long body cut), for messages.
+    pub fn context(&self) -> String {
+        format!(
+            "{} -> {}: {:?}",
+            self.request(),
+            self.status,
+            shorten(&self.body, 600)
+        )
     }
 
     /// The error `message`, after [`expect_error`](Self::expect_error).
@@ -578,6 +574,57 @@ impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+}
+
+/// The one check of a Twilio error answer, for any code: a JSON content type (when the headers
+/// were read) and a body of exactly `code`, `message` (non-empty), `more_info`
+/// (`https://www.twilio.com/docs/errors/{code}`) and `status` (repeating the HTTP status), with
+/// `details` optional and nothing else (never RFC 9457's `type`/`title`). Returns the code and
+/// the body.
+pub fn check_twilio_error(
+    status: u16,
+    content_type: Option<&str>,
+    body: &str,
+) -> Result<(u64, Value), String> {
+    if let Some(ct) = content_type.filter(|ct| !ct.starts_with("application/json")) {
+        return Err(format!("error content-type {ct:?}"));
+    }
+    let value: Value =
+        serde_json::from_str(body).map_err(|e| format!("error body is not JSON ({e})"))?;
+    let object = value.as_object().ok_or("error body is not an object")?;
+    if let Some(key) = object.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "code" | "message" | "more_info" | "status" | "details"
+        )
+    }) {
+        return Err(format!("unexpected key {key:?} in a Twilio error body"));
+    }
+    let code = value["code"].as_u64().ok_or("`code` is not an integer")?;
+    if value["status"].as_u64() != Some(u64::from(status)) {
+        return Err("`status` must repeat the HTTP status".into());
+    }
+    if value["message"].as_str().is_none_or(str::is_empty) {
+        return Err("`message` must be a non-empty string".into());
+    }
+    if value["more_info"].as_str()
+        != Some(format!("https://www.twilio.com/docs/errors/{code}").as_str())
+    {
+        return Err("wrong `more_info`".into());
+    }
+    Ok((code, value))
+}
+
+/// At most `max` bytes of `s` (cut at a character boundary), saying how long it was.
+pub fn shorten(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…({} bytes)", &s[..cut], s.len())
 }
 
 /// With `VERILIMIT_TEST_BACKEND=postgres`, every server gets a new database on the PostgreSQL

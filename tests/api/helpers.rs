@@ -1,8 +1,11 @@
-//! Small shared steps and checks for the Twilio surface: creating the resource chain, the SID and
-//! date formats, and the control-plane clock.
+//! Small shared steps and checks for the Twilio surface: the resource chain (from
+//! `../common/fixtures.rs`), the SID and date formats, and the control-plane clock.
 
 use serde_json::Value;
 
+pub use crate::fixtures::{
+    Chain, add_rate_limit, create_bucket, create_chain, create_rate_limit, create_service,
+};
 use crate::harness::{Client, Reply};
 
 /// Asserts `sid` is `prefix` followed by 32 lowercase hex digits.
@@ -89,50 +92,15 @@ pub async fn clock_now(client: &Client) -> i64 {
     assert_date(&clock["now"])
 }
 
-pub async fn create_service(client: &Client, friendly_name: &str) -> Value {
-    client
-        .post_form("/v2/Services", &[("FriendlyName", friendly_name)])
-        .await
-        .expect(201)
-}
-
-pub async fn create_rate_limit(client: &Client, service_sid: &str, unique_name: &str) -> Value {
-    client
-        .post_form(
-            &rate_limits_path(service_sid),
-            &[("UniqueName", unique_name)],
-        )
-        .await
-        .expect(201)
-}
-
-pub async fn create_bucket(
-    client: &Client,
-    service_sid: &str,
-    rate_limit_sid: &str,
-    max: u32,
-    interval: u32,
-) -> Value {
-    client
-        .post_form(
-            &buckets_path(service_sid, rate_limit_sid),
-            &[
-                ("Max", &max.to_string()),
-                ("Interval", &interval.to_string()),
-            ],
-        )
-        .await
-        .expect(201)
-}
-
-/// A service with one rate limit and one bucket: `(service, rate_limit, bucket)`.
-pub async fn create_chain(client: &Client) -> (Value, Value, Value) {
-    let service = create_service(client, "Chain").await;
-    let service_sid = str_of(&service["sid"]);
-    let rate_limit = create_rate_limit(client, &service_sid, "end_user_ip").await;
-    let rate_limit_sid = str_of(&rate_limit["sid"]);
-    let bucket = create_bucket(client, &service_sid, &rate_limit_sid, 5, 60).await;
-    (service, rate_limit, bucket)
+/// The chain most tests here need: service `Chain`, rate limit `end_user_ip`, one bucket of 5
+/// per 60 s.
+pub async fn one_of_each(client: &Client) -> Chain {
+    create_chain(
+        client,
+        &[("FriendlyName", "Chain")],
+        &[("end_user_ip", &[(5, 60)])],
+    )
+    .await
 }
 
 #[track_caller]

@@ -181,8 +181,7 @@ async fn walking_next_page_url_visits_every_service_exactly_once() {
 async fn a_page_size_of_1000_is_accepted_and_1001_is_refused_with_20007() {
     let server = TestServer::start(ServerOptions::new()).await;
     let a = server.a();
-    let (service, rate_limit, _) = create_chain(&a).await;
-    let (vs, rk) = (str_of(&service["sid"]), str_of(&rate_limit["sid"]));
+    let (vs, rk, _) = one_of_each(&a).await.first_sids();
     for list in [
         "/v2/Services".to_owned(),
         rate_limits_path(&vs),
@@ -200,8 +199,7 @@ async fn a_page_size_of_1000_is_accepted_and_1001_is_refused_with_20007() {
 async fn a_page_token_the_server_did_not_issue_is_refused_with_21481() {
     let server = TestServer::start(ServerOptions::new()).await;
     let a = server.a();
-    let (service, rate_limit, _) = create_chain(&a).await;
-    let (vs, rk) = (str_of(&service["sid"]), str_of(&rate_limit["sid"]));
+    let (vs, rk, _) = one_of_each(&a).await.first_sids();
     for list in [
         "/v2/Services".to_owned(),
         rate_limits_path(&vs),

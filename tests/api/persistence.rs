@@ -89,21 +89,22 @@ async fn populate(server: &TestServer) {
         .await
         .expect(201);
     let vs = str_of(&full["sid"]);
-    for (name, intervals) in [("ip", &[1u32, 60, 3600][..]), ("phone", &[86400][..])] {
-        let rate_limit = a
-            .post_form(
-                &rate_limits_path(&vs),
-                &[
-                    ("UniqueName", name),
-                    ("Description", "Kept across restarts"),
-                ],
-            )
-            .await
-            .expect(201);
-        let rk = str_of(&rate_limit["sid"]);
-        for (i, interval) in intervals.iter().enumerate() {
-            create_bucket(&a, &vs, &rk, 3 + i as u32, *interval).await;
-        }
+    for (name, intervals) in [("ip", &[1u64, 60, 3600][..]), ("phone", &[86400][..])] {
+        let buckets: Vec<(u64, u64)> = intervals
+            .iter()
+            .enumerate()
+            .map(|(i, interval)| (3 + i as u64, *interval))
+            .collect();
+        add_rate_limit(
+            &a,
+            &vs,
+            &[
+                ("UniqueName", name),
+                ("Description", "Kept across restarts"),
+            ],
+            &buckets,
+        )
+        .await;
     }
     // An updated resource keeps its update.
     let renamed = create_service(&a, "Before rename").await;
@@ -117,7 +118,7 @@ async fn populate(server: &TestServer) {
     let doomed = create_service(&a, "Deleted").await;
     assert_deleted(&a.delete(&service_path(&str_of(&doomed["sid"]))).await);
 
-    create_chain(&server.b()).await;
+    one_of_each(&server.b()).await;
 }
 
 #[tokio::test]

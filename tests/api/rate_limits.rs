@@ -168,12 +168,7 @@ async fn deleting_a_rate_limit_answers_204_and_it_is_gone() {
 async fn deleting_a_rate_limit_deletes_its_buckets() {
     let server = TestServer::start(ServerOptions::new()).await;
     let a = server.a();
-    let (service, rate_limit, bucket) = create_chain(&a).await;
-    let (vs, rk, bl) = (
-        str_of(&service["sid"]),
-        str_of(&rate_limit["sid"]),
-        str_of(&bucket["sid"]),
-    );
+    let (vs, rk, bl) = one_of_each(&a).await.first_sids();
     assert_deleted(&a.delete(&rate_limit_path(&vs, &rk)).await);
     a.get(&bucket_path(&vs, &rk, &bl))
         .await

@@ -1,21 +1,19 @@
 //! Real responses validated against Twilio's own OpenAPI schemas
 //! (`tests/fixtures/twilio_verify_v2.json`, Apache-2.0, see `tests/fixtures/NOTICE`).
 //!
-//! OpenAPI 3.0 schemas are not quite JSON Schema, so they are translated in memory:
-//! `nullable: true` becomes a `"null"` member of `type` (and of `enum`), `#/components/schemas/X`
-//! references point into a root document's `$defs`. Two deliberate choices:
-//! - every property the spec lists is `required`: the SDKs read each one, so each must be present
-//!   (null is fine where the spec says nullable);
-//! - `additionalProperties` is left exactly as the spec has it (it never forbids extras), so the
-//!   validation is no stricter about unknown keys than Twilio's own spec.
+//! The schemas are translated to JSON Schema by `../common/openapi_schema.rs`, with every
+//! property the spec lists required (the SDKs read each one) and `additionalProperties` exactly
+//! as the spec has it (it never forbids extras), so the validation is no stricter about unknown
+//! keys than Twilio's own spec.
 
 use std::sync::OnceLock;
 
-use jsonschema::{Draft, Validator};
-use serde_json::{Map, Value, json};
+use jsonschema::Validator;
+use serde_json::{Value, json};
 
 use crate::harness::{ServerOptions, TestServer};
 use crate::helpers::*;
+use crate::openapi_schema::{self, assert_valid, errors};
 
 const SERVICE: &str = "verify.v2.service";
 const RATE_LIMIT: &str = "verify.v2.service.rate_limit";
@@ -40,97 +38,9 @@ fn spec() -> &'static Value {
     })
 }
 
-/// Translates one OpenAPI 3.0 schema (recursively) into JSON Schema 2020-12.
-fn translate(schema: &Value) -> Value {
-    match schema {
-        Value::Array(items) => Value::Array(items.iter().map(translate).collect()),
-        Value::Object(object) => {
-            let mut out = Map::new();
-            for (key, value) in object {
-                match key.as_str() {
-                    "nullable" => {}
-                    // Examples are data, not schemas: keep them out of the translation.
-                    "example" | "examples" => {}
-                    "$ref" => {
-                        let reference = value.as_str().unwrap_or_default();
-                        let name = reference
-                            .strip_prefix("#/components/schemas/")
-                            .unwrap_or_else(|| panic!("unexpected $ref {reference}"));
-                        out.insert(key.clone(), Value::from(format!("#/$defs/{name}")));
-                    }
-                    // A map from property names to schemas: translate each schema, keep names.
-                    "properties" => {
-                        let properties = value
-                            .as_object()
-                            .expect("properties is an object")
-                            .iter()
-                            .map(|(name, s)| (name.clone(), translate(s)))
-                            .collect();
-                        out.insert(key.clone(), Value::Object(properties));
-                    }
-                    _ => {
-                        out.insert(key.clone(), translate(value));
-                    }
-                }
-            }
-            if object.get("nullable") == Some(&Value::Bool(true)) {
-                if let Some(Value::String(ty)) = out.get("type").cloned() {
-                    out.insert("type".into(), json!([ty, "null"]));
-                }
-                if let Some(Value::Array(values)) = out.get_mut("enum") {
-                    if !values.contains(&Value::Null) {
-                        values.push(Value::Null);
-                    }
-                }
-            }
-            // Every listed property must be present.
-            if let Some(Value::Object(properties)) = out.get("properties") {
-                let mut required: Vec<Value> = out
-                    .get("required")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                for name in properties.keys() {
-                    let name = Value::from(name.clone());
-                    if !required.contains(&name) {
-                        required.push(name);
-                    }
-                }
-                out.insert("required".into(), Value::Array(required));
-            }
-            Value::Object(out)
-        }
-        other => other.clone(),
-    }
-}
-
-/// A root document holding every component schema under `$defs`, validating against `schema`.
-fn root_document(schema: &Value) -> Value {
-    let components = spec()["components"]["schemas"]
-        .as_object()
-        .expect("components.schemas");
-    let defs: Map<String, Value> = components
-        .iter()
-        .map(|(name, s)| (name.clone(), translate(s)))
-        .collect();
-    let mut root = translate(schema)
-        .as_object()
-        .cloned()
-        .expect("schema is an object");
-    root.insert(
-        "$schema".into(),
-        Value::from("https://json-schema.org/draft/2020-12/schema"),
-    );
-    root.insert("$defs".into(), Value::Object(defs));
-    Value::Object(root)
-}
-
+/// A validator for `schema`, a schema of Twilio's document; every listed property required.
 fn compile(schema: &Value) -> Validator {
-    jsonschema::options()
-        .with_draft(Draft::Draft202012)
-        .should_validate_formats(true)
-        .build(&root_document(schema))
-        .unwrap_or_else(|e| panic!("the translated schema does not compile: {e}"))
+    openapi_schema::compile(spec(), schema, &[])
 }
 
 /// The validator for one component schema (`verify.v2.service`, …).
@@ -152,25 +62,6 @@ fn response_schema<'a>(path: &str, method: &str, status: &str) -> &'a Value {
         ["schema"];
     assert!(schema.is_object(), "no schema for {method} {path} {status}");
     schema
-}
-
-/// Errors of `instance` against `validator`, one line each.
-fn errors(validator: &Validator, instance: &Value) -> Vec<String> {
-    validator
-        .iter_errors(instance)
-        .map(|e| format!("at {:?}: {e}", e.instance_path.to_string()))
-        .collect()
-}
-
-#[track_caller]
-fn assert_valid(validator: &Validator, instance: &Value, what: &str) {
-    let errors = errors(validator, instance);
-    assert!(
-        errors.is_empty(),
-        "{what} does not match Twilio's schema:\n{}\n{}",
-        errors.join("\n"),
-        serde_json::to_string_pretty(instance).unwrap_or_default()
-    );
 }
 
 #[test]
@@ -414,27 +305,28 @@ async fn create_responses_match_the_schemas_of_their_operations() {
     // components, in case an operation ever points elsewhere.
     let server = TestServer::start(ServerOptions::new()).await;
     let a = server.a();
-    let (service, rate_limit, bucket) = create_chain(&a).await;
+    let chain = one_of_each(&a).await;
+    let (service, rate_limit, bucket) = (
+        &chain.service_body,
+        &chain.rate_limits[0].body,
+        &chain.rate_limits[0].buckets[0].body,
+    );
     assert_valid(
         &response(SERVICES_PATH, "post", "201"),
-        &service,
+        service,
         "POST /v2/Services",
     );
     assert_valid(
         &response(RATE_LIMITS_PATH, "post", "201"),
-        &rate_limit,
+        rate_limit,
         "POST …/RateLimits",
     );
     assert_valid(
         &response(BUCKETS_PATH, "post", "201"),
-        &bucket,
+        bucket,
         "POST …/Buckets",
     );
-    let (vs, rk, bl) = (
-        str_of(&service["sid"]),
-        str_of(&rate_limit["sid"]),
-        str_of(&bucket["sid"]),
-    );
+    let (vs, rk, bl) = chain.first_sids();
     assert_valid(
         &response(SERVICE_PATH, "get", "200"),
         &a.get(&service_path(&vs)).await.expect(200),

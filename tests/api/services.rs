@@ -529,12 +529,7 @@ async fn deleting_a_service_answers_204_and_it_is_gone() {
 async fn deleting_a_service_deletes_its_rate_limits_and_buckets() {
     let server = TestServer::start(ServerOptions::new()).await;
     let a = server.a();
-    let (service, rate_limit, bucket) = create_chain(&a).await;
-    let (vs, rk, bl) = (
-        str_of(&service["sid"]),
-        str_of(&rate_limit["sid"]),
-        str_of(&bucket["sid"]),
-    );
+    let (vs, rk, bl) = one_of_each(&a).await.first_sids();
 
     assert_deleted(&a.delete(&service_path(&vs)).await);
     assert_eq!(a.get(&rate_limit_path(&vs, &rk)).await.status, 404);

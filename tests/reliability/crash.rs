@@ -296,9 +296,9 @@ async fn sigkill_under_load_never_loses_an_acknowledged_verification_nor_rewinds
     let seed = seed_from_env("VERILIMIT_CRASH_SEED");
     let mut rng = Rng::new(seed);
     let mut server = TestServer::start(ServerOptions::new()).await;
-    let (service, _) = service_with(
+    let Chain { service, .. } = create_chain(
         &server.a(),
-        "crash",
+        &[("FriendlyName", "crash")],
         &[
             ("ip", &[(1_000_000, 3600)]),
             ("hot", &[(HOT_MAX as u64, HOT_INTERVAL)]),
@@ -427,9 +427,9 @@ async fn sigkill_under_load_never_loses_an_acknowledged_verification_nor_rewinds
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_under_load_finishes_or_refuses_cleanly_and_exits_zero() {
     let mut server = TestServer::start(ServerOptions::new()).await;
-    let (service, _) = service_with(
+    let Chain { service, .. } = create_chain(
         &server.a(),
-        "sigterm",
+        &[("FriendlyName", "sigterm")],
         &[("ip", &[(1_000_000, 3600)]), ("hot", &[(1_000_000, 3600)])],
     )
     .await;

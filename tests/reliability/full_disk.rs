@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::fixtures::{Chain, create_chain};
 use crate::harness::{Client, ServerOptions, TestServer};
 
 /// Unmounts the tmpfs when the test ends, however it ends.
@@ -93,27 +94,8 @@ async fn a_full_disk_loses_nothing_acknowledged_and_shows_nothing_unacknowledged
     let url = format!("sqlite://{}", dir.path().join("verilimit.db").display());
     let mut server = TestServer::start(ServerOptions::new().database_url(url)).await;
     let c = server.a();
-    let s = c
-        .post_form("/v2/Services", &[("FriendlyName", "disk")])
-        .await
-        .expect(201);
-    let service = s["sid"].as_str().unwrap().to_owned();
-    let rl = c
-        .post_form(
-            &format!("/v2/Services/{service}/RateLimits"),
-            &[("UniqueName", "ip")],
-        )
-        .await
-        .expect(201);
-    c.post_form(
-        &format!(
-            "/v2/Services/{service}/RateLimits/{}/Buckets",
-            rl["sid"].as_str().unwrap()
-        ),
-        &[("Max", "10"), ("Interval", "3600")],
-    )
-    .await
-    .expect(201);
+    let Chain { service, .. } =
+        create_chain(&c, &[("FriendlyName", "disk")], &[("ip", &[(10, 3600)])]).await;
 
     let mut acknowledged = Vec::new();
     for i in 0..5 {
@@ -127,11 +109,7 @@ async fn a_full_disk_loses_nothing_acknowledged_and_shows_nothing_unacknowledged
         match r.status {
             201 => acknowledged.push(i),
             500..=599 => {
-                let body = r.json();
-                assert!(
-                    body["code"].is_u64() && body["more_info"].is_string(),
-                    "{body}"
-                );
+                r.check_error().unwrap_or_else(|e| panic!("{e}"));
                 failed = Some(i);
                 break;
             }

@@ -186,8 +186,16 @@ async fn random_forms_and_queries_on_every_endpoint_never_get_a_5xx() {
     let mut rng = Rng::new(seed);
     let server = TestServer::start(ServerOptions::new()).await;
     let c = server.a();
-    let (service, rls) =
-        service_with(&c, "fuzz", &[("ip", &[(5, 60)]), ("hot", &[(1, 3600)])]).await;
+    let Chain {
+        service,
+        rate_limits: rls,
+        ..
+    } = create_chain(
+        &c,
+        &[("FriendlyName", "fuzz")],
+        &[("ip", &[(5, 60)]), ("hot", &[(1, 3600)])],
+    )
+    .await;
     let v = c
         .post_form(
             &format!("/v2/Services/{service}/Verifications"),
@@ -197,8 +205,8 @@ async fn random_forms_and_queries_on_every_endpoint_never_get_a_5xx() {
         .expect(201);
     let ids = Ids {
         service: service.clone(),
-        rate_limit: rls[0].1.clone(),
-        bucket: rls[0].2[0].clone(),
+        rate_limit: rls[0].sid.clone(),
+        bucket: rls[0].buckets[0].sid.clone(),
         verification: v["sid"].as_str().unwrap().to_owned(),
     };
     let (s, rk, bl, ve) = (
@@ -265,7 +273,7 @@ async fn random_forms_and_queries_on_every_endpoint_never_get_a_5xx() {
         }
         let what = format!(
             "case {case} (VERILIMIT_FUZZ_SEED={seed}): {method} {}",
-            short(&url)
+            shorten(&url, 200)
         );
         let r = match try_send(rb.timeout(HOSTILE_TIMEOUT)).await {
             Ok(r) => r,
@@ -275,9 +283,9 @@ async fn random_forms_and_queries_on_every_endpoint_never_get_a_5xx() {
             ),
         };
         if r.status >= 500 {
-            fails.fail(format!("{what}: {}", context(&r)));
+            fails.fail(format!("{what}: {}", r.context()));
         } else if r.status >= 400 {
-            fails.check(&what, check_error_body(&r));
+            fails.check(&what, r.check_error());
         } else if r.status != 204 {
             fails.check(&what, check_status(&r, r.status));
         }

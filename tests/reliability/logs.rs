@@ -12,28 +12,12 @@ const WRONG_PASSWORD: &str = "wrong-password-MARKER-8d1c";
 
 async fn logs_of_a_full_flow(server: &mut TestServer) -> (String, Vec<(String, String)>) {
     let a = server.a();
-    let s = a
-        .post_form(
-            "/v2/Services",
-            &[("FriendlyName", "log-marker-7f3a"), ("CodeLength", "10")],
-        )
-        .await
-        .expect(201);
-    let service = s["sid"].as_str().unwrap().to_owned();
-    let rl = a
-        .post_form(
-            &format!("/v2/Services/{service}/RateLimits"),
-            &[("UniqueName", "phone")],
-        )
-        .await
-        .expect(201);
-    let rk = rl["sid"].as_str().unwrap();
-    a.post_form(
-        &format!("/v2/Services/{service}/RateLimits/{rk}/Buckets"),
-        &[("Max", "1"), ("Interval", "60")],
+    let Chain { service, .. } = create_chain(
+        &a,
+        &[("FriendlyName", "log-marker-7f3a"), ("CodeLength", "10")],
+        &[("phone", &[(1, 60)])],
     )
-    .await
-    .expect(201);
+    .await;
     // The phone number is also the rate-limited value; the second use of it is refused.
     let limit_phone = serde_json::json!({ "phone": PHONE }).to_string();
     let v = a
@@ -185,7 +169,7 @@ fn assert_clean(logs: &str, forbidden: &[(String, String)], level: &str) {
                 .lines()
                 .find(|l| l.contains(secret.as_str()))
                 .unwrap_or_default();
-            format!("{what} ({secret:?}) in: {}", short(line))
+            format!("{what} ({secret:?}) in: {}", shorten(line, 200))
         })
         .collect();
     assert!(

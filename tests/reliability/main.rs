@@ -5,6 +5,8 @@
 //! Knobs: `VERILIMIT_SOAK_SECS` (default 10), `VERILIMIT_FUZZ_CASES` (default 300),
 //! `VERILIMIT_FUZZ_SEED` and `VERILIMIT_CRASH_SEED` (printed on every run, to replay one).
 
+#[path = "../common/fixtures.rs"]
+mod fixtures;
 #[path = "../api/harness.rs"]
 mod harness;
 

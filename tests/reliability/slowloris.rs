@@ -205,13 +205,10 @@ async fn slow_clients_are_cut_off_within_the_timeouts_while_others_are_served() 
         match o.cut_after {
             Some(t) if t <= request_deadline => match o.status {
                 None => {} // closed: fine
-                Some(408) | Some(503) => {
+                Some(status @ (408 | 503)) => {
                     // Answered: with Twilio's error body (503 is the documented timeout answer).
-                    let body = o.text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-                    let ok = serde_json::from_str::<serde_json::Value>(body.trim())
-                        .is_ok_and(|v| v["code"].is_u64() && v["more_info"].is_string());
-                    if !ok {
-                        fails.fail(format!("{what}: answered without a Twilio body: {:?}", o.text));
+                    if let Err(e) = check_raw_error(status, &o.text) {
+                        fails.fail(format!("{what}: answered without a Twilio body: {e}"));
                     }
                 }
                 Some(s) => fails.fail(format!("{what}: answered {s}: {:?}", o.text)),

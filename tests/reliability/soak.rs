@@ -43,7 +43,7 @@ async fn call(_c: &Client, rb: reqwest::RequestBuilder, rec: &Shared) -> Option<
     g.requests += 1;
     match r {
         Ok(r) if r.status >= 500 => {
-            g.errors.push(format!("5xx: {}", context(&r)));
+            g.errors.push(format!("5xx: {}", r.context()));
             None
         }
         Ok(r) => Some(r),
@@ -59,7 +59,7 @@ fn expect(rec: &mut Record, r: &Reply, allowed: &[u16]) -> bool {
         true
     } else {
         rec.errors
-            .push(format!("expected {allowed:?}: {}", context(r)));
+            .push(format!("expected {allowed:?}: {}", r.context()));
         false
     }
 }
@@ -74,9 +74,13 @@ async fn a_soak_of_mixed_traffic_stays_exact_consistent_and_flat() {
     let soak = Duration::from_secs(secs);
     let server = TestServer::start(ServerOptions::new()).await;
     let c = server.a();
-    let (service, rls) = service_with(
+    let Chain {
+        service,
+        rate_limits: rls,
+        ..
+    } = create_chain(
         &c,
-        "soak",
+        &[("FriendlyName", "soak")],
         &[
             ("hot", &[(HOT_MAX as u64, HOT_INTERVAL.as_secs())]),
             ("churn", &[(3, 5)]),
@@ -85,8 +89,8 @@ async fn a_soak_of_mixed_traffic_stays_exact_consistent_and_flat() {
     )
     .await;
     let service = Arc::new(service);
-    let churn_rk = Arc::new(rls[1].1.clone());
-    let churn_bl = Arc::new(rls[1].2[0].clone());
+    let churn_rk = Arc::new(rls[1].sid.clone());
+    let churn_bl = Arc::new(rls[1].buckets[0].sid.clone());
     let rec: Shared = Arc::new(Mutex::new(Record::default()));
     let next_to = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -119,7 +123,7 @@ async fn a_soak_of_mixed_traffic_stays_exact_consistent_and_flat() {
                     } else if r.header("twilio-reached-rate-limit") == Some("hot") {
                         g.hot_refusals += 1;
                     } else {
-                        g.errors.push(format!("429 not from hot: {}", context(&r)));
+                        g.errors.push(format!("429 not from hot: {}", r.context()));
                     }
                 }
             }
@@ -279,7 +283,7 @@ async fn a_soak_of_mixed_traffic_stays_exact_consistent_and_flat() {
                     }
                     Some((_, _, r)) => g
                         .errors
-                        .push(format!("check/cancel of {sid}: {}", context(&r))),
+                        .push(format!("check/cancel of {sid}: {}", r.context())),
                     None => {}
                 }
             }

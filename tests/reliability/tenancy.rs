@@ -35,7 +35,11 @@ struct World {
 
 async fn world_of_a(server: &TestServer) -> World {
     let a = server.a();
-    let (service, rls) = service_with(&a, "tenant-a", &[("ip", &[(1, 3600)])]).await;
+    let Chain {
+        service,
+        rate_limits: rls,
+        ..
+    } = create_chain(&a, &[("FriendlyName", "tenant-a")], &[("ip", &[(1, 3600)])]).await;
     let phone = "+15557770001".to_owned();
     let email = "tenant.a@example.org".to_owned();
     let v = a
@@ -70,8 +74,8 @@ async fn world_of_a(server: &TestServer) -> World {
     let code = code_of(&a, &verification).await;
     World {
         service,
-        rate_limit: rls[0].1.clone(),
-        bucket: rls[0].2[0].clone(),
+        rate_limit: rls[0].sid.clone(),
+        bucket: rls[0].buckets[0].sid.clone(),
         verification,
         email_verification: e["sid"].as_str().unwrap().to_owned(),
         phone,
@@ -373,7 +377,9 @@ async fn account_b_and_its_api_key_never_see_or_touch_account_a() {
     let b = server.b();
     let b_key = server.basic(B_KEY_SID, B_KEY_SECRET);
     // B has a world of its own, with a verification to the very same phone number.
-    let (b_service, _) = service_with(&b, "tenant-b", &[("ip", &[(1, 3600)])]).await;
+    let Chain {
+        service: b_service, ..
+    } = create_chain(&b, &[("FriendlyName", "tenant-b")], &[("ip", &[(1, 3600)])]).await;
     let bv = b
         .post_form(
             &format!("/v2/Services/{b_service}/Verifications"),
@@ -429,7 +435,7 @@ async fn account_b_and_its_api_key_never_see_or_touch_account_a() {
             if own_list {
                 // B's own collection: allowed, but nothing of A's in it.
                 if !(200..300).contains(&r.status) {
-                    fails.fail(format!("{what}: expected B's own answer: {}", context(&r)));
+                    fails.fail(format!("{what}: expected B's own answer: {}", r.context()));
                 }
             } else {
                 fails.check(&what, check_error_in(&r, &[(404, 20404)]));
@@ -440,7 +446,7 @@ async fn account_b_and_its_api_key_never_see_or_touch_account_a() {
                 if r.body.contains(s) {
                     fails.fail(format!(
                         "{what}: the answer reveals {s:?} of account A: {}",
-                        short(&r.body)
+                        shorten(&r.body, 200)
                     ));
                 }
             }
@@ -472,7 +478,10 @@ async fn account_b_and_its_api_key_never_see_or_touch_account_a() {
                     "messages"
                 };
                 if v[key].as_array().is_none_or(|a| !a.is_empty()) {
-                    fails.fail(format!("{who}: {q} is not empty: {}", short(&r.body)));
+                    fails.fail(format!(
+                        "{who}: {q} is not empty: {}",
+                        shorten(&r.body, 200)
+                    ));
                 }
             } else {
                 fails.check(&format!("{who}: {q}"), check_4xx(&r));

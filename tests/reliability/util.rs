@@ -1,6 +1,7 @@
 //! What the reliability tests need beyond `../api/harness.rs`: requests that may fail at the
-//! connection level, a lenient Twilio-error check (any code), raw TCP exchanges for input no HTTP
-//! client would send, a seeded PRNG, and a few fixtures.
+//! connection level, Twilio-error checks for any code or a set of codes (on the harness's one
+//! checker), raw TCP exchanges for input no HTTP client would send, a seeded PRNG, and a few
+//! helpers over the outbox.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,9 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{Client, Reply, TestServer};
+pub use crate::fixtures::{Chain, add_rate_limit, create_chain};
+pub use crate::harness::shorten;
+use crate::harness::{Client, Reply, TestServer, check_twilio_error};
 
 /// Upper bound for one hostile exchange: a server that hangs fails the test instead of hanging it.
 pub const HOSTILE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -82,61 +85,19 @@ pub fn basic_value(user_and_password: &str) -> String {
     )
 }
 
-/// Checks Twilio's error body (`{code, message, more_info, status}`, `details` optional, nothing
-/// else) for this reply's status; returns the code.
-pub fn check_error_body(r: &Reply) -> Result<u64, String> {
-    let body: Value = serde_json::from_str(&r.body)
-        .map_err(|e| format!("error body is not JSON ({e}): {}", context(r)))?;
-    let object = body
-        .as_object()
-        .ok_or_else(|| format!("error body is not an object: {}", context(r)))?;
-    let code = body["code"]
-        .as_u64()
-        .ok_or_else(|| format!("`code` is not an integer: {}", context(r)))?;
-    if body["status"].as_u64() != Some(u64::from(r.status)) {
-        return Err(format!(
-            "`status` must repeat the HTTP status: {}",
-            context(r)
-        ));
-    }
-    if body["message"].as_str().is_none_or(|m| m.is_empty()) {
-        return Err(format!(
-            "`message` must be a non-empty string: {}",
-            context(r)
-        ));
-    }
-    if body["more_info"].as_str()
-        != Some(format!("https://www.twilio.com/docs/errors/{code}").as_str())
-    {
-        return Err(format!("wrong `more_info`: {}", context(r)));
-    }
-    if let Some(key) = object.keys().find(|k| {
-        !matches!(
-            k.as_str(),
-            "code" | "message" | "more_info" | "status" | "details"
-        )
-    }) {
-        return Err(format!(
-            "unexpected key {key:?} in a Twilio error body: {}",
-            context(r)
-        ));
-    }
-    Ok(code)
-}
-
-/// Checks a 4xx answer with Twilio's error body (any code); returns the code.
+/// [`Reply::check_error`] for a 4xx answer; returns the code.
 pub fn check_4xx(r: &Reply) -> Result<u64, String> {
     if !(400..500).contains(&r.status) {
-        return Err(format!("expected a 4xx Twilio error: {}", context(r)));
+        return Err(format!("expected a 4xx Twilio error: {}", r.context()));
     }
-    check_error_body(r)
+    Ok(r.check_error()?.0)
 }
 
-/// Checks a Twilio error whose (status, code) is one of `allowed`.
+/// [`Reply::check_error`] for a (status, code) that is one of `allowed`; returns the code.
 pub fn check_error_in(r: &Reply, allowed: &[(u16, u64)]) -> Result<u64, String> {
-    let code = check_error_body(r)?;
+    let (code, _) = r.check_error()?;
     if !allowed.contains(&(r.status, code)) {
-        return Err(format!("expected one of {allowed:?}: {}", context(r)));
+        return Err(format!("expected one of {allowed:?}: {}", r.context()));
     }
     Ok(code)
 }
@@ -144,12 +105,12 @@ pub fn check_error_in(r: &Reply, allowed: &[(u16, u64)]) -> Result<u64, String> 
 /// Checks the status; returns the JSON body.
 pub fn check_status(r: &Reply, status: u16) -> Result<Value, String> {
     if r.status != status {
-        return Err(format!("expected {status}: {}", context(r)));
+        return Err(format!("expected {status}: {}", r.context()));
     }
     if r.body.is_empty() {
         return Ok(Value::Null);
     }
-    serde_json::from_str(&r.body).map_err(|e| format!("body is not JSON ({e}): {}", context(r)))
+    serde_json::from_str(&r.body).map_err(|e| format!("body is not JSON ({e}): {}", r.context()))
 }
 
 #[track_caller]
@@ -189,41 +150,6 @@ impl Failures {
             self.0.len(),
             self.0.join("\n  ")
         );
-    }
-}
-
-pub fn context(r: &Reply) -> String {
-    let body = if r.body.len() > 600 {
-        &r.body[..r.body.floor_char_boundary_compat(600)]
-    } else {
-        &r.body
-    };
-    format!("{} {} -> {}: {:?}", r.method, short(&r.url), r.status, body)
-}
-
-/// A URL shortened for messages.
-pub fn short(s: &str) -> String {
-    if s.len() <= 200 {
-        s.to_owned()
-    } else {
-        let mut cut = 200;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        format!("{}…({} bytes)", &s[..cut], s.len())
-    }
-}
-
-trait FloorBoundary {
-    fn floor_char_boundary_compat(&self, i: usize) -> usize;
-}
-
-impl FloorBoundary for String {
-    fn floor_char_boundary_compat(&self, mut i: usize) -> usize {
-        while !self.is_char_boundary(i) {
-            i -= 1;
-        }
-        i
     }
 }
 
@@ -314,6 +240,29 @@ impl RawReply {
             .map(|(_, b)| b)
             .unwrap_or("")
     }
+
+    /// [`check_raw_error`] on this answer; returns the code.
+    pub fn check_error(&self) -> Result<u64, String> {
+        match self.status {
+            Some(status) => check_raw_error(status, &self.text),
+            None => Err(format!("no HTTP answer: {:?}", tail(&self.text, 500))),
+        }
+    }
+}
+
+/// The harness's [`check_twilio_error`] on an answer read from a raw connection (status line,
+/// headers, body); returns the code.
+pub fn check_raw_error(status: u16, text: &str) -> Result<u64, String> {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+    let content_type = head.lines().skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-type")
+            .then(|| value.trim())
+    });
+    check_twilio_error(status, Some(content_type.unwrap_or_default()), body.trim())
+        .map(|(code, _)| code)
+        .map_err(|e| format!("{e}: {:?}", tail(text, 500)))
 }
 
 /// Reads from `stream` until the server closes it or `limit` passes.
@@ -421,47 +370,6 @@ pub fn env_number(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
-}
-
-/// A service with rate limits, each with the given buckets `(max, interval)`; returns the
-/// service SID and `(unique name, rate limit SID, [bucket SIDs])`.
-pub async fn service_with(
-    c: &Client,
-    friendly_name: &str,
-    limits: &[(&str, &[(u64, u64)])],
-) -> (String, Vec<(String, String, Vec<String>)>) {
-    let s = c
-        .post_form("/v2/Services", &[("FriendlyName", friendly_name)])
-        .await
-        .expect(201);
-    let service = s["sid"].as_str().unwrap().to_owned();
-    let mut out = Vec::new();
-    for (name, buckets) in limits {
-        let rl = c
-            .post_form(
-                &format!("/v2/Services/{service}/RateLimits"),
-                &[("UniqueName", name)],
-            )
-            .await
-            .expect(201);
-        let rk = rl["sid"].as_str().unwrap().to_owned();
-        let mut bls = Vec::new();
-        for (max, interval) in *buckets {
-            let b = c
-                .post_form(
-                    &format!("/v2/Services/{service}/RateLimits/{rk}/Buckets"),
-                    &[
-                        ("Max", &max.to_string()),
-                        ("Interval", &interval.to_string()),
-                    ],
-                )
-                .await
-                .expect(201);
-            bls.push(b["sid"].as_str().unwrap().to_owned());
-        }
-        out.push((name.to_string(), rk, bls));
-    }
-    (service, out)
 }
 
 /// Every outbox message of the caller (optionally filtered by service), following the paging

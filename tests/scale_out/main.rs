@@ -4,11 +4,14 @@
 //! (`postgres://postgres@127.0.0.1:5432/test`); each test makes a database of its own. The test
 //! script provides a server when none is reachable; an unreachable one fails the tests.
 
+#[path = "../common/fixtures.rs"]
+mod fixtures;
 #[path = "../api/harness.rs"]
 mod harness;
 
 use std::sync::Arc;
 
+use fixtures::create_chain;
 use harness::{Client, ServerOptions, TestServer, fresh_postgres_database};
 
 async fn cluster(n: usize) -> (String, Vec<TestServer>) {
@@ -20,31 +23,15 @@ async fn cluster(n: usize) -> (String, Vec<TestServer>) {
     (url, servers)
 }
 
-async fn service_with_bucket(c: &Client, max: u32, interval: u32) -> (String, String, String) {
-    let s = c
-        .post_form("/v2/Services", &[("FriendlyName", "shared")])
-        .await
-        .expect(201);
-    let service = s["sid"].as_str().unwrap().to_owned();
-    let rl = c
-        .post_form(
-            &format!("/v2/Services/{service}/RateLimits"),
-            &[("UniqueName", "ip")],
-        )
-        .await
-        .expect(201);
-    let rk = rl["sid"].as_str().unwrap().to_owned();
-    let b = c
-        .post_form(
-            &format!("/v2/Services/{service}/RateLimits/{rk}/Buckets"),
-            &[
-                ("Max", &max.to_string()),
-                ("Interval", &interval.to_string()),
-            ],
-        )
-        .await
-        .expect(201);
-    (service, rk, b["sid"].as_str().unwrap().to_owned())
+/// A service with rate limit `ip` and one bucket: (service, rate limit, bucket) SIDs.
+async fn service_with_bucket(c: &Client, max: u64, interval: u64) -> (String, String, String) {
+    create_chain(
+        c,
+        &[("FriendlyName", "shared")],
+        &[("ip", &[(max, interval)])],
+    )
+    .await
+    .first_sids()
 }
 
 fn phone(i: usize) -> String {

@@ -8,7 +8,7 @@ use crate::support::*;
 async fn a_start_while_pending_resends_the_same_code_and_sid() {
     let server = TestServer::start(ServerOptions::new()).await;
     let c = server.a();
-    let f = service_with_params(&c, &[("FriendlyName", "x"), ("CodeLength", "8")], &[]).await;
+    let f = create_chain(&c, &[("FriendlyName", "x"), ("CodeLength", "8")], &[]).await;
     let first = start(&c, &f.service, &phone(1), None).await.expect(201);
     assert_eq!(first["status"], "pending");
     assert_eq!(first["valid"], false);
@@ -209,7 +209,7 @@ async fn custom_codes_only_where_the_service_allows_them() {
     )
     .await
     .expect_error(400, 60200);
-    let custom = service_with_params(
+    let custom = create_chain(
         &c,
         &[("FriendlyName", "c"), ("CustomCodeEnabled", "true")],
         &[],

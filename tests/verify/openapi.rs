@@ -9,17 +9,17 @@
 //! - with `--control-plane=false` the control-plane operations answer 404 and the operations
 //!   endpoints stay up, as the document says.
 //!
-//! OpenAPI 3.0 schemas are translated to JSON Schema 2020-12 in memory as in `../api/schema.rs`:
-//! `nullable: true` becomes a `"null"` member of `type`, `#/components/schemas/X` points into
-//! `$defs`, and every listed property becomes required.
+//! OpenAPI 3.0 schemas are translated to JSON Schema 2020-12 by `../common/openapi_schema.rs`,
+//! as for `../api/schema.rs`: every listed property becomes required, except [`OPTIONAL`].
 
 use std::collections::BTreeSet;
 
-use jsonschema::{Draft, Validator};
+use jsonschema::Validator;
 use reqwest::Method;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::harness::{Client, Reply, ServerOptions, TestServer};
+use crate::openapi_schema::{self, assert_valid};
 use crate::support::*;
 
 /// Every route outside the Twilio surface, as the router registers it (`src/lib.rs`,
@@ -74,104 +74,15 @@ fn source_document() -> Value {
 }
 
 // ---------------------------------------------------------------------------------------------
-// OpenAPI 3.0 → JSON Schema 2020-12
+// OpenAPI 3.0 → JSON Schema 2020-12 (`../common/openapi_schema.rs`)
 
-/// Translates one OpenAPI schema (recursively). `component` names the component being
-/// translated at the top level, so [`OPTIONAL`] applies to its own properties only.
-fn translate(schema: &Value, component: Option<&str>) -> Value {
-    match schema {
-        Value::Array(items) => Value::Array(items.iter().map(|s| translate(s, None)).collect()),
-        Value::Object(object) => {
-            let mut out = Map::new();
-            for (key, value) in object {
-                match key.as_str() {
-                    "nullable" | "example" | "examples" => {}
-                    "$ref" => {
-                        let reference = value.as_str().unwrap_or_default();
-                        let name = reference
-                            .strip_prefix("#/components/schemas/")
-                            .unwrap_or_else(|| panic!("unexpected schema $ref {reference}"));
-                        out.insert(key.clone(), Value::from(format!("#/$defs/{name}")));
-                    }
-                    "properties" => {
-                        let properties = value
-                            .as_object()
-                            .expect("properties is an object")
-                            .iter()
-                            .map(|(name, s)| (name.clone(), translate(s, None)))
-                            .collect();
-                        out.insert(key.clone(), Value::Object(properties));
-                    }
-                    _ => {
-                        out.insert(key.clone(), translate(value, None));
-                    }
-                }
-            }
-            if object.get("nullable") == Some(&Value::Bool(true)) {
-                if let Some(Value::String(ty)) = out.get("type").cloned() {
-                    out.insert("type".into(), json!([ty, "null"]));
-                }
-                if let Some(Value::Array(values)) = out.get_mut("enum") {
-                    if !values.contains(&Value::Null) {
-                        values.push(Value::Null);
-                    }
-                }
-            }
-            // Every listed property must be present (null where the document says nullable).
-            if let Some(Value::Object(properties)) = out.get("properties") {
-                let required: Vec<Value> = properties
-                    .keys()
-                    .filter(|p| !is_optional(component, p))
-                    .map(|p| Value::from(p.clone()))
-                    .collect();
-                out.insert("required".into(), Value::Array(required));
-            }
-            Value::Object(out)
-        }
-        other => other.clone(),
-    }
+/// A validator for `schema` (a schema of `doc`): every property required but [`OPTIONAL`].
+fn compile(doc: &Value, schema: &Value) -> Validator {
+    openapi_schema::compile(doc, schema, OPTIONAL)
 }
 
 fn is_optional(component: Option<&str>, property: &str) -> bool {
     component.is_some_and(|c| OPTIONAL.contains(&(c, property)))
-}
-
-/// A validator for `schema` (an OpenAPI schema of `doc`), with every component under `$defs`.
-fn compile(doc: &Value, schema: &Value) -> Validator {
-    let defs: Map<String, Value> = doc["components"]["schemas"]
-        .as_object()
-        .expect("components.schemas")
-        .iter()
-        .map(|(name, s)| (name.clone(), translate(s, Some(name))))
-        .collect();
-    let mut root = translate(schema, None)
-        .as_object()
-        .cloned()
-        .expect("a schema is an object");
-    root.insert(
-        "$schema".into(),
-        Value::from("https://json-schema.org/draft/2020-12/schema"),
-    );
-    root.insert("$defs".into(), Value::Object(defs));
-    jsonschema::options()
-        .with_draft(Draft::Draft202012)
-        .should_validate_formats(true)
-        .build(&Value::Object(root))
-        .unwrap_or_else(|e| panic!("the translated schema does not compile: {e}\n{schema}"))
-}
-
-#[track_caller]
-fn assert_valid(validator: &Validator, instance: &Value, what: &str) {
-    let errors: Vec<String> = validator
-        .iter_errors(instance)
-        .map(|e| format!("at {:?}: {e}", e.instance_path.to_string()))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "{what} does not match the OpenAPI document:\n{}\n{}",
-        errors.join("\n"),
-        serde_json::to_string_pretty(instance).unwrap_or_default()
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -365,20 +276,13 @@ fn assert_every_field_documented(validator: &Validator, body: &Value, what: &str
 async fn populate(a: &Client) -> String {
     let f = service_with(a, &[("ip", &[(1, 60)])]).await;
     let service = f.service.clone();
-    let rl = a
-        .post_form(
-            &format!("/v2/Services/{service}/RateLimits"),
-            &[("UniqueName", "session"), ("Description", "Per session")],
-        )
-        .await
-        .expect(201);
-    let rk = rl["sid"].as_str().unwrap().to_owned();
-    a.post_form(
-        &format!("/v2/Services/{service}/RateLimits/{rk}/Buckets"),
-        &[("Max", "5"), ("Interval", "600")],
+    add_rate_limit(
+        a,
+        &service,
+        &[("UniqueName", "session"), ("Description", "Per session")],
+        &[(5, 600)],
     )
-    .await
-    .expect(201);
+    .await;
     start(
         a,
         &service,

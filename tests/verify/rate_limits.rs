@@ -239,7 +239,7 @@ async fn a_bucket_change_is_in_force_from_the_next_request() {
     let server = TestServer::start(ServerOptions::new()).await;
     let c = server.a();
     let f = service_with(&c, &[("ip", &[(1, 60)])]).await;
-    let (_, rk) = &f.rate_limits[0];
+    let rk = &f.rate_limits[0].sid;
     let buckets = c
         .get(&format!(
             "/v2/Services/{}/RateLimits/{rk}/Buckets",

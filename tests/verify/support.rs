@@ -2,53 +2,12 @@
 
 use serde_json::Value;
 
+pub use crate::fixtures::{Chain, add_rate_limit, create_chain};
 use crate::harness::{Client, Reply};
 
-pub struct Fixture {
-    pub service: String,
-    /// (unique name, rate limit SID)
-    pub rate_limits: Vec<(String, String)>,
-}
-
-/// A service whose rate limits each have the given buckets `(max, interval)`.
-pub async fn service_with(c: &Client, limits: &[(&str, &[(u32, u32)])]) -> Fixture {
-    service_with_params(c, &[("FriendlyName", "verify")], limits).await
-}
-
-pub async fn service_with_params(
-    c: &Client,
-    params: &[(&str, &str)],
-    limits: &[(&str, &[(u32, u32)])],
-) -> Fixture {
-    let s = c.post_form("/v2/Services", params).await.expect(201);
-    let service = s["sid"].as_str().unwrap().to_owned();
-    let mut rate_limits = Vec::new();
-    for (name, buckets) in limits {
-        let rl = c
-            .post_form(
-                &format!("/v2/Services/{service}/RateLimits"),
-                &[("UniqueName", name)],
-            )
-            .await
-            .expect(201);
-        let rk = rl["sid"].as_str().unwrap().to_owned();
-        for (max, interval) in *buckets {
-            c.post_form(
-                &format!("/v2/Services/{service}/RateLimits/{rk}/Buckets"),
-                &[
-                    ("Max", &max.to_string()),
-                    ("Interval", &interval.to_string()),
-                ],
-            )
-            .await
-            .expect(201);
-        }
-        rate_limits.push((name.to_string(), rk));
-    }
-    Fixture {
-        service,
-        rate_limits,
-    }
+/// A service named `verify` whose rate limits each have the given buckets `(max, interval)`.
+pub async fn service_with(c: &Client, limits: &[(&str, &[(u64, u64)])]) -> Chain {
+    create_chain(c, &[("FriendlyName", "verify")], limits).await
 }
 
 /// A distinct E.164 number per index.
