@@ -156,6 +156,8 @@ impl From<StoreError> for ApiError {
             }
         }
     }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
