@@ -133,6 +133,37 @@ pub struct Config {
     #[arg(long, env = "VERILIMIT_RETENTION_DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub retention_days: u32,
+
+    /// Also serve HTTPS on --tls-listen, as `verify.twilio.com` and `events.twilio.com` (and
+    /// their regional and edge forms), with a certificate from verilimit's own certificate
+    /// authority (README: "Every official SDK, unchanged").
+    #[arg(long, env = "VERILIMIT_TLS", action = ArgAction::Set,
+          default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub tls: bool,
+
+    /// Address and port of the HTTPS listener (with --tls). The server prints
+    /// `verilimit listening on https://ADDR` on stdout once it listens.
+    #[arg(long, env = "VERILIMIT_TLS_LISTEN", default_value = "127.0.0.1:8443")]
+    pub tls_listen: SocketAddr,
+
+    /// More names for the server certificate (comma-separated in the environment), e.g. the
+    /// compose service name.
+    #[arg(long = "tls-name", env = "VERILIMIT_TLS_NAMES", value_delimiter = ',')]
+    pub tls_names: Vec<String>,
+
+    /// A CA certificate (PEM) to issue the server certificate with, instead of the one verilimit
+    /// makes and keeps in the database (with --tls-ca-key).
+    #[arg(long, env = "VERILIMIT_TLS_CA_CERT")]
+    pub tls_ca_cert: Option<std::path::PathBuf>,
+
+    /// The private key (PKCS#8 PEM) of --tls-ca-cert.
+    #[arg(long, env = "VERILIMIT_TLS_CA_KEY")]
+    pub tls_ca_key: Option<std::path::PathBuf>,
+
+    /// Where to write the CA certificate (PEM, mode 0644) at start-up, e.g. a volume shared with
+    /// the application's container.
+    #[arg(long, env = "VERILIMIT_TLS_CA_OUT")]
+    pub tls_ca_out: Option<std::path::PathBuf>,
 }
 
 /// What to do; with none, serve.
@@ -163,6 +194,12 @@ impl std::fmt::Debug for Config {
             .field("api_keys", &format!("{} configured", self.api_keys.len()))
             .field("public_url", &self.public_url)
             .field("control_plane", &self.control_plane)
+            .field("tls", &self.tls)
+            .field("tls_listen", &self.tls_listen)
+            .field("tls_names", &self.tls_names)
+            .field("tls_ca_cert", &self.tls_ca_cert)
+            .field("tls_ca_key", &self.tls_ca_key)
+            .field("tls_ca_out", &self.tls_ca_out)
             .finish_non_exhaustive()
     }
 }

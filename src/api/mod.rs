@@ -25,7 +25,8 @@ pub fn routes() -> Router<AppState> {
         .merge(verification_checks::routes())
 }
 
-/// The absolute base URL the client used (`http://host:port`), or the configured public URL:
+/// The absolute base URL the client used (`http://host:port`, or `https://host` over the
+/// `--tls` listener), or the configured public URL:
 /// every `url`, `links` entry and paging URL starts with it, since the SDKs follow them verbatim.
 pub struct BaseUrl(pub String);
 
@@ -43,7 +44,12 @@ impl FromRequestParts<AppState> for BaseUrl {
             .or_else(|| parts.uri.authority().map(|a| a.as_str()))
             .filter(|h| is_host(h))
             .ok_or_else(|| ApiError::bad_request(20001, "Missing or invalid Host header"))?;
-        Ok(BaseUrl(format!("http://{host}")))
+        let scheme = if parts.extensions.get::<crate::tls::ViaTls>().is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        Ok(BaseUrl(format!("{scheme}://{host}")))
     }
 }
 
