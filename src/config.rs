@@ -264,11 +264,18 @@ impl Config {
         }
         let dev_account = first.is_none();
         if dev_account {
-            if !self.listen.ip().is_loopback() && !self.allow_dev_account_anywhere {
+            // Either listener counts: --tls-listen on 0.0.0.0 exposes the account as well.
+            let exposed = [Some(self.listen), self.tls.then_some(self.tls_listen)]
+                .into_iter()
+                .flatten()
+                .find(|a| !a.ip().is_loopback());
+            if let Some(addr) = exposed
+                && !self.allow_dev_account_anywhere
+            {
                 return Err(format!(
                     "refusing to serve the development account on {}: set TWILIO_ACCOUNT_SID and \
                      TWILIO_AUTH_TOKEN, or pass --allow-dev-account-anywhere",
-                    self.listen.ip()
+                    addr.ip()
                 ));
             }
             add(DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, &mut creds, &mut None)?;
@@ -332,6 +339,15 @@ mod tests {
             "t",
         ]);
         assert!(!c.credentials().unwrap().dev_account);
+        // The HTTPS listener counts too, when it is on.
+        let tls_anywhere = ["--listen", "127.0.0.1:0", "--tls-listen", "0.0.0.0:0"];
+        assert!(parse(&tls_anywhere).credentials().is_ok());
+        let mut with_tls = tls_anywhere.to_vec();
+        with_tls.push("--tls");
+        let err = parse(&with_tls).credentials().err().unwrap();
+        assert!(err.contains("0.0.0.0"), "{err}");
+        with_tls.push("--allow-dev-account-anywhere");
+        assert!(parse(&with_tls).credentials().is_ok());
     }
 
     #[test]
