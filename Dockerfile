@@ -7,6 +7,10 @@
 #
 # The image listens on 0.0.0.0:8765, so the built-in development account is refused there:
 # configure an account (TWILIO_ACCOUNT_SID + TWILIO_AUTH_TOKEN) or the server will not start.
+# With VERILIMIT_TLS=true it also serves HTTPS on 0.0.0.0:443 as verify.twilio.com (README: "Every
+# official SDK, unchanged"); the non-root user binds 443 where the container's
+# net.ipv4.ip_unprivileged_port_start is 0 (Docker's default; podman: --sysctl, as the compose
+# example does). /ca is where VERILIMIT_TLS_CA_OUT can write the CA certificate for a shared volume.
 # Plain Dockerfile syntax only (no BuildKit cache mounts): builds with docker, the legacy
 # builder, buildah and podman alike.
 
@@ -49,15 +53,17 @@ LABEL org.opencontainers.image.title="verilimit" \
 RUN groupadd --gid 10001 verilimit \
  && useradd --uid 10001 --gid 10001 --no-log-init --no-create-home --home-dir /data \
             --shell /usr/sbin/nologin verilimit \
- && install -d -o 10001 -g 10001 -m 0750 /data
+ && install -d -o 10001 -g 10001 -m 0750 /data \
+ && install -d -o 10001 -g 10001 -m 0755 /ca
 COPY --from=build /out/verilimit /usr/local/bin/verilimit
 
 ENV VERILIMIT_LISTEN=0.0.0.0:8765 \
+    VERILIMIT_TLS_LISTEN=0.0.0.0:443 \
     VERILIMIT_DATABASE_URL=sqlite:///data/verilimit.db
 USER 10001:10001
 WORKDIR /data
 VOLUME /data
-EXPOSE 8765
+EXPOSE 8765 443
 # `verilimit healthcheck` probes /healthz on the VERILIMIT_LISTEN port over loopback: no curl in
 # the image. (Change the port with VERILIMIT_LISTEN, not --listen, so the probe follows it.)
 HEALTHCHECK --interval=10s --timeout=6s --start-period=10s --retries=3 \

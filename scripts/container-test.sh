@@ -6,9 +6,12 @@
 #   2. security: started on 0.0.0.0 with NO credentials it must refuse to start (development
 #      account); with credentials it answers /healthz and `verilimit healthcheck` passes;
 #   3. the compose example exactly as documented (`up --build --abort-on-container-exit
-#      --exit-code-from client`): verilimit seeded and healthy, the official-SDK client gets its
+#      --exit-code-from client`): verilimit seeded and healthy; the `app` container, with the
+#      official SDK and no base URL (only REQUESTS_CA_BUNDLE and the network alias
+#      verify.twilio.com), verifies a phone number over TLS; the official-SDK client gets its
 #      429 / 20429 on the 4th start; then a restart on the kept volume re-applies the seed
-#      without duplicating anything.
+#      without duplicating anything and presents the same CA, which the host can use over the
+#      published TLS port (and a client without it is refused).
 # The commands it runs in 2. and 3. are the README's ("Run with Docker", "Use in docker-compose"),
 # read from the README itself, and the compose file the README shows must be byte-for-byte the
 # one it runs, so the two cannot drift.
@@ -194,8 +197,9 @@ stop_s=$(($(date +%s) - t0))
 say "healthy as uid 10001, 401/200 on bad/good credentials, stopped cleanly in ${stop_s}s"
 
 # --- 3. the compose example ------------------------------------------------------------------
-export VERILIMIT_HOST_PORT
+export VERILIMIT_HOST_PORT VERILIMIT_HOST_TLS_PORT
 VERILIMIT_HOST_PORT=$(free_port)
+VERILIMIT_HOST_TLS_PORT=$(free_port)
 compose_up=1
 bounded 120 "${compose[@]}" down -v --remove-orphans -t 5 \
     >"$log_dir/down-before.log" 2>&1 || true
@@ -206,13 +210,22 @@ set +e
 bounded 1800 "${compose[@]}" $compose_args >"$log_dir/compose-up.log" 2>&1
 rc=$?
 set -e
-# The client's own lines (compose colours its prefixes).
-sed -E 's/\x1b\[[0-9;]*m//g' "$log_dir/compose-up.log" | sed -nE 's/^client[-_]1 +\| //p' >&2 || true
+# The clients' own lines (compose colours its prefixes).
+sed -E 's/\x1b\[[0-9;]*m//g' "$log_dir/compose-up.log" | sed -nE 's/^(app|client)[-_]1 +\| //p' >&2 || true
 if ((rc != 0)); then
     tail -40 "$log_dir/compose-up.log" >&2
     fail "the compose example failed (client exit $rc; log: $log_dir/compose-up.log)"
 fi
 grep -q 'smoke: PASS' "$log_dir/compose-up.log" || fail "the client exited 0 without its PASS line"
+grep -q 'app: PASS: .* verified over TLS as verify.twilio.com' "$log_dir/compose-up.log" \
+    || fail "the app (official SDK, no base URL) did not verify its number over TLS"
+sed -E 's/\x1b\[[0-9;]*m//g' "$log_dir/compose-up.log" \
+    | grep -qE '^verilimit[-_]1 +\| verilimit listening on https://0\.0\.0\.0:443$' \
+    || fail "no start-up line 'verilimit listening on https://0.0.0.0:443' from verilimit"
+# The CA the first run wrote to the shared volume.
+ca_before=$("$engine" run --rm --network none --entrypoint cat -v "${project}_verilimit-ca:/ca:ro" "$image" \
+    /ca/verilimit-ca.pem) || fail "no CA certificate in the verilimit-ca volume"
+[[ $ca_before == "-----BEGIN CERTIFICATE-----"* ]] || fail "the shared CA file is not a PEM certificate"
 
 say "compose: restart verilimit on the kept volume; the seed must apply again without duplicates"
 bounded 300 "${compose[@]}" up -d --no-build verilimit \
@@ -241,8 +254,25 @@ assert [(b["sid"], b["max"], b["interval"]) for b in rls[0]["buckets"]] == \
     [(b["sid"], b["max"], b["interval"]) for b in want["buckets"]], rls[0]["buckets"]
 EOF
 
+say "TLS from the host: the same CA after the restart; trusted it answers as verify.twilio.com, untrusted it is refused"
+ca_file=$log_dir/verilimit-ca.pem
+curl -fsS --max-time 5 -o "$ca_file" "http://127.0.0.1:$VERILIMIT_HOST_PORT/emulator/v1/ca.pem" \
+    || fail "GET /emulator/v1/ca.pem (no credentials) failed"
+[[ $(cat "$ca_file") == "$ca_before" ]] || fail "the CA changed across the restart (it is kept in the database)"
+tls_url="https://verify.twilio.com:$VERILIMIT_HOST_TLS_PORT"
+tls_resolve=(--resolve "verify.twilio.com:$VERILIMIT_HOST_TLS_PORT:127.0.0.1")
+services_json=$(curl -fsS --max-time 5 --cacert "$ca_file" "${tls_resolve[@]}" -u "$account:$token" \
+    "$tls_url/v2/Services") || fail "HTTPS with verilimit's CA failed"
+[[ $services_json == *"\"url\": \"$tls_url/v2/Services/$service_sid\""* || $services_json == *"\"url\":\"$tls_url/v2/Services/$service_sid\""* ]] \
+    || fail "over TLS the service's url is not $tls_url/v2/Services/$service_sid: $services_json"
+set +e
+curl -sS --max-time 5 -o /dev/null --cacert /etc/ssl/certs/ca-certificates.crt "${tls_resolve[@]}" "$tls_url/healthz" 2>/dev/null
+rc=$?
+set -e
+((rc == 60)) || fail "a client without verilimit's CA was not refused (curl exit $rc, expected 60)"
+
 bounded 120 "${compose[@]}" down -v --remove-orphans -t 5 \
     >"$log_dir/down.log" 2>&1 || fail "compose down failed (log: $log_dir/down.log)"
 compose_up=
 [[ -z $services_were_up ]] && bash "$ce" service-stop >/dev/null 2>&1
-echo "container-test: PASS (image $image $("$engine" images --format '{{.Size}}' "$image"), refusal without credentials, compose example 429/20429, seed idempotent; $(elapsed))"
+echo "container-test: PASS (image $image $("$engine" images --format '{{.Size}}' "$image"), refusal without credentials, compose example 429/20429 and the unchanged SDK over TLS, seed idempotent, CA kept; $(elapsed))"

@@ -133,6 +133,37 @@ pub struct Config {
     #[arg(long, env = "VERILIMIT_RETENTION_DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub retention_days: u32,
+
+    /// Also serve HTTPS on --tls-listen, as `verify.twilio.com` and `events.twilio.com` (and
+    /// their regional and edge forms), with a certificate from verilimit's own certificate
+    /// authority (README: "Every official SDK, unchanged").
+    #[arg(long, env = "VERILIMIT_TLS", action = ArgAction::Set,
+          default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub tls: bool,
+
+    /// Address and port of the HTTPS listener (with --tls). The server prints
+    /// `verilimit listening on https://ADDR` on stdout once it listens.
+    #[arg(long, env = "VERILIMIT_TLS_LISTEN", default_value = "127.0.0.1:8443")]
+    pub tls_listen: SocketAddr,
+
+    /// More names for the server certificate (comma-separated in the environment), e.g. the
+    /// compose service name.
+    #[arg(long = "tls-name", env = "VERILIMIT_TLS_NAMES", value_delimiter = ',')]
+    pub tls_names: Vec<String>,
+
+    /// A CA certificate (PEM) to issue the server certificate with, instead of the one verilimit
+    /// makes and keeps in the database (with --tls-ca-key).
+    #[arg(long, env = "VERILIMIT_TLS_CA_CERT")]
+    pub tls_ca_cert: Option<std::path::PathBuf>,
+
+    /// The private key (PKCS#8 PEM) of --tls-ca-cert.
+    #[arg(long, env = "VERILIMIT_TLS_CA_KEY")]
+    pub tls_ca_key: Option<std::path::PathBuf>,
+
+    /// Where to write the CA certificate (PEM, mode 0644) at start-up, e.g. a volume shared with
+    /// the application's container.
+    #[arg(long, env = "VERILIMIT_TLS_CA_OUT")]
+    pub tls_ca_out: Option<std::path::PathBuf>,
 }
 
 /// What to do; with none, serve.
@@ -163,6 +194,12 @@ impl std::fmt::Debug for Config {
             .field("api_keys", &format!("{} configured", self.api_keys.len()))
             .field("public_url", &self.public_url)
             .field("control_plane", &self.control_plane)
+            .field("tls", &self.tls)
+            .field("tls_listen", &self.tls_listen)
+            .field("tls_names", &self.tls_names)
+            .field("tls_ca_cert", &self.tls_ca_cert)
+            .field("tls_ca_key", &self.tls_ca_key)
+            .field("tls_ca_out", &self.tls_ca_out)
             .finish_non_exhaustive()
     }
 }
@@ -227,11 +264,18 @@ impl Config {
         }
         let dev_account = first.is_none();
         if dev_account {
-            if !self.listen.ip().is_loopback() && !self.allow_dev_account_anywhere {
+            // Either listener counts: --tls-listen on 0.0.0.0 exposes the account as well.
+            let exposed = [Some(self.listen), self.tls.then_some(self.tls_listen)]
+                .into_iter()
+                .flatten()
+                .find(|a| !a.ip().is_loopback());
+            if let Some(addr) = exposed
+                && !self.allow_dev_account_anywhere
+            {
                 return Err(format!(
                     "refusing to serve the development account on {}: set TWILIO_ACCOUNT_SID and \
                      TWILIO_AUTH_TOKEN, or pass --allow-dev-account-anywhere",
-                    self.listen.ip()
+                    addr.ip()
                 ));
             }
             add(DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, &mut creds, &mut None)?;
@@ -295,6 +339,15 @@ mod tests {
             "t",
         ]);
         assert!(!c.credentials().unwrap().dev_account);
+        // The HTTPS listener counts too, when it is on.
+        let tls_anywhere = ["--listen", "127.0.0.1:0", "--tls-listen", "0.0.0.0:0"];
+        assert!(parse(&tls_anywhere).credentials().is_ok());
+        let mut with_tls = tls_anywhere.to_vec();
+        with_tls.push("--tls");
+        let err = parse(&with_tls).credentials().err().unwrap();
+        assert!(err.contains("0.0.0.0"), "{err}");
+        with_tls.push("--allow-dev-account-anywhere");
+        assert!(parse(&with_tls).credentials().is_ok());
     }
 
     #[test]

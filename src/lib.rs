@@ -16,10 +16,12 @@ pub mod seed;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod twilio;
 pub mod ui;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
@@ -38,12 +40,22 @@ use crate::twilio::ApiError;
 
 /// The whole HTTP application.
 pub fn app(state: AppState, request_timeout: Duration) -> Router {
+    app_with_ca(state, request_timeout, None)
+}
+
+/// The whole HTTP application; `ca_pem` is the `--tls` CA certificate that
+/// `GET /emulator/v1/ca.pem` serves (404 without one).
+pub fn app_with_ca(state: AppState, request_timeout: Duration, ca_pem: Option<Arc<str>>) -> Router {
     let mut router = Router::new()
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
         .route("/metrics", get(metrics))
+        .route(
+            "/emulator/v1/ca.pem",
+            get(tls::ca_pem).layer(axum::Extension(ca_pem)),
+        )
         .merge(api::routes());
     if state.settings.control_plane {
         router = router.merge(emulator::routes()).merge(ui::routes());
@@ -124,12 +136,34 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_with(listener, None, app, shutdown).await
+}
+
+/// [`serve`] over TLS: each connection's handshake runs in its own task, bounded by the header
+/// read timeout, so a slow or failed handshake never holds up the accept loop or the server.
+/// Requests carry [`tls::ViaTls`], so the URLs they are answered with say `https://`.
+pub async fn serve_tls(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_with(listener, Some(acceptor), app, shutdown).await
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true);
+    let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -144,11 +178,48 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(app.clone());
-                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+                match &acceptor {
+                    None => {
+                        let service = TowerToHyperService::new(app.clone());
+                        let conn = graceful
+                            .watch(builder.serve_connection(TokioIo::new(stream), service));
+                        tokio::spawn(async move {
+                            let _ = conn.await;
+                        });
+                    }
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        let watcher = graceful.watcher();
+                        let builder = Arc::clone(&builder);
+                        let app = app.clone();
+                        tokio::spawn(async move {
+                            let handshake =
+                                tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream));
+                            let stream = match handshake.await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!("TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                            let service = TowerToHyperService::new(
+                                tower::ServiceBuilder::new()
+                                    .map_request(|mut r: axum::http::Request<_>| {
+                                        r.extensions_mut().insert(tls::ViaTls);
+                                        r
+                                    })
+                                    .service(app),
+                            );
+                            let conn = watcher
+                                .watch(builder.serve_connection(TokioIo::new(stream), service));
+                            let _ = conn.await;
+                        });
+                    }
+                }
             }
             _ = &mut shutdown => break,
         }
@@ -183,6 +254,23 @@ pub async fn run(config: Config) -> Result<(), String> {
         None => None,
     };
     let (state, writer) = AppState::open(&config, creds.credentials).await?;
+    // After the database is open: the TLS authority is kept in it.
+    let tls = match config.tls {
+        true => {
+            let tls = tls::setup(&config).await?;
+            let listener = TcpListener::bind(config.tls_listen).await.map_err(|e| {
+                let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    " (a port below 1024 needs net.ipv4.ip_unprivileged_port_start=0 or \
+                     CAP_NET_BIND_SERVICE)"
+                } else {
+                    ""
+                };
+                format!("cannot listen on {}: {e}{hint}", config.tls_listen)
+            })?;
+            Some((tls, listener))
+        }
+        false => None,
+    };
     if let Some(seed) = seed {
         seed::apply(&state, seed).await?;
         tracing::info!("seed file applied");
@@ -196,17 +284,51 @@ pub async fn run(config: Config) -> Result<(), String> {
         Duration::from_secs(5),
         stop_rx,
     ));
-    let app = app(state, Duration::from_secs(config.request_timeout));
+    let app = app_with_ca(
+        state,
+        Duration::from_secs(config.request_timeout),
+        tls.as_ref().map(|(t, _)| Arc::clone(&t.ca_pem)),
+    );
+    let tls_addr = match &tls {
+        Some((_, l)) => Some(
+            l.local_addr()
+                .map_err(|e| format!("cannot read the bound address: {e}"))?,
+        ),
+        None => None,
+    };
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "verilimit listening on http://{addr}");
+        if let Some(tls_addr) = tls_addr {
+            let _ = writeln!(out, "verilimit listening on https://{tls_addr}");
+        }
         let _ = out.flush();
     }
-    tracing::info!(%addr, "listening");
-    serve(listener, app, shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
+    tracing::info!(%addr, ?tls_addr, "listening");
+    // One shutdown signal for both listeners.
+    let (down_tx, down_rx) = tokio::sync::watch::channel(false);
+    let signal = tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = down_tx.send(true);
+    });
+    let down = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|d| *d).await;
+    };
+    let plain = serve(listener, app.clone(), down(down_rx.clone()));
+    let result = match tls {
+        Some((tls, tls_listener)) => {
+            let secure = serve_tls(tls_listener, tls.acceptor, app, down(down_rx));
+            let (a, b) = tokio::join!(plain, secure);
+            a.and(b)
+        }
+        None => {
+            drop(app);
+            plain.await
+        }
+    };
+    signal.abort();
+    result.map_err(|e| format!("server error: {e}"))?;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = maintenance.await;

@@ -52,7 +52,8 @@ pub fn required<T: Parameter>(p: &Params) -> Result<T, ApiError> {
     Ok(T::try_from(p.required(T::NAME)?)?)
 }
 
-/// The absolute base URL the client used (`http://host:port`), or the configured public URL:
+/// The absolute base URL the client used (`http://host:port`, or `https://host` over the
+/// `--tls` listener), or the configured public URL:
 /// every `url`, `links` entry and paging URL starts with it, since the SDKs follow them verbatim.
 pub struct BaseUrl(pub String);
 
@@ -70,7 +71,12 @@ impl FromRequestParts<AppState> for BaseUrl {
             .or_else(|| parts.uri.authority().map(|a| a.as_str()))
             .filter(|h| is_host(h))
             .ok_or_else(|| ApiError::bad_request(20001, "Missing or invalid Host header"))?;
-        Ok(BaseUrl(format!("http://{host}")))
+        let scheme = if parts.extensions.get::<crate::tls::ViaTls>().is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        Ok(BaseUrl(format!("{scheme}://{host}")))
     }
 }
 

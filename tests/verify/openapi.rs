@@ -23,7 +23,7 @@ use crate::openapi_schema::{self, assert_valid};
 use crate::support::*;
 
 /// Every route outside the Twilio surface, as the router registers it (`src/lib.rs`,
-/// `src/emulator/mod.rs`, `src/ui/mod.rs`; the dashboard's assets under `/ui/` are described in
+/// `src/emulator/mod.rs`, `src/ui/mod.rs`, `src/tls.rs`; the dashboard's assets under `/ui/` are described in
 /// the `/ui` operation).
 const ROUTES: &[(&str, &str)] = &[
     ("get", "/emulator/v1/Outbox"),
@@ -35,6 +35,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/emulator/v1/Events"),
     ("post", "/emulator/v1/Maintenance"),
     ("get", "/emulator/v1/openapi.json"),
+    ("get", "/emulator/v1/ca.pem"),
     ("get", "/healthz"),
     ("get", "/metrics"),
     ("get", "/ui"),
@@ -68,6 +69,11 @@ const BAD_REQUESTS: &[(&str, &str, &str, u64)] = &[
 ];
 
 const SOURCE: &str = include_str!("../../src/emulator/openapi.json");
+
+/// The options with `--tls` on a free port.
+fn tls(options: ServerOptions) -> ServerOptions {
+    options.raw_arg("--tls").arg("--tls-listen", "127.0.0.1:0")
+}
 
 fn source_document() -> Value {
     serde_json::from_str(SOURCE).expect("src/emulator/openapi.json is JSON")
@@ -304,7 +310,8 @@ async fn populate(a: &Client) -> String {
 
 #[tokio::test]
 async fn the_openapi_document_matches_the_router_and_real_responses() {
-    let server = TestServer::start(ServerOptions::new()).await;
+    // With --tls, so that every documented route answers (`/emulator/v1/ca.pem` needs it).
+    let server = TestServer::start(tls(ServerOptions::new())).await;
     let a = server.a();
     let service = populate(&a).await;
     let params = [("ServiceSid", service.as_str())];
@@ -520,7 +527,7 @@ async fn the_openapi_document_matches_the_router_and_real_responses() {
 
 #[tokio::test]
 async fn with_the_control_plane_off_its_documented_operations_answer_404() {
-    let server = TestServer::start(ServerOptions::new().arg("--control-plane", false)).await;
+    let server = TestServer::start(tls(ServerOptions::new()).arg("--control-plane", false)).await;
     let a = server.a();
     let doc = source_document();
     let service = service_with(&a, &[]).await.service;

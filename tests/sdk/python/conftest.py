@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import pytest
 import requests
@@ -41,6 +41,8 @@ from helpers import (  # noqa: E402
 
 STARTUP_TIMEOUT_S = 20.0
 LISTENING_RE = re.compile(r"^verilimit listening on (http://127\.0\.0\.1:(\d+))$")
+# With --tls, a second line names the HTTPS listener.
+TLS_LISTENING_RE = re.compile(r"^verilimit listening on https://(127\.0\.0\.1:\d+)$")
 
 
 @dataclass
@@ -48,6 +50,8 @@ class Server:
     base_url: str
     process: subprocess.Popen
     stderr_path: Path
+    # With --tls: the HTTPS listener's `127.0.0.1:PORT`.
+    tls_addr: Optional[str] = None
 
     def stderr_tail(self, limit: int = 8000) -> str:
         try:
@@ -80,12 +84,13 @@ def _binary() -> str:
     return path
 
 
-def start_server(tmpdir: Path) -> Server:
+def start_server(tmpdir: Path, extra_args: Sequence[str] = ()) -> Server:
+    """Starts verilimit; with `--tls` in `extra_args`, also waits for its HTTPS line."""
     stderr_path = tmpdir / "server.stderr.log"
     db_path = tmpdir / "db.sqlite"
     stderr_file = open(stderr_path, "wb")
     process = subprocess.Popen(
-        [_binary(), "--listen", "127.0.0.1:0", "--database-url", f"sqlite://{db_path}"],
+        [_binary(), "--listen", "127.0.0.1:0", "--database-url", f"sqlite://{db_path}", *extra_args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=stderr_file,
@@ -132,6 +137,10 @@ def start_server(tmpdir: Path) -> Server:
         match = LISTENING_RE.match(line.strip())
         if match:
             server.base_url = match.group(1)
+        tls_match = TLS_LISTENING_RE.match(line.strip())
+        if tls_match:
+            server.tls_addr = tls_match.group(1)
+        if server.base_url and (server.tls_addr or "--tls" not in extra_args):
             return server
 
 

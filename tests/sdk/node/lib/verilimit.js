@@ -19,6 +19,8 @@ const STARTUP_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 10_000;
 const STDERR_KEEP_CHARS = 64 * 1024;
 const LISTENING = /^verilimit listening on (http:\/\/127\.0\.0\.1:\d+)\s*$/;
+// With --tls, a second line names the HTTPS listener.
+const TLS_LISTENING = /^verilimit listening on https:\/\/(127\.0\.0\.1:\d+)\s*$/;
 
 // Account A is the main account (TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN), B comes from
 // VERILIMIT_ACCOUNTS, and the API key belongs to A (VERILIMIT_API_KEYS).
@@ -69,7 +71,8 @@ function serverEnv(extra) {
 
 /**
  * Starts `VERILIMIT_BIN --listen 127.0.0.1:0 --database-url sqlite://<tmp>/db.sqlite` and resolves
- * once it printed its start-up line. Resolves to { base, stop(), stderr() }.
+ * once it printed its start-up line (both, with `--tls`). Resolves to
+ * { base, tlsAddr, dir, stop(), stderr() }.
  */
 async function startServer({ args = [], env = {} } = {}) {
   const bin = serverBinary();
@@ -95,7 +98,7 @@ async function startServer({ args = [], env = {} } = {}) {
   const killOnExit = () => child.kill('SIGKILL');
   process.once('exit', killOnExit);
 
-  const base = await new Promise((resolve, reject) => {
+  const started = await new Promise((resolve, reject) => {
     let settled = false;
     const finish = (err, value) => {
       if (settled) return;
@@ -122,12 +125,18 @@ async function startServer({ args = [], env = {} } = {}) {
       finish(new Error(describe(`verilimit exited (code ${code}, signal ${signal}) before listening`))),
     );
     const rl = readline.createInterface({ input: child.stdout });
+    let http = null;
+    let https = null;
     rl.on('line', (line) => {
       if (stdoutLines.length < 200) stdoutLines.push(line);
       const m = LISTENING.exec(line);
-      if (m) finish(null, m[1]);
+      if (m) http = m[1];
+      const t = TLS_LISTENING.exec(line);
+      if (t) https = t[1];
+      if (http && (https || !args.includes('--tls'))) finish(null, { http, https });
     });
   });
+  const { http: base, https: tlsAddr } = started;
 
   let stopped = null;
   async function stop() {
@@ -146,7 +155,8 @@ async function startServer({ args = [], env = {} } = {}) {
     return stopped;
   }
 
-  return { base, stop, stderr: () => stderrTail, pid: child.pid };
+  // tlsAddr: with --tls, the HTTPS listener's `127.0.0.1:PORT`; dir: the server's own directory.
+  return { base, tlsAddr, dir, stop, stderr: () => stderrTail, pid: child.pid };
 }
 
 /** An official twilio-node client pointed at verilimit (no autoRetry: it would retry 429s). */
