@@ -62,6 +62,7 @@ PG_ADMIN = os.environ.get("BENCH_PG_URL") or os.environ.get("VERILIMIT_TEST_PG")
 PG = bool(PG_ADMIN) and os.environ.get("BENCH_PG", "1") not in ("0", "false", "no")
 MEMORY_VALUES = int(os.environ.get("BENCH_MEMORY_VALUES") or 1_000_000)
 BASELINE_BIN = os.environ.get("BENCH_BASELINE_BIN") or ""
+COMPARE_ROUNDS = int(os.environ.get("BENCH_COMPARE_ROUNDS") or 3)
 WORK = os.environ["BENCH_WORK"]
 BIN = os.environ["VERILIMIT_BIN"]
 PIDS = os.path.join(WORK, "pids")
@@ -514,12 +515,13 @@ def pg_scenarios(results):
 
 
 def compare_scenarios(results):
-    """floor, admit, refuse, read on the baseline binary and on this one, alternating twice
-    (baseline, current, baseline, current), each on a fresh database; the better of each
-    binary's two rounds is kept (the machine is shared, and noise only ever slows a round)."""
+    """floor, admit, refuse, read on the baseline binary and on this one, alternating
+    (baseline, current, baseline, current, ...: BENCH_COMPARE_ROUNDS each), each on a fresh
+    database; the best of each binary's rounds is kept (the machine is shared, and noise only
+    ever slows a round)."""
     keys3 = ["ip", "phone", "session"]
     rounds = {"baseline": [], "current": []}
-    for i, (label, binary) in enumerate([("baseline", BASELINE_BIN), ("current", BIN)] * 2):
+    for i, (label, binary) in enumerate([("baseline", BASELINE_BIN), ("current", BIN)] * COMPARE_ROUNDS):
         db = os.path.join(WORK, f"compare-{i}.db")
         server = Server(db, f"compare-{i}-{label}", binary=binary)
         try:
@@ -698,12 +700,14 @@ def report(results):
     cmp = results.get("comparison")
     if cmp:
         say()
-        say(f"comparison with {cmp['baseline']['binary']} (same run, best of two alternating rounds each):")
+        say(f"comparison with {cmp['baseline']['binary']} (same run, best of {COMPARE_ROUNDS} alternating rounds each):")
         rows = [[name, f"{cmp['baseline']['rps'][name]}", f"{cmp['current']['rps'][name]}",
+                 f"{cmp['current']['rps'][name] / (cmp['baseline']['rps'][name] or 1):.2f}",
                  "" if name == "floor" else f"{cmp['baseline']['ratios'][name]:.2f}",
                  "" if name == "floor" else f"{cmp['current']['ratios'][name]:.2f}"]
                 for name in ("floor", "admit", "refuse", "read")]
-        say(fmt_table(["scenario", "baseline req/s", "current req/s", "baseline /floor", "current /floor"], rows))
+        say(fmt_table(["scenario", "baseline req/s", "current req/s", "current/baseline",
+                       "baseline /floor", "current /floor"], rows))
     if results["scaling"]:
         say()
         base = results["scaling"][0]["rps"] or 1.0
