@@ -238,93 +238,20 @@ async fn land(
     Some(committed)
 }
 
-/// Decisions decided but not yet written: they wait for the batch in flight to end.
-#[derive(Default)]
-struct Pending {
-    overlay: Overlay,
-    rows: Vec<SaveItem>,
-    finishes: Vec<Finish>,
-    started: Option<std::time::Instant>,
-}
-
-impl Pending {
-    /// Decides `jobs` in order, over the batch in flight (`base`) and the cache.
-    fn decide(&mut self, cache: &Cache, base: Option<&Overlay>, jobs: Vec<DecideFn>) {
-        self.started.get_or_insert_with(std::time::Instant::now);
-        let mut batch = Batch {
-            source: Source { cache, base },
-            overlay: std::mem::take(&mut self.overlay),
-            rows: std::mem::take(&mut self.rows),
-        };
-        for job in jobs {
-            self.finishes.push(job(&mut batch));
-        }
-        self.overlay = batch.overlay;
-        self.rows = batch.rows;
-    }
-
-    /// Starts writing these decisions (the connection must be idle); without rows they end
-    /// at once.
-    fn launch(self, cache: &Cache, conn: SqliteConnection) -> Result<InFlight, SqliteConnection> {
-        let decided = Decided {
-            overlay: self.overlay,
-            finishes: self.finishes,
-            started: self.started.unwrap_or_else(std::time::Instant::now),
-        };
-        if self.rows.is_empty() {
-            decided.end(cache, true);
-            return Err(conn);
-        }
-        Ok(InFlight {
-            commit: tokio::spawn(commit_rows(conn, self.rows)),
-            decided,
-        })
-    }
-
-    fn fail(self, cache: &Cache) {
-        Decided {
-            overlay: self.overlay,
-            finishes: self.finishes,
-            started: self.started.unwrap_or_else(std::time::Instant::now),
-        }
-        .end(cache, false);
-    }
-}
-
-/// The writer's loop. Decisions that arrive while a batch commits are decided at once (over
-/// that batch's changes) into the next batch, which starts writing the moment the one ahead has
-/// committed — or fails with it. Statement jobs wait until every decision before them has
-/// ended.
 async fn run(conn: SqliteConnection, cache: Arc<Cache>, mut rx: mpsc::Receiver<Job>) {
     let mut received: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut idle = Some(conn);
     let mut in_flight: Option<InFlight> = None;
-    let mut pending: Option<Pending> = None;
     loop {
-        if in_flight.is_none()
-            && let Some(p) = pending.take()
-        {
-            let Some(conn) = idle.take() else { return };
-            match p.launch(&cache, conn) {
-                Ok(f) => in_flight = Some(f),
-                Err(conn) => idle = Some(conn),
-            }
-        }
+        // Wait for work and, while a batch commits, for its end too, to answer it at once.
         let n = match in_flight.as_mut() {
             Some(f) => tokio::select! {
                 biased;
                 done = &mut f.commit => {
                     let decided = in_flight.take().expect("in flight").decided;
-                    let Some((conn, committed)) = decided.end_with(&cache, done) else {
-                        if let Some(p) = pending.take() {
-                            p.fail(&cache);
-                        }
-                        return;
-                    };
-                    idle = Some(conn);
-                    // What was decided over a batch that did not commit fails with it.
-                    if !committed && let Some(p) = pending.take() {
-                        p.fail(&cache);
+                    match decided.end_with(&cache, done) {
+                        Some((conn, _)) => idle = Some(conn),
+                        None => return,
                     }
                     continue;
                 }
@@ -335,80 +262,80 @@ async fn run(conn: SqliteConnection, cache: Arc<Cache>, mut rx: mpsc::Receiver<J
         if n == 0 {
             break;
         }
-        // In arrival order: decisions join the pending batch; a run of statement jobs shares one
-        // transaction, after every decision before it has ended.
+        // In arrival order: each run of statement jobs shares one transaction, and so does each
+        // run of decisions.
         let mut jobs = std::mem::take(&mut received).into_iter().peekable();
         while jobs.peek().is_some() {
-            let mut decisions = Vec::new();
-            while let Some(Job::Decide(_)) = jobs.peek() {
-                if let Some(Job::Decide(job)) = jobs.next() {
-                    decisions.push(job);
-                }
-            }
-            if !decisions.is_empty() {
-                let base = in_flight.as_ref().map(|f| &f.decided.overlay);
-                pending
-                    .get_or_insert_with(Pending::default)
-                    .decide(&cache, base, decisions);
-            }
             let mut group = Vec::new();
             while let Some(Job::Batched(_)) = jobs.peek() {
                 if let Some(Job::Batched(job)) = jobs.next() {
                     group.push(job);
                 }
             }
-            if group.is_empty() {
+            if !group.is_empty() {
+                if land(&mut in_flight, &mut idle, &cache).await.is_none() {
+                    return;
+                }
+                let Some(conn) = idle.as_mut() else { return };
+                let started = std::time::Instant::now();
+                let count = group.len();
+                let (committed, finishes) = run_batch(conn, group).await;
+                crate::metrics::batch(count, started.elapsed().as_secs_f64(), committed);
+                for finish in finishes {
+                    finish(committed);
+                }
+            }
+            let mut decisions = Vec::new();
+            while let Some(Job::Decide(_)) = jobs.peek() {
+                if let Some(Job::Decide(job)) = jobs.next() {
+                    decisions.push(job);
+                }
+            }
+            if decisions.is_empty() {
                 continue;
             }
-            // Every decision before these jobs ends first: the batch in flight, then the pending.
-            match land(&mut in_flight, &mut idle, &cache).await {
-                None => return,
-                Some(false) => {
-                    if let Some(p) = pending.take() {
-                        p.fail(&cache);
-                    }
-                }
-                Some(true) => {}
-            }
-            if let Some(p) = pending.take() {
-                let Some(conn) = idle.take() else { return };
-                match p.launch(&cache, conn) {
-                    Ok(f) => {
-                        in_flight = Some(f);
-                        if land(&mut in_flight, &mut idle, &cache).await.is_none() {
-                            return;
-                        }
-                    }
-                    Err(conn) => idle = Some(conn),
-                }
-            }
-            let Some(conn) = idle.as_mut() else { return };
+            // Decide over the batch still committing ahead, if any.
             let started = std::time::Instant::now();
-            let count = group.len();
-            let (committed, finishes) = run_batch(conn, group).await;
-            crate::metrics::batch(count, started.elapsed().as_secs_f64(), committed);
-            for finish in finishes {
-                finish(committed);
+            let mut batch = Batch {
+                source: Source {
+                    cache: &cache,
+                    base: in_flight.as_ref().map(|f| &f.decided.overlay),
+                },
+                overlay: Overlay::default(),
+                rows: Vec::new(),
+            };
+            let finishes: Vec<Finish> = decisions.into_iter().map(|job| job(&mut batch)).collect();
+            let Batch { overlay, rows, .. } = batch;
+            let decided = Decided {
+                overlay,
+                finishes,
+                started,
+            };
+            // This batch stands on the one ahead: if that one did not commit, neither may this.
+            match land(&mut in_flight, &mut idle, &cache).await {
+                Some(true) => {}
+                Some(false) => {
+                    decided.end(&cache, false);
+                    continue;
+                }
+                None => {
+                    decided.end(&cache, false);
+                    return;
+                }
             }
+            if rows.is_empty() {
+                decided.end(&cache, true);
+                continue;
+            }
+            let Some(conn) = idle.take() else { return };
+            in_flight = Some(InFlight {
+                commit: tokio::spawn(commit_rows(conn, rows)),
+                decided,
+            });
         }
     }
-    // The channel is closed: write what was decided, then close.
-    loop {
-        match land(&mut in_flight, &mut idle, &cache).await {
-            None => return,
-            Some(false) => {
-                if let Some(p) = pending.take() {
-                    p.fail(&cache);
-                }
-            }
-            Some(true) => {}
-        }
-        let Some(p) = pending.take() else { break };
-        let Some(conn) = idle.take() else { return };
-        match p.launch(&cache, conn) {
-            Ok(f) => in_flight = Some(f),
-            Err(conn) => idle = Some(conn),
-        }
+    if land(&mut in_flight, &mut idle, &cache).await.is_none() {
+        return;
     }
     if let Some(conn) = idle
         && let Err(e) = conn.close().await
