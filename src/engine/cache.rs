@@ -273,32 +273,8 @@ impl Cache {
     }
 }
 
-/// Where a batch reads what it has not touched yet: the batch still committing ahead of it
-/// (`base`), then the committed cache.
-#[derive(Clone, Copy)]
-pub struct Source<'a> {
-    pub cache: &'a Cache,
-    pub base: Option<&'a Overlay>,
-}
-
-impl Source<'_> {
-    fn log(&self, key: &LogKey) -> VecDeque<i64> {
-        match self.base.and_then(|b| b.logs.get(key)) {
-            Some(log) => log.clone(),
-            None => self.cache.log(key.0, &key.1).unwrap_or_default(),
-        }
-    }
-
-    fn recipient(&self, key: &RecipientKey) -> Recipient {
-        match self.base.and_then(|b| b.recipients.get(key)) {
-            Some(r) => r.clone(),
-            None => self.cache.recipient(&key.0, &key.1).unwrap_or_default(),
-        }
-    }
-}
-
-/// The changes of a batch being decided, over its `Source`: every entry it touched, as the
-/// batch has left it.
+/// The changes of a batch being decided, over the committed cache: every entry it touched, as
+/// the batch has left it.
 #[derive(Default)]
 pub struct Overlay {
     logs: HashMap<LogKey, VecDeque<i64>>,
@@ -307,9 +283,11 @@ pub struct Overlay {
 
 impl Overlay {
     /// The admission log of a key as this batch sees it.
-    pub fn log(&mut self, src: Source<'_>, rate_limit_id: i64, value: &str) -> &VecDeque<i64> {
+    pub fn log(&mut self, cache: &Cache, rate_limit_id: i64, value: &str) -> &VecDeque<i64> {
         let key = (rate_limit_id, Box::<str>::from(value));
-        self.logs.entry(key).or_insert_with_key(|k| src.log(k))
+        self.logs
+            .entry(key)
+            .or_insert_with_key(|(id, v)| cache.log(*id, v).unwrap_or_default())
     }
 
     /// The admission logs and recipients the batch has loaded, to use together.
@@ -324,10 +302,10 @@ impl Overlay {
     }
 
     /// A recipient as this batch sees it (empty if unknown).
-    pub fn recipient(&mut self, src: Source<'_>, service: &str, to: &str) -> &mut Recipient {
+    pub fn recipient(&mut self, cache: &Cache, service: &str, to: &str) -> &mut Recipient {
         self.recipients
             .entry((service.to_owned(), to.to_owned()))
-            .or_insert_with_key(|k| src.recipient(k))
+            .or_insert_with_key(|(s, t)| cache.recipient(s, t).unwrap_or_default())
     }
 }
 

@@ -72,12 +72,12 @@ fn decide_start(
     fresh: Fresh,
     now: i64,
 ) -> Started {
-    let src = batch.source;
+    let cache = batch.cache;
     for (rl, value) in limits {
-        batch.overlay.log(src, rl.record.id, value);
+        batch.overlay.log(cache, rl.record.id, value);
     }
     let (service, to) = (request.service_sid.clone(), request.to.clone());
-    batch.overlay.recipient(src, &service, &to);
+    batch.overlay.recipient(cache, &service, &to);
     let (logs, recipients) = batch.overlay.parts();
     let r = recipients
         .get_mut(&(service, to))
@@ -163,8 +163,8 @@ pub async fn change(
     s.writer
         .decide(move |batch| {
             let now = clocks.now(&account);
-            let src = batch.source;
-            let r = batch.overlay.recipient(src, &service, &to);
+            let cache = batch.cache;
+            let r = batch.overlay.recipient(cache, &service, &to);
             match core::verification::resolve(r.pending.as_ref(), sid.as_deref(), now) {
                 Resolved::Missing => Modified::Missing,
                 Resolved::Expired(old) => {
@@ -212,10 +212,10 @@ pub async fn maintain(
         expired.extend(
             s.writer
                 .decide(move |batch| {
-                    let src = batch.source;
+                    let cache = batch.cache;
                     let mut out = Vec::new();
                     for (service, to) in chunk {
-                        let r = batch.overlay.recipient(src, &service, &to);
+                        let r = batch.overlay.recipient(cache, &service, &to);
                         let now = clocks.now(&r.account_sid);
                         if let Some(old) = r
                             .pending
@@ -237,7 +237,7 @@ pub async fn maintain(
     s.writer
         .decide(move |batch| {
             let catalog = catalog.read();
-            batch.source.cache.trim(
+            batch.cache.trim(
                 |id| {
                     let home = catalog.rate_limit_home(id)?;
                     let rl = catalog.rate_limit(

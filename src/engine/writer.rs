@@ -23,7 +23,7 @@ use std::sync::Arc;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::cache::{Cache, Overlay, Source};
+use super::cache::{Cache, Overlay};
 use crate::core::{Admission, Attempt, Verification};
 use crate::store::StoreError;
 
@@ -49,10 +49,10 @@ enum Job {
 /// let it through.
 pub type SaveItem = (Verification, Option<Attempt>, Vec<Admission>);
 
-/// A batch of decisions being made: where it reads (the batch committing ahead of it, then the
-/// committed cache), its changes over that, and the rows to write.
+/// A batch of decisions being made: the committed cache, the batch's changes over it, and the
+/// rows to write.
 pub struct Batch<'a> {
-    pub source: Source<'a>,
+    pub cache: &'a Cache,
     pub overlay: Overlay,
     rows: Vec<SaveItem>,
 }
@@ -152,116 +152,9 @@ where
     (boxed, done_rx)
 }
 
-/// A batch of decisions whose rows are being committed, on a task of its own that holds the
-/// connection meanwhile, so that the next batch is decided while this one commits.
-struct InFlight {
-    commit: tokio::task::JoinHandle<(SqliteConnection, bool)>,
-    decided: Decided,
-}
-
-/// A decided batch: its changes and how to answer its decisions.
-struct Decided {
-    overlay: Overlay,
-    finishes: Vec<Finish>,
-    started: std::time::Instant,
-}
-
-impl Decided {
-    /// Ends the batch: publishes its changes if it committed, answers its decisions.
-    fn end(self, cache: &Cache, committed: bool) {
-        if committed {
-            cache.publish(self.overlay);
-        }
-        crate::metrics::batch(
-            self.finishes.len(),
-            self.started.elapsed().as_secs_f64(),
-            committed,
-        );
-        for finish in self.finishes {
-            finish(committed);
-        }
-    }
-
-    /// Ends the batch with what its commit task returned; gives back the connection and
-    /// whether it committed (`None`: the task died, and the connection with it).
-    fn end_with(
-        self,
-        cache: &Cache,
-        done: Result<(SqliteConnection, bool), tokio::task::JoinError>,
-    ) -> Option<(SqliteConnection, bool)> {
-        match done {
-            Ok((conn, committed)) => {
-                self.end(cache, committed);
-                Some((conn, committed))
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "the commit task failed");
-                self.end(cache, false);
-                None
-            }
-        }
-    }
-}
-
-/// Writes a batch's rows in one transaction; `true` once committed.
-async fn commit_rows(mut conn: SqliteConnection, rows: Vec<SaveItem>) -> (SqliteConnection, bool) {
-    // A few dozen row counts on the request path: their statements stay in the connection's
-    // cache; a big sweep's is prepared for this run only.
-    let mut query = save_query(&rows);
-    let small = rows.len() <= 128;
-    drop(rows);
-    let committed = match query.build().persistent(small).execute(&mut conn).await {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::error!(error = %e, "a batch of verification changes failed");
-            // It may have failed inside its transaction; "no transaction is active" otherwise,
-            // which is fine.
-            let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
-            false
-        }
-    };
-    (conn, committed)
-}
-
-/// Waits for the batch in flight, if any; `Some(committed)` and the connection back in `idle`,
-/// or `None` if the connection was lost.
-async fn land(
-    in_flight: &mut Option<InFlight>,
-    idle: &mut Option<SqliteConnection>,
-    cache: &Cache,
-) -> Option<bool> {
-    let Some(InFlight { commit, decided }) = in_flight.take() else {
-        return Some(true);
-    };
-    let (conn, committed) = decided.end_with(cache, commit.await)?;
-    *idle = Some(conn);
-    Some(committed)
-}
-
-async fn run(conn: SqliteConnection, cache: Arc<Cache>, mut rx: mpsc::Receiver<Job>) {
+async fn run(mut conn: SqliteConnection, cache: Arc<Cache>, mut rx: mpsc::Receiver<Job>) {
     let mut received: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    let mut idle = Some(conn);
-    let mut in_flight: Option<InFlight> = None;
-    loop {
-        // Wait for work and, while a batch commits, for its end too, to answer it at once.
-        let n = match in_flight.as_mut() {
-            Some(f) => tokio::select! {
-                biased;
-                done = &mut f.commit => {
-                    let decided = in_flight.take().expect("in flight").decided;
-                    match decided.end_with(&cache, done) {
-                        Some((conn, _)) => idle = Some(conn),
-                        None => return,
-                    }
-                    continue;
-                }
-                n = rx.recv_many(&mut received, MAX_BATCH) => n,
-            },
-            None => rx.recv_many(&mut received, MAX_BATCH).await,
-        };
-        if n == 0 {
-            break;
-        }
+    while rx.recv_many(&mut received, MAX_BATCH).await > 0 {
         // In arrival order: each run of statement jobs shares one transaction, and so does each
         // run of decisions.
         let mut jobs = std::mem::take(&mut received).into_iter().peekable();
@@ -273,13 +166,9 @@ async fn run(conn: SqliteConnection, cache: Arc<Cache>, mut rx: mpsc::Receiver<J
                 }
             }
             if !group.is_empty() {
-                if land(&mut in_flight, &mut idle, &cache).await.is_none() {
-                    return;
-                }
-                let Some(conn) = idle.as_mut() else { return };
                 let started = std::time::Instant::now();
                 let count = group.len();
-                let (committed, finishes) = run_batch(conn, group).await;
+                let (committed, finishes) = run_batch(&mut conn, group).await;
                 crate::metrics::batch(count, started.elapsed().as_secs_f64(), committed);
                 for finish in finishes {
                     finish(committed);
@@ -291,56 +180,51 @@ async fn run(conn: SqliteConnection, cache: Arc<Cache>, mut rx: mpsc::Receiver<J
                     decisions.push(job);
                 }
             }
-            if decisions.is_empty() {
-                continue;
+            if !decisions.is_empty() {
+                run_decisions(&mut conn, &cache, decisions).await;
             }
-            // Decide over the batch still committing ahead, if any.
-            let started = std::time::Instant::now();
-            let mut batch = Batch {
-                source: Source {
-                    cache: &cache,
-                    base: in_flight.as_ref().map(|f| &f.decided.overlay),
-                },
-                overlay: Overlay::default(),
-                rows: Vec::new(),
-            };
-            let finishes: Vec<Finish> = decisions.into_iter().map(|job| job(&mut batch)).collect();
-            let Batch { overlay, rows, .. } = batch;
-            let decided = Decided {
-                overlay,
-                finishes,
-                started,
-            };
-            // This batch stands on the one ahead: if that one did not commit, neither may this.
-            match land(&mut in_flight, &mut idle, &cache).await {
-                Some(true) => {}
-                Some(false) => {
-                    decided.end(&cache, false);
-                    continue;
-                }
-                None => {
-                    decided.end(&cache, false);
-                    return;
-                }
-            }
-            if rows.is_empty() {
-                decided.end(&cache, true);
-                continue;
-            }
-            let Some(conn) = idle.take() else { return };
-            in_flight = Some(InFlight {
-                commit: tokio::spawn(commit_rows(conn, rows)),
-                decided,
-            });
         }
     }
-    if land(&mut in_flight, &mut idle, &cache).await.is_none() {
-        return;
-    }
-    if let Some(conn) = idle
-        && let Err(e) = conn.close().await
-    {
+    if let Err(e) = conn.close().await {
         tracing::warn!(error = %e, "closing the write connection");
+    }
+}
+
+/// Decides each job in order over one overlay, writes all their rows in one transaction, and
+/// publishes the overlay only once it has committed.
+async fn run_decisions(conn: &mut SqliteConnection, cache: &Cache, jobs: Vec<DecideFn>) {
+    let started = std::time::Instant::now();
+    let count = jobs.len();
+    let mut batch = Batch {
+        cache,
+        overlay: Overlay::default(),
+        rows: Vec::new(),
+    };
+    let finishes: Vec<Finish> = jobs.into_iter().map(|job| job(&mut batch)).collect();
+    let Batch { overlay, rows, .. } = batch;
+    let committed = rows.is_empty() || {
+        // A few dozen row counts on the request path: their statements stay in the
+        // connection's cache; a big sweep's is prepared for this run only.
+        let mut query = save_query(&rows);
+        let small = rows.len() <= 128;
+        drop(rows);
+        match query.build().persistent(small).execute(&mut *conn).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "a batch of verification changes failed");
+                // It may have failed inside its transaction; "no transaction is active"
+                // otherwise, which is fine.
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                false
+            }
+        }
+    };
+    if committed {
+        cache.publish(overlay);
+    }
+    crate::metrics::batch(count, started.elapsed().as_secs_f64(), committed);
+    for finish in finishes {
+        finish(committed);
     }
 }
 
