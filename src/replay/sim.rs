@@ -3,7 +3,7 @@
 //! `core::window`), with the state the server keeps (admission logs per (rate limit, value),
 //! send times per recipient), pruned as the records' clock moves on.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use serde::Serialize;
@@ -46,7 +46,6 @@ impl Hasher for Fx {
 }
 
 pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
-type FxSet<K> = HashSet<K, BuildHasherDefault<Fx>>;
 
 /// One bucket as configured.
 #[derive(Debug, Clone, Serialize)]
@@ -209,8 +208,9 @@ pub struct Sim {
     pub refused_20429: u64,
     pub refused_60203: u64,
     pub first_refusal: Option<i64>,
-    tos: FxSet<u64>,
-    tos_429: FxSet<u64>,
+    /// Every (service, To) seen, by a 64-bit hash: whether it ever met a 429.
+    tos: FxMap<u64, bool>,
+    tos_429: u64,
     pub unknown_services: FxMap<String, u64>,
     pub unknown_rate_limits: FxMap<(usize, String), u64>,
     latest: i64,
@@ -219,9 +219,9 @@ pub struct Sim {
     checks: Vec<(usize, usize)>,
 }
 
-/// A bit of a to's identity beside its hash (service index), for the distinct-To share.
+/// A (service, To) as a 64-bit hash, for the distinct-To share.
 fn to_key(service: usize, to: &str) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
+    let mut h = Fx::default();
     service.hash(&mut h);
     to.hash(&mut h);
     h.finish()
@@ -254,8 +254,8 @@ impl Sim {
             refused_20429: 0,
             refused_60203: 0,
             first_refusal: None,
-            tos: FxSet::default(),
-            tos_429: FxSet::default(),
+            tos: FxMap::default(),
+            tos_429: 0,
             unknown_services: FxMap::default(),
             unknown_rate_limits: FxMap::default(),
             latest: i64::MIN,
@@ -293,7 +293,7 @@ impl Sim {
         self.checks.sort_unstable();
         self.starts += 1;
         let key = to_key(si, &r.to);
-        self.tos.insert(key);
+        let met_429 = self.tos.entry(key).or_insert(false);
 
         let sends = st.sends.get(r.to.as_ref());
         let decision = if too_many_sends(sends.into_iter().flatten().copied(), &self.policy, now)
@@ -350,7 +350,10 @@ impl Sim {
             Decision::Refused { rate_limit } => {
                 self.refused_20429 += 1;
                 self.first_refusal.get_or_insert(now);
-                self.tos_429.insert(key);
+                if !*met_429 {
+                    *met_429 = true;
+                    self.tos_429 += 1;
+                }
                 let s = &mut st.stats[rate_limit];
                 s.counts.refused += 1;
                 s.counts.refused_since.get_or_insert(now);
@@ -463,7 +466,7 @@ impl Sim {
             .collect();
         unknown_services.sort_by_key(|v| v["service_sid"].as_str().map(str::to_owned));
         let tos = self.tos.len() as u64;
-        let tos_429 = self.tos_429.len() as u64;
+        let tos_429 = self.tos_429;
         json!({
             "starts": self.starts,
             "admitted": self.admitted,
