@@ -215,6 +215,7 @@ pub struct Sim {
     pub unknown_rate_limits: FxMap<(usize, String), u64>,
     latest: i64,
     since_prune: u64,
+    prune_after: u64,
     /// Scratch: (rate limit index, value) of the current start.
     checks: Vec<(usize, usize)>,
 }
@@ -260,6 +261,7 @@ impl Sim {
             unknown_rate_limits: FxMap::default(),
             latest: i64::MIN,
             since_prune: 0,
+            prune_after: PRUNE_EVERY,
             checks: Vec::new(),
         }
     }
@@ -373,7 +375,7 @@ impl Sim {
         }
         self.latest = self.latest.max(now);
         self.since_prune += 1;
-        if self.since_prune >= PRUNE_EVERY {
+        if self.since_prune >= self.prune_after {
             self.prune();
         }
         Some((si, decision))
@@ -382,6 +384,7 @@ impl Sim {
     /// Drops what no window counts any more (a little behind the latest record's time).
     pub fn prune(&mut self) {
         self.since_prune = 0;
+
         let at = self.latest.saturating_sub(PRUNE_SLACK_MS);
         let window = self.policy.send_window_ms;
         for (svc, st) in self.config.services.iter().zip(&mut self.state) {
@@ -398,6 +401,10 @@ impl Sim {
                 !s.is_empty()
             });
         }
+        // A prune costs the live state: the next waits as many records, so it costs O(1) a
+        // record however much is live.
+        let (values, recipients) = self.tracked();
+        self.prune_after = PRUNE_EVERY.max((values + recipients) as u64);
     }
 
     /// Live (rate limit, value) logs and recipients held.
