@@ -60,7 +60,9 @@ pub fn admit(
 ) -> Result<Vec<Admission>, Refusal> {
     let empty = VecDeque::new();
     let refusal = longest_wait(
-        checks.iter().map(|(c, log)| (c.rules, log.unwrap_or(&empty))),
+        checks
+            .iter()
+            .map(|(c, log)| (c.rules, log.unwrap_or(&empty))),
         now,
         |_, _, _| {},
     );

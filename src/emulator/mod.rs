@@ -81,7 +81,12 @@ async fn events(
             )
                 .into_response());
         }
-        _ => return Err(ApiError::invalid_because("Format", "must be json or replay")),
+        _ => {
+            return Err(ApiError::invalid_because(
+                "Format",
+                "must be json or replay",
+            ));
+        }
     }
     let events: Vec<Value> = state
         .events

@@ -176,9 +176,11 @@ pub fn run(args: &ReplayArgs) -> Result<(), String> {
         sims.push(Sim::new(Config::load(other)?, policy));
     }
     let mut decisions = match &args.decisions {
-        Some(p) => Some(std::io::BufWriter::new(
-            File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?,
-        )),
+        Some(p) => {
+            Some(std::io::BufWriter::new(File::create(p).map_err(|e| {
+                format!("cannot create {}: {e}", p.display())
+            })?))
+        }
         None => None,
     };
     let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -191,7 +193,11 @@ pub fn run(args: &ReplayArgs) -> Result<(), String> {
         .sum();
     let mut progress = Progress {
         enabled: !args.no_progress && std::io::stderr().is_terminal(),
-        total: if args.traffic.iter().any(|t| t == "-") { 0 } else { total },
+        total: if args.traffic.iter().any(|t| t == "-") {
+            0
+        } else {
+            total
+        },
         last: Instant::now(),
         started: Instant::now(),
     };
@@ -201,7 +207,11 @@ pub fn run(args: &ReplayArgs) -> Result<(), String> {
         let mut input = open(name, read.clone())?;
         let mut csv: Option<CsvHeader> = None;
         let mut line_no = 0u64;
-        let shown = if name == "-" { "<stdin>" } else { name.as_str() };
+        let shown = if name == "-" {
+            "<stdin>"
+        } else {
+            name.as_str()
+        };
         loop {
             buf.clear();
             let n = input
@@ -325,7 +335,11 @@ fn write_decision(
 
 /// Each unknown rate limit name and service once, with its count.
 fn warn_unknown(_sim: &Sim, report: &serde_json::Value) {
-    for u in report["unknown_rate_limits"].as_array().into_iter().flatten() {
+    for u in report["unknown_rate_limits"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         eprintln!(
             "verilimit replay: rate limit {} is not in the configuration of service {}: \
              named by {} starts (ignored in those starts)",
@@ -347,6 +361,9 @@ fn num(v: &serde_json::Value) -> String {
         v => v.to_string(),
     }
 }
+
+/// One summary cell of a report.
+type Cell = dyn Fn(&serde_json::Value) -> String;
 
 /// The human table: the summary, then one row per rate limit and per bucket (side by side
 /// with --compare).
@@ -371,7 +388,7 @@ fn table(reports: &[serde_json::Value], args: &ReplayArgs) -> String {
             r["distinct_to"]
         )
     };
-    let rows: [(&str, &dyn Fn(&serde_json::Value) -> String); 7] = [
+    let rows: [(&str, &Cell); 7] = [
         ("starts", &|r| num(&r["starts"])),
         ("admitted", &|r| num(&r["admitted"])),
         ("refused 20429 (rate limits)", &|r| {

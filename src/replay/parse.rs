@@ -4,8 +4,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 /// One start of the traffic.
 #[derive(Debug)]
@@ -101,10 +101,14 @@ impl<'de: 'a, 'a> Deserialize<'de> for LimitValue<'a> {
                 Ok(LimitValue(Cow::Owned(s)))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(LimitValue(Cow::Owned(serde_json::Number::from(v).to_string())))
+                Ok(LimitValue(Cow::Owned(
+                    serde_json::Number::from(v).to_string(),
+                )))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(LimitValue(Cow::Owned(serde_json::Number::from(v).to_string())))
+                Ok(LimitValue(Cow::Owned(
+                    serde_json::Number::from(v).to_string(),
+                )))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
                 serde_json::Number::from_f64(v)
@@ -188,7 +192,11 @@ fn fast_rfc3339(b: &[u8]) -> Option<i64> {
         return None;
     }
     let (y, mo, d) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
-    let (h, mi, sec) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
+    let (h, mi, sec) = (
+        digits(&b[11..13])?,
+        digits(&b[14..16])?,
+        digits(&b[17..19])?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
         return None;
     }
@@ -235,7 +243,10 @@ pub struct CsvHeader {
 
 impl CsvHeader {
     pub fn parse(line: &str) -> Result<Self, String> {
-        let cols: Vec<String> = split_csv(line)?.into_iter().map(|c| c.trim().to_owned()).collect();
+        let cols: Vec<String> = split_csv(line)?
+            .into_iter()
+            .map(|c| c.trim().to_owned())
+            .collect();
         let find = |n: &str| cols.iter().position(|c| c == n);
         let need = |n: &str| find(n).ok_or_else(|| format!("the CSV header has no {n:?} column"));
         Ok(Self {
@@ -255,19 +266,21 @@ impl CsvHeader {
     /// One CSV record (an empty `rate_limits.NAME` cell names nothing).
     pub fn record<'a>(&'a self, line: &'a str) -> Result<Record<'a>, String> {
         let f = split_csv(line)?;
-        let get = |i: usize| f.get(i).cloned().ok_or_else(|| format!("no column {}", i + 1));
+        let get = |i: usize| {
+            f.get(i)
+                .cloned()
+                .ok_or_else(|| format!("no column {}", i + 1))
+        };
         let time = get(self.time)?;
         let time_ms = parse_time(&time)
             .ok_or_else(|| format!("time {time:?} is not RFC 3339 or epoch ms"))?;
         let mut rate_limits = match self.rate_limits.and_then(|i| f.get(i)) {
-            Some(raw) if !raw.trim().is_empty() => {
-                serde_json::from_str::<Limits<'_>>(raw)
-                    .map_err(|e| format!("rate_limits: {e}"))?
-                    .0
-                    .into_iter()
-                    .map(|(k, v)| (Cow::Owned(k.into_owned()), Cow::Owned(v.into_owned())))
-                    .collect()
-            }
+            Some(raw) if !raw.trim().is_empty() => serde_json::from_str::<Limits<'_>>(raw)
+                .map_err(|e| format!("rate_limits: {e}"))?
+                .0
+                .into_iter()
+                .map(|(k, v)| (Cow::Owned(k.into_owned()), Cow::Owned(v.into_owned())))
+                .collect(),
             _ => Vec::new(),
         };
         for (name, i) in &self.named {
@@ -279,7 +292,10 @@ impl CsvHeader {
             time_ms,
             service_sid: get(self.service_sid)?,
             to: get(self.to)?,
-            channel: self.channel.and_then(|i| f.get(i).cloned()).filter(|c| !c.is_empty()),
+            channel: self
+                .channel
+                .and_then(|i| f.get(i).cloned())
+                .filter(|c| !c.is_empty()),
             rate_limits,
         })
     }
@@ -357,7 +373,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.time_ms, 5);
-        assert_eq!(r.rate_limits, vec![("ip".into(), "c".into()), ("n".into(), "7".into())]);
+        assert_eq!(
+            r.rate_limits,
+            vec![("ip".into(), "c".into()), ("n".into(), "7".into())]
+        );
         assert!(json_line(b"{\"time\": 5}").is_err());
     }
 

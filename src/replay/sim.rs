@@ -165,7 +165,9 @@ pub enum Decision {
     /// 60203.
     TooManySends,
     /// 20429, and the rate limit (index in its service) the server would name.
-    Refused { rate_limit: usize },
+    Refused {
+        rate_limit: usize,
+    },
 }
 
 #[derive(Default)]
@@ -298,8 +300,7 @@ impl Sim {
         let met_429 = self.tos.entry(key).or_insert(false);
 
         let sends = st.sends.get(r.to.as_ref());
-        let decision = if too_many_sends(sends.into_iter().flatten().copied(), &self.policy, now)
-        {
+        let decision = if too_many_sends(sends.into_iter().flatten().copied(), &self.policy, now) {
             Decision::TooManySends
         } else {
             let (logs, stats) = (&st.logs, &mut st.stats);
@@ -341,7 +342,8 @@ impl Sim {
                 match st.sends.get_mut(r.to.as_ref()) {
                     Some(s) => s.push_back(now),
                     None => {
-                        st.sends.insert(Box::from(r.to.as_ref()), VecDeque::from([now]));
+                        st.sends
+                            .insert(Box::from(r.to.as_ref()), VecDeque::from([now]));
                     }
                 }
             }

@@ -62,9 +62,12 @@ async fn the_replay_decides_every_start_as_the_server_did() {
     for _ in 0..260 {
         if rng.next(6) == 0 {
             let secs = [5, 10, 25, 55][rng.next(4) as usize];
-            c.post_form("/emulator/v1/Clock", &[("AdvanceSeconds", &secs.to_string())])
-                .await
-                .expect(200);
+            c.post_form(
+                "/emulator/v1/Clock",
+                &[("AdvanceSeconds", &secs.to_string())],
+            )
+            .await
+            .expect(200);
             continue;
         }
         let to = format!("+1555000{:04}", rng.next(9));
@@ -220,7 +223,11 @@ fn a_malformed_line_names_its_file_and_line_and_skip_invalid_counts_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("t.jsonl:2:"), "{err}");
     let out = run(&["--skip-invalid"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.matches("\"zz\"").count(), 1, "{err}");
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
