@@ -25,7 +25,7 @@ def main():
     config = {"services": [{"sid": SERVICE, "friendly_name": "bench", "rate_limits": [
         {"unique_name": name, "buckets": [
             {"max": m1, "interval": 60}, {"max": m2, "interval": 3600}, {"max": m3, "interval": 86400}]}
-        for name, m1, m2, m3 in [("ip", 20, 200, 1000), ("user", 5, 20, 50), ("phone_prefix", 50, 1000, 5000)]
+        for name, m1, m2, m3 in [("ip", 20, 200, 1000), ("user", 5, 20, 50), ("phone_prefix", 30, 600, 12000)]
     ]}]}
     with open(f"{out}/config.json", "w") as f:
         json.dump(config, f, indent=2)
@@ -48,7 +48,7 @@ def main():
             to = f"+1555{rnd.randrange(space) * 7919 % 10_000_000:07d}"
             w('{"time": %d, "service_sid": "%s", "to": "%s", "channel": "sms", '
               '"rate_limits": {"ip": "%s", "user": "%s", "phone_prefix": "%s"}}\n'
-              % (t, SERVICE, to, ip, user, to[:7]))
+              % (t, SERVICE, to, ip, user, to[:8]))
 
 
 if __name__ == "__main__":
