@@ -47,6 +47,54 @@ impl Hasher for Fx {
 
 pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 
+/// A value or recipient as a table key: up to 22 bytes inline (no pointer to chase on a probe),
+/// longer ones on the heap. Hashes and compares as its bytes, so `&[u8]` looks it up.
+#[derive(Clone)]
+pub enum Key {
+    Inline(u8, [u8; 22]),
+    Heap(Box<[u8]>),
+}
+
+impl Key {
+    fn new(s: &str) -> Self {
+        let b = s.as_bytes();
+        if b.len() <= 22 {
+            let mut buf = [0u8; 22];
+            buf[..b.len()].copy_from_slice(b);
+            Key::Inline(b.len() as u8, buf)
+        } else {
+            Key::Heap(Box::from(b))
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Key::Inline(len, buf) => &buf[..usize::from(*len)],
+            Key::Heap(b) => b,
+        }
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for Key {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.bytes().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
 /// One bucket as configured.
 #[derive(Debug, Clone, Serialize)]
 pub struct BucketCfg {
@@ -182,15 +230,15 @@ struct RateLimitStats {
     counts: Counts,
     /// Per bucket: starts refused while it was full (a start may fill several).
     buckets: Vec<Counts>,
-    refused_values: FxMap<Box<str>, u64>,
+    refused_values: FxMap<Key, u64>,
 }
 
 #[derive(Default)]
 struct ServiceState {
     /// Per rate limit: value → admission log.
-    logs: Vec<FxMap<Box<str>, VecDeque<i64>>>,
+    logs: Vec<FxMap<Key, VecDeque<i64>>>,
     /// To → send times (admitted starts).
-    sends: FxMap<Box<str>, VecDeque<i64>>,
+    sends: FxMap<Key, VecDeque<i64>>,
     stats: Vec<RateLimitStats>,
 }
 
@@ -299,8 +347,12 @@ impl Sim {
         let key = to_key(si, &r.to);
         let met_429 = self.tos.entry(key).or_insert(false);
 
-        let sends = st.sends.get(r.to.as_ref());
-        let decision = if too_many_sends(sends.into_iter().flatten().copied(), &self.policy, now) {
+        let mut sends = st.sends.get_mut(r.to.as_bytes());
+        let decision = if too_many_sends(
+            sends.iter().flat_map(|s| s.iter()).copied(),
+            &self.policy,
+            now,
+        ) {
             Decision::TooManySends
         } else {
             let (logs, stats) = (&st.logs, &mut st.stats);
@@ -309,7 +361,7 @@ impl Sim {
                 checks.iter().map(|&(i, k)| {
                     (
                         svc.rate_limits[i].rules.as_slice(),
-                        logs[i].get(r.rate_limits[k].1.as_ref()).unwrap_or(&EMPTY),
+                        logs[i].get(r.rate_limits[k].1.as_bytes()).unwrap_or(&EMPTY),
                     )
                 }),
                 now,
@@ -331,19 +383,18 @@ impl Sim {
                 self.admitted += 1;
                 for &(i, k) in &self.checks {
                     let value = r.rate_limits[k].1.as_ref();
-                    match st.logs[i].get_mut(value) {
+                    match st.logs[i].get_mut(value.as_bytes()) {
                         Some(log) => window::record(log, now),
                         None => {
-                            st.logs[i].insert(Box::from(value), VecDeque::from([now]));
+                            st.logs[i].insert(Key::new(value), VecDeque::from([now]));
                         }
                     }
                     st.stats[i].counts.admitted += 1;
                 }
-                match st.sends.get_mut(r.to.as_ref()) {
+                match sends.take() {
                     Some(s) => s.push_back(now),
                     None => {
-                        st.sends
-                            .insert(Box::from(r.to.as_ref()), VecDeque::from([now]));
+                        st.sends.insert(Key::new(&r.to), VecDeque::from([now]));
                     }
                 }
             }
@@ -367,10 +418,10 @@ impl Sim {
                     .find(|c| c.0 == rate_limit)
                     .map_or(0, |c| c.1);
                 let value = r.rate_limits[k].1.as_ref();
-                match s.refused_values.get_mut(value) {
+                match s.refused_values.get_mut(value.as_bytes()) {
                     Some(n) => *n += 1,
                     None => {
-                        s.refused_values.insert(Box::from(value), 1);
+                        s.refused_values.insert(Key::new(value), 1);
                     }
                 }
             }
@@ -430,8 +481,11 @@ impl Sim {
         let mut rate_limits = Vec::new();
         for (svc, st) in self.config.services.iter().zip(&self.state) {
             for (rl, s) in svc.rate_limits.iter().zip(&st.stats) {
-                let mut values: Vec<(&str, u64)> =
-                    s.refused_values.iter().map(|(v, n)| (&**v, *n)).collect();
+                let mut values: Vec<(&str, u64)> = s
+                    .refused_values
+                    .iter()
+                    .map(|(v, n)| (std::str::from_utf8(v.bytes()).unwrap_or_default(), *n))
+                    .collect();
                 values.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
                 values.truncate(top);
                 rate_limits.push(json!({
