@@ -178,6 +178,9 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Replay recorded starts through a rate-limit configuration, with the server's core and
+    /// no server (README: "Replay").
+    Replay(Box<crate::replay::ReplayArgs>),
 }
 
 impl std::fmt::Debug for Config {

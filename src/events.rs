@@ -49,6 +49,36 @@ pub struct Event {
     pub error_code: Option<u32>,
     #[serde(skip)]
     pub at_ms: i64,
+    /// For a start (started, resent or refused): its channel and every rate limit it named
+    /// with its value, for `GET /emulator/v1/Events?Format=replay`.
+    #[serde(skip)]
+    pub start: Option<Box<StartInfo>>,
+}
+
+/// What a start asked for, as `verilimit replay` reads it.
+#[derive(Debug, Clone)]
+pub struct StartInfo {
+    pub channel: String,
+    pub rate_limits: Vec<(String, String)>,
+}
+
+impl Event {
+    /// The start as one line of replay traffic (`verilimit replay`), if it is a start.
+    pub fn replay_line(&self) -> Option<serde_json::Value> {
+        let s = self.start.as_ref()?;
+        let limits: serde_json::Map<String, serde_json::Value> = s
+            .rate_limits
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        Some(serde_json::json!({
+            "time": crate::replay::format_time(self.at_ms),
+            "service_sid": self.service_sid,
+            "to": self.to,
+            "channel": s.channel,
+            "rate_limits": limits,
+        }))
+    }
 }
 
 impl Event {
@@ -62,6 +92,7 @@ impl Event {
             rate_limit: None,
             error_code: None,
             at_ms: v.date_updated,
+            start: None,
         }
     }
 }

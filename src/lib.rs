@@ -12,6 +12,7 @@ pub mod engine;
 pub mod events;
 pub mod healthcheck;
 pub mod metrics;
+pub mod replay;
 pub mod seed;
 pub mod state;
 pub mod store;

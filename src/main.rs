@@ -11,6 +11,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
+    if let Some(Command::Replay(args)) = &config.command {
+        return match verilimit::replay::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("verilimit replay: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::Healthcheck { url }) = &config.command {
         let url = url
             .clone()

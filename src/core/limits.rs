@@ -29,6 +29,28 @@ pub struct Refusal {
     pub unique_name: String,
 }
 
+/// The check (index) whose bucket waits longest at `now` (the first on ties), and that wait;
+/// `None` if every bucket has room. `full(check, rule, wait)` is told of every full bucket.
+/// Allocates nothing: `admit` decides with it, and so does the replay (`crate::replay`).
+pub fn longest_wait<'l>(
+    checks: impl IntoIterator<Item = (&'l [Rule], &'l VecDeque<i64>)>,
+    now: i64,
+    mut full: impl FnMut(usize, usize, i64),
+) -> Option<(usize, i64)> {
+    let mut refusal: Option<(usize, i64)> = None;
+    for (i, (rules, log)) in checks.into_iter().enumerate() {
+        for (j, rule) in rules.iter().enumerate() {
+            if let Some(wait) = window::wait_ms(log, rule, now) {
+                full(i, j, wait);
+                if refusal.is_none_or(|(_, w)| wait > w) {
+                    refusal = Some((i, wait));
+                }
+            }
+        }
+    }
+    refusal
+}
+
 /// Decides a start against the admission log of every check (`None`: nothing recorded yet).
 /// Admitted: the admissions to record (one per check that has buckets), each at the time
 /// `window::record` would give it. Refused: the bucket that waits longest.
@@ -37,21 +59,17 @@ pub fn admit(
     now: i64,
 ) -> Result<Vec<Admission>, Refusal> {
     let empty = VecDeque::new();
-    let mut refusal: Option<(i64, &str)> = None;
-    for (c, log) in checks {
-        let log = log.unwrap_or(&empty);
-        for rule in c.rules {
-            if let Some(wait) = window::wait_ms(log, rule, now)
-                && refusal.is_none_or(|(w, _)| wait > w)
-            {
-                refusal = Some((wait, c.unique_name));
-            }
-        }
-    }
-    if let Some((retry_after_ms, unique_name)) = refusal {
+    let refusal = longest_wait(
+        checks
+            .iter()
+            .map(|(c, log)| (c.rules, log.unwrap_or(&empty))),
+        now,
+        |_, _, _| {},
+    );
+    if let Some((i, retry_after_ms)) = refusal {
         return Err(Refusal {
             retry_after_ms,
-            unique_name: unique_name.to_owned(),
+            unique_name: checks[i].0.unique_name.to_owned(),
         });
     }
     Ok(checks

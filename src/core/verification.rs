@@ -187,6 +187,13 @@ pub fn sends_in_window(sends: impl IntoIterator<Item = i64>, policy: &Policy, no
         .count()
 }
 
+/// The send-attempts rule (60203): whether the recipient's sends within the window at `now`
+/// already reach the limit (never, with the rule switched off).
+pub fn too_many_sends(sends: impl IntoIterator<Item = i64>, policy: &Policy, now: i64) -> bool {
+    policy.send_attempts_limit > 0
+        && sends_in_window(sends, policy, now) >= policy.send_attempts_limit as usize
+}
+
 /// A verification start, checked in order: the send-attempts rule (60203), then every bucket of
 /// every rate limit named (20429, all or nothing); then a re-send of the live pending
 /// verification, or a new one (expiring the old one if its lifetime has passed).
@@ -203,9 +210,7 @@ pub fn start(
     fresh: Fresh,
     now: i64,
 ) -> Started {
-    if policy.send_attempts_limit > 0
-        && sends_in_window(sends, policy, now) >= policy.send_attempts_limit as usize
-    {
+    if too_many_sends(sends, policy, now) {
         return Started::TooManySends;
     }
     let admissions = match limits::admit(checks, now) {

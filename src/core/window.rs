@@ -32,16 +32,39 @@ impl Rule {
     }
 }
 
+/// The index of the first admission at or after `lower` (`partition_point`, searched from the
+/// newest end: a short window's bound lies near it, so a long log costs a few steps).
+fn first_from(log: &VecDeque<i64>, lower: i64) -> usize {
+    let len = log.len();
+    let mut step = 1;
+    let mut hi = len;
+    while step <= len && log[len - step] >= lower {
+        hi = len - step;
+        step *= 2;
+    }
+    // log[len - step] < lower, if it exists: the first at or after `lower` is past it.
+    let mut lo = if step <= len { len - step + 1 } else { 0 };
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if log[mid] < lower {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
 /// Admissions this rule counts at `now`.
 pub fn count(log: &VecDeque<i64>, rule: &Rule, now: i64) -> usize {
     let lower = rule.lower_bound(now);
-    log.len() - log.partition_point(|&t| t < lower)
+    log.len() - first_from(log, lower)
 }
 
 /// `None` if one more admission fits at `now`; otherwise the milliseconds until it would.
 pub fn wait_ms(log: &VecDeque<i64>, rule: &Rule, now: i64) -> Option<i64> {
     let lower = rule.lower_bound(now);
-    let start = log.partition_point(|&t| t < lower);
+    let start = first_from(log, lower);
     let counted = log.len() - start;
     let max = rule.max as usize;
     if counted < max {
@@ -78,6 +101,20 @@ mod tests {
 
     fn log(ts: &[i64]) -> VecDeque<i64> {
         ts.iter().copied().collect()
+    }
+
+    #[test]
+    fn the_search_from_the_newest_end_is_partition_point() {
+        for len in 0..40 {
+            let l: VecDeque<i64> = (0..len).map(|i| i / 3 * 10).collect();
+            for lower in -5..(len / 3 * 10 + 15) {
+                assert_eq!(
+                    first_from(&l, lower),
+                    l.partition_point(|&t| t < lower),
+                    "len {len}, lower {lower}"
+                );
+            }
+        }
     }
 
     #[test]

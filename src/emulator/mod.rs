@@ -57,11 +57,37 @@ async fn events(
     State(state): State<AppState>,
     caller: Caller,
     OriginalUri(uri): OriginalUri,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     let q = query(&uri);
     let limit = q
         .int("PageSize", 1, crate::events::PER_ACCOUNT as i64)?
         .unwrap_or(crate::events::PER_ACCOUNT as i64) as usize;
+    match q.get("Format").unwrap_or("json") {
+        "json" => {}
+        "replay" => {
+            // The starts, oldest first, one JSON line each: `verilimit replay` traffic.
+            let mut body = String::new();
+            let recent = state
+                .events
+                .recent(&caller.account, q.get("ServiceSid"), limit);
+            for line in recent.iter().rev().filter_map(|e| e.replay_line()) {
+                body.push_str(&line.to_string());
+                body.push('\n');
+            }
+            return Ok((
+                [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+                body,
+            )
+                .into_response());
+        }
+        _ => {
+            return Err(ApiError::invalid_because(
+                "Format",
+                "must be json or replay",
+            ));
+        }
+    }
     let events: Vec<Value> = state
         .events
         .recent(&caller.account, q.get("ServiceSid"), limit)
@@ -72,7 +98,7 @@ async fn events(
             v
         })
         .collect();
-    Ok(Json(json!({ "events": events })))
+    Ok(Json(json!({ "events": events })).into_response())
 }
 
 async fn outbox(

@@ -183,6 +183,13 @@ impl Engine {
         let account = request.account_sid.clone();
         let service = request.service_sid.clone();
         let to = request.to.clone();
+        let start_info = crate::events::StartInfo {
+            channel: request.channel.clone(),
+            rate_limits: limits
+                .iter()
+                .map(|(rl, v)| (rl.record.unique_name.clone(), v.clone()))
+                .collect(),
+        };
         let policy = self.settings.policy;
         let started = match &self.store {
             Store::Sqlite(s) => {
@@ -200,6 +207,7 @@ impl Engine {
             rate_limit: rate_limit.map(str::to_owned),
             error_code: Some(error_code),
             at_ms: self.now(&account),
+            start: Some(Box::new(start_info.clone())),
         };
         match &started {
             Started::TooManySends => self.events.record(&account, refused(None, 60203)),
@@ -220,8 +228,10 @@ impl Engine {
                 } else {
                     Kind::Resent
                 };
-                self.events
-                    .record(&account, Event::of(&a.verification, kind));
+                let mut e = Event::of(&a.verification, kind);
+                e.at_ms = a.attempt.at_ms;
+                e.start = Some(Box::new(start_info));
+                self.events.record(&account, e);
             }
         }
         Ok(started)

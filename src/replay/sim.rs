@@ -1,0 +1,547 @@
+//! One configuration run over the traffic: the server's decision for every start, made by the
+//! same pure core (`core::verification::too_many_sends`, `core::limits::longest_wait`,
+//! `core::window`), with the state the server keeps (admission logs per (rate limit, value),
+//! send times per recipient), pruned as the records' clock moves on.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+use serde::Serialize;
+
+use super::parse::Record;
+use crate::core::limits::longest_wait;
+use crate::core::verification::too_many_sends;
+use crate::core::{Policy, Rule, window};
+use crate::seed::SeedFile;
+
+/// FxHash: fast for short keys; the keys come from the operator's own traffic.
+#[derive(Default, Clone, Copy)]
+pub struct Fx(u64);
+
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().unwrap_or_default());
+            h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+        self.0 = h;
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.0 = (self.0.rotate_left(5) ^ i as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn finish(&self) -> u64 {
+        // One more mix so the low bits the table uses depend on every byte.
+        let h = self.0;
+        (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (h >> 32)
+    }
+}
+
+pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+
+/// A value or recipient as a table key: up to 22 bytes inline (no pointer to chase on a probe),
+/// longer ones on the heap. Hashes and compares as its bytes, so `&[u8]` looks it up.
+#[derive(Clone)]
+pub enum Key {
+    Inline(u8, [u8; 22]),
+    Heap(Box<[u8]>),
+}
+
+impl Key {
+    fn new(s: &str) -> Self {
+        let b = s.as_bytes();
+        if b.len() <= 22 {
+            let mut buf = [0u8; 22];
+            buf[..b.len()].copy_from_slice(b);
+            Key::Inline(b.len() as u8, buf)
+        } else {
+            Key::Heap(Box::from(b))
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Key::Inline(len, buf) => &buf[..usize::from(*len)],
+            Key::Heap(b) => b,
+        }
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for Key {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.bytes().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
+/// One bucket as configured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BucketCfg {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    pub max: u32,
+    pub interval: u32,
+}
+
+#[derive(Debug)]
+struct RateLimitCfg {
+    unique_name: String,
+    buckets: Vec<BucketCfg>,
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug)]
+struct ServiceCfg {
+    sid: Option<String>,
+    friendly_name: String,
+    /// Sorted by unique name: the order the server checks them in (its JSON object is sorted).
+    rate_limits: Vec<RateLimitCfg>,
+    by_name: FxMap<String, usize>,
+}
+
+/// A configuration (seed file or export) as the replay needs it.
+#[derive(Debug)]
+pub struct Config {
+    services: Vec<ServiceCfg>,
+    by_sid: FxMap<String, usize>,
+}
+
+impl Config {
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let seed: SeedFile = serde_json::from_str(&text)
+            .map_err(|e| format!("{}: line {}: {e}", path.display(), e.line()))?;
+        Self::from_seed(seed).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn from_seed(seed: SeedFile) -> Result<Self, String> {
+        let mut services = Vec::new();
+        let mut by_sid = FxMap::default();
+        for (i, s) in seed.services.into_iter().enumerate() {
+            let mut rate_limits: Vec<RateLimitCfg> = Vec::new();
+            for (j, r) in s.rate_limits.into_iter().enumerate() {
+                let mut buckets = Vec::new();
+                for (k, b) in r.buckets.into_iter().enumerate() {
+                    if b.interval == 0 {
+                        return Err(format!(
+                            "services[{i}].rate_limits[{j}].buckets[{k}].interval must be positive"
+                        ));
+                    }
+                    buckets.push(BucketCfg {
+                        sid: b.sid,
+                        max: b.max,
+                        interval: b.interval,
+                    });
+                }
+                if rate_limits.iter().any(|o| o.unique_name == r.unique_name) {
+                    return Err(format!(
+                        "services[{i}].rate_limits[{j}].unique_name {:?} appears twice",
+                        r.unique_name
+                    ));
+                }
+                rate_limits.push(RateLimitCfg {
+                    unique_name: r.unique_name,
+                    // Buckets that existed before the traffic began.
+                    rules: buckets
+                        .iter()
+                        .map(|b| Rule {
+                            max: b.max,
+                            interval_ms: i64::from(b.interval) * 1000,
+                            live_since_ms: i64::MIN,
+                        })
+                        .collect(),
+                    buckets,
+                });
+            }
+            rate_limits.sort_by(|a, b| a.unique_name.cmp(&b.unique_name));
+            let by_name = rate_limits
+                .iter()
+                .enumerate()
+                .map(|(k, r)| (r.unique_name.clone(), k))
+                .collect();
+            if let Some(sid) = &s.sid {
+                by_sid.insert(sid.clone(), services.len());
+            }
+            by_sid
+                .entry(s.friendly_name.clone())
+                .or_insert(services.len());
+            services.push(ServiceCfg {
+                sid: s.sid,
+                friendly_name: s.friendly_name,
+                rate_limits,
+                by_name,
+            });
+        }
+        Ok(Self { services, by_sid })
+    }
+
+    /// The service a record names: by SID, else by friendly name, else the only one.
+    fn service(&self, sid: &str) -> Option<usize> {
+        self.by_sid
+            .get(sid)
+            .copied()
+            .or((self.services.len() == 1).then_some(0))
+    }
+}
+
+/// What the server would have answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Admitted,
+    /// 60203.
+    TooManySends,
+    /// 20429, and the rate limit (index in its service) the server would name.
+    Refused {
+        rate_limit: usize,
+    },
+}
+
+#[derive(Default)]
+struct Counts {
+    admitted: u64,
+    refused: u64,
+    refused_since: Option<i64>,
+}
+
+#[derive(Default)]
+struct RateLimitStats {
+    counts: Counts,
+    /// Per bucket: starts refused while it was full (a start may fill several).
+    buckets: Vec<Counts>,
+    refused_values: FxMap<Key, u64>,
+}
+
+#[derive(Default)]
+struct ServiceState {
+    /// Per rate limit: value → admission log.
+    logs: Vec<FxMap<Key, VecDeque<i64>>>,
+    /// To → send times (admitted starts).
+    sends: FxMap<Key, VecDeque<i64>>,
+    stats: Vec<RateLimitStats>,
+}
+
+/// Records between two prunes.
+const PRUNE_EVERY: u64 = 1 << 16;
+/// Records may come this far out of time order without a prune forgetting what they count.
+const PRUNE_SLACK_MS: i64 = 60_000;
+
+static EMPTY: VecDeque<i64> = VecDeque::new();
+
+pub struct Sim {
+    config: Config,
+    policy: Policy,
+    state: Vec<ServiceState>,
+    pub starts: u64,
+    pub admitted: u64,
+    pub refused_20429: u64,
+    pub refused_60203: u64,
+    pub first_refusal: Option<i64>,
+    /// Every (service, To) seen, by a 64-bit hash: whether it ever met a 429.
+    tos: FxMap<u64, bool>,
+    tos_429: u64,
+    pub unknown_services: FxMap<String, u64>,
+    pub unknown_rate_limits: FxMap<(usize, String), u64>,
+    latest: i64,
+    since_prune: u64,
+    prune_after: u64,
+    /// Scratch: (rate limit index, value) of the current start.
+    checks: Vec<(usize, usize)>,
+}
+
+/// A (service, To) as a 64-bit hash, for the distinct-To share.
+fn to_key(service: usize, to: &str) -> u64 {
+    let mut h = Fx::default();
+    service.hash(&mut h);
+    to.hash(&mut h);
+    h.finish()
+}
+
+impl Sim {
+    pub fn new(config: Config, policy: Policy) -> Self {
+        let state = config
+            .services
+            .iter()
+            .map(|s| ServiceState {
+                logs: s.rate_limits.iter().map(|_| FxMap::default()).collect(),
+                sends: FxMap::default(),
+                stats: s
+                    .rate_limits
+                    .iter()
+                    .map(|r| RateLimitStats {
+                        buckets: r.buckets.iter().map(|_| Counts::default()).collect(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            })
+            .collect();
+        Self {
+            config,
+            policy,
+            state,
+            starts: 0,
+            admitted: 0,
+            refused_20429: 0,
+            refused_60203: 0,
+            first_refusal: None,
+            tos: FxMap::default(),
+            tos_429: 0,
+            unknown_services: FxMap::default(),
+            unknown_rate_limits: FxMap::default(),
+            latest: i64::MIN,
+            since_prune: 0,
+            prune_after: PRUNE_EVERY,
+            checks: Vec::new(),
+        }
+    }
+
+    /// Decides one start at the record's time; `None` if its service is not configured.
+    pub fn step(&mut self, r: &Record<'_>) -> Option<(usize, Decision)> {
+        let now = r.time_ms;
+        let Some(si) = self.config.service(&r.service_sid) else {
+            *self
+                .unknown_services
+                .entry(r.service_sid.to_string())
+                .or_default() += 1;
+            return None;
+        };
+        let svc = &self.config.services[si];
+        let st = &mut self.state[si];
+        self.checks.clear();
+        for (k, (name, _)) in r.rate_limits.iter().enumerate() {
+            match svc.by_name.get(name.as_ref()) {
+                // A rate limit without buckets records nothing (the server skips it).
+                Some(&i) if !svc.rate_limits[i].rules.is_empty() => self.checks.push((i, k)),
+                Some(_) => {}
+                None => {
+                    *self
+                        .unknown_rate_limits
+                        .entry((si, name.to_string()))
+                        .or_default() += 1
+                }
+            }
+        }
+        self.checks.sort_unstable();
+        self.starts += 1;
+        let key = to_key(si, &r.to);
+        let met_429 = self.tos.entry(key).or_insert(false);
+
+        let mut sends = st.sends.get_mut(r.to.as_bytes());
+        let decision = if too_many_sends(
+            sends.iter().flat_map(|s| s.iter()).copied(),
+            &self.policy,
+            now,
+        ) {
+            Decision::TooManySends
+        } else {
+            let (logs, stats) = (&st.logs, &mut st.stats);
+            let checks = &self.checks;
+            let refusal = longest_wait(
+                checks.iter().map(|&(i, k)| {
+                    (
+                        svc.rate_limits[i].rules.as_slice(),
+                        logs[i].get(r.rate_limits[k].1.as_bytes()).unwrap_or(&EMPTY),
+                    )
+                }),
+                now,
+                |c, b, _| {
+                    let counts = &mut stats[checks[c].0].buckets[b];
+                    counts.refused += 1;
+                    counts.refused_since.get_or_insert(now);
+                },
+            );
+            match refusal {
+                Some((c, _)) => Decision::Refused {
+                    rate_limit: self.checks[c].0,
+                },
+                None => Decision::Admitted,
+            }
+        };
+        match decision {
+            Decision::Admitted => {
+                self.admitted += 1;
+                for &(i, k) in &self.checks {
+                    let value = r.rate_limits[k].1.as_ref();
+                    match st.logs[i].get_mut(value.as_bytes()) {
+                        Some(log) => window::record(log, now),
+                        None => {
+                            st.logs[i].insert(Key::new(value), VecDeque::from([now]));
+                        }
+                    }
+                    st.stats[i].counts.admitted += 1;
+                }
+                match sends.take() {
+                    Some(s) => s.push_back(now),
+                    None => {
+                        st.sends.insert(Key::new(&r.to), VecDeque::from([now]));
+                    }
+                }
+            }
+            Decision::TooManySends => {
+                self.refused_60203 += 1;
+                self.first_refusal.get_or_insert(now);
+            }
+            Decision::Refused { rate_limit } => {
+                self.refused_20429 += 1;
+                self.first_refusal.get_or_insert(now);
+                if !*met_429 {
+                    *met_429 = true;
+                    self.tos_429 += 1;
+                }
+                let s = &mut st.stats[rate_limit];
+                s.counts.refused += 1;
+                s.counts.refused_since.get_or_insert(now);
+                let k = self
+                    .checks
+                    .iter()
+                    .find(|c| c.0 == rate_limit)
+                    .map_or(0, |c| c.1);
+                let value = r.rate_limits[k].1.as_ref();
+                match s.refused_values.get_mut(value.as_bytes()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        s.refused_values.insert(Key::new(value), 1);
+                    }
+                }
+            }
+        }
+        self.latest = self.latest.max(now);
+        self.since_prune += 1;
+        if self.since_prune >= self.prune_after {
+            self.prune();
+        }
+        Some((si, decision))
+    }
+
+    /// Drops what no window counts any more (a little behind the latest record's time).
+    pub fn prune(&mut self) {
+        self.since_prune = 0;
+
+        let at = self.latest.saturating_sub(PRUNE_SLACK_MS);
+        let window = self.policy.send_window_ms;
+        for (svc, st) in self.config.services.iter().zip(&mut self.state) {
+            for (rl, logs) in svc.rate_limits.iter().zip(&mut st.logs) {
+                logs.retain(|_, log| {
+                    window::prune(log, &rl.rules, at);
+                    !log.is_empty()
+                });
+            }
+            st.sends.retain(|_, s| {
+                while s.front().is_some_and(|&t| at - t >= window) {
+                    s.pop_front();
+                }
+                !s.is_empty()
+            });
+        }
+        // A prune costs the live state: the next waits as many records, so it costs O(1) a
+        // record however much is live.
+        let (values, recipients) = self.tracked();
+        self.prune_after = PRUNE_EVERY.max((values + recipients) as u64);
+    }
+
+    /// Live (rate limit, value) logs and recipients held.
+    pub fn tracked(&self) -> (usize, usize) {
+        self.state.iter().fold((0, 0), |(v, r), s| {
+            (
+                v + s.logs.iter().map(|l| l.len()).sum::<usize>(),
+                r + s.sends.len(),
+            )
+        })
+    }
+
+    pub fn unique_name(&self, service: usize, rate_limit: usize) -> &str {
+        &self.config.services[service].rate_limits[rate_limit].unique_name
+    }
+
+    /// The summary, with the `top` values refused most per rate limit.
+    pub fn report(&self, top: usize) -> serde_json::Value {
+        use serde_json::json;
+        let time = |t: Option<i64>| t.map(super::format_time);
+        let mut rate_limits = Vec::new();
+        for (svc, st) in self.config.services.iter().zip(&self.state) {
+            for (rl, s) in svc.rate_limits.iter().zip(&st.stats) {
+                let mut values: Vec<(&str, u64)> = s
+                    .refused_values
+                    .iter()
+                    .map(|(v, n)| (std::str::from_utf8(v.bytes()).unwrap_or_default(), *n))
+                    .collect();
+                values.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+                values.truncate(top);
+                rate_limits.push(json!({
+                    "service_sid": svc.sid,
+                    "service": svc.friendly_name,
+                    "unique_name": rl.unique_name,
+                    "admitted": s.counts.admitted,
+                    "refused": s.counts.refused,
+                    "refused_since": time(s.counts.refused_since),
+                    "refused_values": s.refused_values.len(),
+                    "top_refused": values
+                        .iter()
+                        .map(|(v, n)| json!({"value": v, "refused": n}))
+                        .collect::<Vec<_>>(),
+                    "buckets": rl.buckets.iter().zip(&s.buckets).map(|(b, c)| json!({
+                        "sid": b.sid,
+                        "max": b.max,
+                        "interval": b.interval,
+                        "refused_while_full": c.refused,
+                        "full_since": time(c.refused_since),
+                    })).collect::<Vec<_>>(),
+                }));
+            }
+        }
+        let mut unknown: Vec<_> = self
+            .unknown_rate_limits
+            .iter()
+            .map(|((si, name), n)| {
+                json!({
+                    "service_sid": self.config.services[*si].sid,
+                    "unique_name": name,
+                    "starts": n,
+                })
+            })
+            .collect();
+        unknown.sort_by_key(|v| v["unique_name"].as_str().map(str::to_owned));
+        let mut unknown_services: Vec<_> = self
+            .unknown_services
+            .iter()
+            .map(|(s, n)| json!({"service_sid": s, "records": n}))
+            .collect();
+        unknown_services.sort_by_key(|v| v["service_sid"].as_str().map(str::to_owned));
+        let tos = self.tos.len() as u64;
+        let tos_429 = self.tos_429;
+        json!({
+            "starts": self.starts,
+            "admitted": self.admitted,
+            "refused": self.refused_20429 + self.refused_60203,
+            "refused_by_code": {"20429": self.refused_20429, "60203": self.refused_60203},
+            "refused_since": time(self.first_refusal),
+            "distinct_to": tos,
+            "distinct_to_met_429": tos_429,
+            "share_of_to_met_429": if tos == 0 { 0.0 } else { tos_429 as f64 / tos as f64 },
+            "rate_limits": rate_limits,
+            "unknown_rate_limits": unknown,
+            "unknown_services": unknown_services,
+        })
+    }
+}
