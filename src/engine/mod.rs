@@ -618,6 +618,16 @@ impl Forget {
     }
 }
 
+/// The core's view of one rate limit a start names, with the value it limits.
+fn limit_check<'a>(rl: &'a RateLimitNode, value: &'a str) -> core::LimitCheck<'a> {
+    core::LimitCheck {
+        rate_limit_id: rl.record.id,
+        unique_name: &rl.record.unique_name,
+        value,
+        rules: &rl.rules,
+    }
+}
+
 /// A random numeric code of `len` digits.
 pub fn random_code(len: u32) -> String {
     use rand::Rng;

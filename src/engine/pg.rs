@@ -84,17 +84,7 @@ pub async fn start(
     let checks: Vec<(LimitCheck<'_>, Option<&VecDeque<i64>>)> = counted
         .iter()
         .zip(&logs)
-        .map(|((rl, value), log)| {
-            (
-                LimitCheck {
-                    rate_limit_id: rl.record.id,
-                    unique_name: &rl.record.unique_name,
-                    value,
-                    rules: &rl.rules,
-                },
-                Some(log),
-            )
-        })
+        .map(|((rl, value), log)| (super::limit_check(rl, value), Some(log)))
         .collect();
     let pending = pending_of(&mut tx, &request.service_sid, &request.to).await?;
     let started = core::verification::start(

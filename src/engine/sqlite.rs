@@ -89,17 +89,7 @@ fn decide_start(
     let checks: Vec<(LimitCheck<'_>, Option<&VecDeque<i64>>)> = limits
         .iter()
         .zip(&keys)
-        .map(|((rl, value), key)| {
-            (
-                LimitCheck {
-                    rate_limit_id: rl.record.id,
-                    unique_name: &rl.record.unique_name,
-                    value,
-                    rules: &rl.rules,
-                },
-                logs.get(key),
-            )
-        })
+        .map(|((rl, value), key)| (super::limit_check(rl, value), logs.get(key)))
         .collect();
     let started = core::verification::start(
         request,
