@@ -258,7 +258,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     // After the database is open: the TLS authority is kept in it.
     let tls = match config.tls {
         true => {
-            let tls = tls::setup(&config).await?;
+            let tls = tls::setup(&config, &state.store).await?;
             let listener = TcpListener::bind(config.tls_listen).await.map_err(|e| {
                 let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
                     " (a port below 1024 needs net.ipv4.ip_unprivileged_port_start=0 or \

@@ -13,7 +13,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -23,6 +22,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
 
 use crate::config::Config;
+use crate::store::Store;
 
 /// Marks a request that came over the TLS listener (a request extension).
 #[derive(Clone, Copy, Debug)]
@@ -214,7 +214,7 @@ pub fn server_config(
 
 /// Sets up `--tls` after the database is open and migrated: the CA (from the files given, the
 /// database, or new), the server certificate, and the CA copy for `--tls-ca-out`.
-pub async fn setup(config: &Config) -> Result<Tls, String> {
+pub async fn setup(config: &Config, store: &Store) -> Result<Tls, String> {
     let authority = match (&config.tls_ca_cert, &config.tls_ca_key) {
         (Some(cert), Some(key)) => {
             let read = |p: &Path| {
@@ -222,7 +222,7 @@ pub async fn setup(config: &Config) -> Result<Tls, String> {
             };
             Authority::from_pem(&read(cert)?, &read(key)?)?
         }
-        (None, None) => stored_authority(&config.database_url).await?,
+        (None, None) => stored_authority(&config.database_url, store).await?,
         _ => return Err("--tls-ca-cert and --tls-ca-key must be given together".to_owned()),
     };
     let names = certificate_names(&config.tls_names);
@@ -250,62 +250,15 @@ fn is_in_memory(url: &str) -> bool {
 
 /// The CA kept in the database, made (and stored) if there is none yet. Every instance sharing a
 /// PostgreSQL database gets the same one: the first insert wins, the others read it.
-async fn stored_authority(url: &str) -> Result<Authority, String> {
-    use sqlx::Connection;
+async fn stored_authority(url: &str, store: &Store) -> Result<Authority, String> {
     if is_in_memory(url) {
         return Authority::generate();
     }
     let fresh = Authority::generate()?;
-    let created = crate::state::real_now_ms();
-    let (cert, key): (String, String) =
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options: sqlx::postgres::PgConnectOptions = url
-                .parse()
-                .map_err(|e| format!("invalid database URL: {e}"))?;
-            let mut conn = sqlx::PgConnection::connect_with(&options)
-                .await
-                .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
-            sqlx::query(
-                "INSERT INTO tls_authority (id, cert_pem, key_pem, date_created) \
-             VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&fresh.cert_pem)
-            .bind(&fresh.key_pem)
-            .bind(created)
-            .execute(&mut conn)
-            .await
-            .map_err(|e| format!("cannot store the TLS authority: {e}"))?;
-            let row = sqlx::query_as("SELECT cert_pem, key_pem FROM tls_authority WHERE id = 1")
-                .fetch_one(&mut conn)
-                .await
-                .map_err(|e| format!("cannot read the TLS authority: {e}"))?;
-            let _ = conn.close().await;
-            row
-        } else {
-            use std::str::FromStr;
-            let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-                .map_err(|e| format!("invalid database URL: {e}"))?
-                .busy_timeout(Duration::from_secs(10));
-            let mut conn = sqlx::SqliteConnection::connect_with(&options)
-                .await
-                .map_err(|e| format!("cannot open the database: {e}"))?;
-            sqlx::query(
-                "INSERT INTO tls_authority (id, cert_pem, key_pem, date_created) \
-             VALUES (1, ?1, ?2, ?3) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&fresh.cert_pem)
-            .bind(&fresh.key_pem)
-            .bind(created)
-            .execute(&mut conn)
-            .await
-            .map_err(|e| format!("cannot store the TLS authority: {e}"))?;
-            let row = sqlx::query_as("SELECT cert_pem, key_pem FROM tls_authority WHERE id = 1")
-                .fetch_one(&mut conn)
-                .await
-                .map_err(|e| format!("cannot read the TLS authority: {e}"))?;
-            let _ = conn.close().await;
-            row
-        };
+    let (cert, key) = store
+        .keep_tls_authority(fresh.cert_pem, fresh.key_pem, crate::state::real_now_ms())
+        .await
+        .map_err(|e| format!("cannot keep the TLS authority in the database: {e}"))?;
     Authority::from_pem(&cert, &key).map_err(|e| format!("the stored TLS authority: {e}"))
 }
 

@@ -336,6 +336,18 @@ impl Store {
         })
     }
 
+    /// The TLS authority kept in the database: the given one unless one is kept already.
+    pub async fn keep_tls_authority(
+        &self,
+        cert_pem: String,
+        key_pem: String,
+        created_ms: i64,
+    ) -> Result<(String, String), StoreError> {
+        dual!(self, write, |_: &(String, String)| {}, |c, q| {
+            q::keep_tls_authority(c, &cert_pem, &key_pem, created_ms).await
+        })
+    }
+
     /// Deletes admissions no bucket counts any more: (rate limit id, oldest time still counted).
     pub async fn prune_admissions(&self, horizons: Vec<(i64, i64)>) -> Result<u64, StoreError> {
         dual!(self, write, |_: &u64| {}, |c, q| {

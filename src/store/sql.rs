@@ -553,6 +553,25 @@ macro_rules! statements {
             Ok(row.get::<bool, _>(0))
         }
 
+        /// Stores the TLS authority unless one is kept already; returns the one kept
+        /// (certificate and key, PEM).
+        pub async fn keep_tls_authority(
+            c: &mut $conn,
+            cert_pem: &str,
+            key_pem: &str,
+            created_ms: i64,
+        ) -> Result<(String, String), StoreError> {
+            sqlx::query(&$sql("INSERT INTO tls_authority (id, cert_pem, key_pem, date_created) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO NOTHING"))
+                .bind(cert_pem)
+                .bind(key_pem)
+                .bind(created_ms)
+                .execute(&mut *c)
+                .await?;
+            Ok(sqlx::query_as(&$sql("SELECT cert_pem, key_pem FROM tls_authority WHERE id = 1"))
+                .fetch_one(&mut *c)
+                .await?)
+        }
+
         pub(crate) const VERIFICATION_COLUMNS: &str = "sid, service_sid, account_sid, recipient, channel, status, code, amount, payee, checks_failed, expires_ms, date_created, date_updated, version";
 
         pub(crate) fn verification_from_row(r: &$row) -> Verification {
