@@ -194,6 +194,20 @@ class Server:
             raise
         return self
 
+    def _docker_quietly(self, *args):
+        """Runs a docker command for clean-up: bounded, silent, its failure ignored."""
+        try:
+            subprocess.run(
+                [self._docker_command, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=30,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+
     def stop(self) -> None:
         """Stops a server started here (SIGTERM, then SIGKILL after 10 s) and removes its
         temporary files. A reused server (``url=``) is left running. Idempotent."""
@@ -201,17 +215,7 @@ class Server:
         container, self._container = self._container, None
         try:
             if container:
-                try:
-                    subprocess.run(
-                        [self._docker_command, "stop", "--time", "5", container],
-                        stdin=subprocess.DEVNULL,
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                        timeout=30,
-                        check=False,
-                    )
-                except (OSError, subprocess.TimeoutExpired):
-                    pass
+                self._docker_quietly("stop", "--time", "5", container)
             if process is not None and process.poll() is None:
                 process.terminate()
                 try:
@@ -221,17 +225,7 @@ class Server:
                     process.wait(timeout=10)
             if container:
                 # Normally gone already (`docker run --rm`); this covers a killed `docker run`.
-                try:
-                    subprocess.run(
-                        [self._docker_command, "rm", "--force", container],
-                        stdin=subprocess.DEVNULL,
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                        timeout=30,
-                        check=False,
-                    )
-                except (OSError, subprocess.TimeoutExpired):
-                    pass
+                self._docker_quietly("rm", "--force", container)
         finally:
             if self._tmpdir:
                 shutil.rmtree(self._tmpdir, ignore_errors=True)
