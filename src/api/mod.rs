@@ -1,8 +1,13 @@
 //! The Twilio Verify v2 surface: one file per resource, each with its routes and its JSON.
 
+pub mod attempts;
 pub mod buckets;
+pub mod forms;
+pub mod messaging_configurations;
 pub mod rate_limits;
+pub mod safe_list;
 pub mod services;
+pub mod templates;
 pub mod verification_checks;
 pub mod verifications;
 
@@ -26,6 +31,11 @@ pub fn routes() -> Router<AppState> {
         .merge(buckets::routes())
         .merge(verifications::routes())
         .merge(verification_checks::routes())
+        .merge(attempts::routes())
+        .merge(safe_list::routes())
+        .merge(templates::routes())
+        .merge(forms::routes())
+        .merge(messaging_configurations::routes())
 }
 
 /// Twilio's answer to a refused value: 60209 for a UniqueName, else 60200 naming the parameter
@@ -154,6 +164,11 @@ impl From<StoreError> for ApiError {
             StoreError::DuplicateInterval => ApiError::bad_request(
                 60211,
                 "A Bucket with this Interval already exists in this Rate Limit",
+            ),
+            // (our choice: Twilio does not document this error)
+            StoreError::DuplicateCountry => ApiError::invalid_because(
+                "Country",
+                "this service already has a Messaging Configuration for this country",
             ),
             StoreError::Unavailable => ApiError::unavailable(),
             e @ (StoreError::Database(_) | StoreError::Encoding(_) | StoreError::NotCommitted) => {

@@ -200,6 +200,29 @@ fn custom_code(p: &Params, service: &ServiceNode) -> Result<Option<String>, ApiE
     Ok(Some(code.to_owned()))
 }
 
+/// `TemplateSid`: a template of `GET /v2/Templates` (60200 otherwise), on a channel it supports
+/// (60440, "Unsupported verification content type", as Twilio's error page describes it).
+fn template(p: &Params, channel: &str) -> Result<(), ApiError> {
+    let Some(v) = p.get("TemplateSid") else {
+        return Ok(());
+    };
+    let t = super::templates::find(v)
+        .filter(|_| sid::is_valid(v, super::templates::TEMPLATE))
+        .ok_or_else(|| {
+            ApiError::invalid_because("TemplateSid", "no such template (GET /v2/Templates)")
+        })?;
+    if !super::templates::supports(t, channel) {
+        return Err(ApiError::bad_request(
+            60440,
+            format!(
+                "Unsupported verification content type: template {} does not support the {channel} channel",
+                t.sid
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The optional parameters that are only validated, not used.
 fn check_optional(p: &Params) -> Result<(), ApiError> {
     for name in [
@@ -220,11 +243,7 @@ fn check_optional(p: &Params) -> Result<(), ApiError> {
             return Err(ApiError::invalid("RiskCheck"));
         }
     }
-    if let Some(v) = p.get("TemplateSid") {
-        if !sid::is_valid(v, "HJ") {
-            return Err(ApiError::invalid("TemplateSid"));
-        }
-    }
+
     if let Some(v) = p.get("ChannelConfiguration") {
         if serde_json::from_str::<serde_json::Map<String, Value>>(v).is_err() {
             return Err(ApiError::invalid_because(
@@ -257,6 +276,7 @@ async fn create(
         payee: p.text("Payee", 255)?,
     };
     check_optional(&p)?;
+    template(&p, channel)?;
     let limited = match p.get("RateLimits") {
         Some(raw) => rate_limits(raw, &node)?,
         None => Vec::new(),

@@ -16,6 +16,7 @@
 pub mod cache;
 pub mod clock;
 pub mod pg;
+pub mod records;
 pub mod sqlite;
 pub mod writer;
 

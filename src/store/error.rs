@@ -17,6 +17,8 @@ pub enum StoreError {
     TooManyBuckets(u32),
     #[error("a bucket with this interval exists in the rate limit")]
     DuplicateInterval,
+    #[error("the service has a messaging configuration for this country")]
+    DuplicateCountry,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("encoding a row: {0}")]

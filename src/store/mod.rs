@@ -62,13 +62,17 @@ pub struct OutboxMessage {
 /// every instance must notice, or `write`).
 macro_rules! dual {
     ($store:expr, $method:ident, $on_commit:expr, |$c:ident, $q:ident| $body:expr) => {
+        dual!($store, $method, $on_commit, sql, |$c, $q| $body)
+    };
+    // `$module`: the statements module (`sql`, or one of a resource's own).
+    ($store:expr, $method:ident, $on_commit:expr, $module:ident, |$c:ident, $q:ident| $body:expr) => {
         match $store {
             Store::Sqlite(s) => {
                 s.writer
                     .write(
                         move |$c| {
                             Box::pin(async move {
-                                use crate::store::sql::sqlite as $q;
+                                use crate::store::$module::sqlite as $q;
                                 $body
                             })
                         },
@@ -80,7 +84,7 @@ macro_rules! dual {
                 p.$method(
                     move |$c| {
                         Box::pin(async move {
-                            use crate::store::sql::pg as $q;
+                            use crate::store::$module::pg as $q;
                             $body
                         })
                     },
@@ -91,6 +95,9 @@ macro_rules! dual {
         }
     };
 }
+
+// Declared after `dual!` so that it can use it.
+pub mod records;
 
 impl Store {
     /// Opens (creating if missing) and migrates the database named by `url`. For SQLite, also

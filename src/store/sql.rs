@@ -301,6 +301,7 @@ macro_rules! statements {
             ];
             if everything {
                 statements.push("DELETE FROM services WHERE account_sid = ?1");
+                statements.push("DELETE FROM safe_list WHERE account_sid = ?1");
             }
             for sql in statements {
                 sqlx::query(&$sql(sql)).bind(account).execute(&mut *c).await?;

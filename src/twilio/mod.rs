@@ -2,6 +2,7 @@
 //! HTTP Basic credentials and the date format. Nothing here knows about rate limits.
 
 pub mod auth;
+pub mod country;
 pub mod date;
 pub mod error;
 pub mod form;

@@ -6,8 +6,6 @@
 //! as the spec has it (it never forbids extras), so the validation is no stricter about unknown
 //! keys than Twilio's own spec.
 
-use std::sync::OnceLock;
-
 use jsonschema::Validator;
 use serde_json::{Value, json};
 
@@ -27,15 +25,7 @@ const BUCKETS_PATH: &str = "/v2/Services/{ServiceSid}/RateLimits/{RateLimitSid}/
 const BUCKET_PATH: &str = "/v2/Services/{ServiceSid}/RateLimits/{RateLimitSid}/Buckets/{Sid}";
 
 fn spec() -> &'static Value {
-    static SPEC: OnceLock<Value> = OnceLock::new();
-    SPEC.get_or_init(|| {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/twilio_verify_v2.json"
-        );
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {path}: {e}"))
-    })
+    openapi_schema::verify_spec()
 }
 
 /// A validator for `schema`, a schema of Twilio's document; every listed property required.

@@ -131,3 +131,26 @@ pub fn assert_valid(validator: &Validator, instance: &Value, what: &str) {
         serde_json::to_string_pretty(instance).unwrap_or_default()
     );
 }
+
+/// Twilio's Verify v2 OpenAPI document, the project's copy
+/// (`tests/fixtures/twilio_verify_v2.json`, see `tests/fixtures/NOTICE`).
+pub fn verify_spec() -> &'static Value {
+    static SPEC: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    SPEC.get_or_init(|| {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/twilio_verify_v2.json"
+        );
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {path}: {e}"))
+    })
+}
+
+/// A validator for the JSON answer of one operation of Twilio's Verify v2 document
+/// (`("/v2/Attempts", "get", "200")`), every listed property required.
+pub fn verify_response(path: &str, method: &str, status: &str) -> Validator {
+    let schema = &verify_spec()["paths"][path][method]["responses"][status]["content"]["application/json"]
+        ["schema"];
+    assert!(schema.is_object(), "no schema for {method} {path} {status}");
+    compile(verify_spec(), schema, &[])
+}

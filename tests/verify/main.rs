@@ -14,4 +14,5 @@ mod openapi;
 mod openapi_schema;
 mod operations;
 mod rate_limits;
+mod records;
 mod support;
