@@ -64,6 +64,15 @@ ensure_postgres() {
   echo "PostgreSQL: throwaway cluster on 127.0.0.1:55432"
 }
 
+# Prints the URL of a new, empty database NAME (prefixed verilimit_t_, so cleanup drops it).
+fresh_pg_database() {
+  local psql_bin name="verilimit_t_$1"
+  psql_bin=$(command -v psql || echo "$(pg_binaries)/psql")
+  "$psql_bin" "$VERILIMIT_TEST_PG" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null 2>&1
+  "$psql_bin" "$VERILIMIT_TEST_PG" -qc "CREATE DATABASE $name" >/dev/null
+  echo "${VERILIMIT_TEST_PG%/*}/$name"
+}
+
 cleanup_postgres() {
   # Drop the databases the tests made (servers are gone by now).
   if command -v psql >/dev/null 2>&1 && [ -n "${VERILIMIT_TEST_PG:-}" ]; then

@@ -41,6 +41,10 @@ bash tests/sdk/python/run.sh
 step "Node SDK suite (twilio on npm)"
 bash tests/sdk/node/run.sh
 
+step "Python and Node SDK suites again with the server on PostgreSQL"
+VERILIMIT_SDK_DATABASE_URL=$(fresh_pg_database sdk_python) bash tests/sdk/python/run.sh
+VERILIMIT_SDK_DATABASE_URL=$(fresh_pg_database sdk_node) bash tests/sdk/node/run.sh
+
 step "Test-helper packages: the Python wheel with its pytest plugin, the npm package (tests/packages/run.sh)"
 bash tests/packages/run.sh
 

@@ -33,7 +33,13 @@ export no_proxy="$NO_PROXY"
 
 # TAP reporter: the closing summary lines are `# pass N` / `# fail N` whether or not stdout is a TTY.
 set +e
-node --test --test-reporter=tap "$@" test/*.test.js
+# Test files run in parallel, each with its own server and SQLite file; on a shared PostgreSQL
+# database (VERILIMIT_SDK_DATABASE_URL) one after another.
+concurrency=()
+if [[ -n "${VERILIMIT_SDK_DATABASE_URL:-}" ]]; then
+    concurrency=(--test-concurrency=1)
+fi
+node --test --test-reporter=tap "${concurrency[@]}" "$@" test/*.test.js
 status=$?
 set -e
 exit "$status"

@@ -84,13 +84,23 @@ def _binary() -> str:
     return path
 
 
-def start_server(tmpdir: Path, extra_args: Sequence[str] = ()) -> Server:
-    """Starts verilimit; with `--tls` in `extra_args`, also waits for its HTTPS line."""
+def _database_url(db_path: Path) -> str:
+    """The server's database: its own SQLite file, or with VERILIMIT_SDK_DATABASE_URL (a
+    PostgreSQL database for this run) that one, shared by the suite's servers one after another
+    (every test resets both accounts first)."""
+    return os.environ.get("VERILIMIT_SDK_DATABASE_URL") or f"sqlite://{db_path}"
+
+
+def start_server(
+    tmpdir: Path, extra_args: Sequence[str] = (), database_url: Optional[str] = None
+) -> Server:
+    """Starts verilimit (on `database_url` if given); with `--tls` in `extra_args`, also waits for
+    its HTTPS line."""
     stderr_path = tmpdir / "server.stderr.log"
     db_path = tmpdir / "db.sqlite"
     stderr_file = open(stderr_path, "wb")
     process = subprocess.Popen(
-        [_binary(), "--listen", "127.0.0.1:0", "--database-url", f"sqlite://{db_path}", *extra_args],
+        [_binary(), "--listen", "127.0.0.1:0", "--database-url", database_url or _database_url(db_path), *extra_args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=stderr_file,

@@ -141,7 +141,12 @@ def test_a_wrong_ca_is_refused(twilio_dns, trust, bundle, tmp_path):
     if bundle == "system":
         trust(certifi.where())
     else:
-        other = start_server(tmp_path, ["--tls", "--tls-listen", "127.0.0.1:0"])
+        # A server with a database of its own has a CA of its own.
+        other = start_server(
+            tmp_path,
+            ["--tls", "--tls-listen", "127.0.0.1:0"],
+            database_url=f"sqlite://{tmp_path / 'other.sqlite'}",
+        )
         try:
             pem = requests.get(f"{other.base_url}/emulator/v1/ca.pem", timeout=10).text
         finally:

@@ -74,10 +74,14 @@ function serverEnv(extra) {
  * once it printed its start-up line (both, with `--tls`). Resolves to
  * { base, tlsAddr, dir, stop(), stderr() }.
  */
-async function startServer({ args = [], env = {} } = {}) {
+async function startServer({ args = [], env = {}, ownDatabase = false } = {}) {
   const bin = serverBinary();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'verilimit-node-sdk-'));
-  const dbUrl = `sqlite://${path.join(dir, 'db.sqlite')}`;
+  // With VERILIMIT_SDK_DATABASE_URL (a PostgreSQL database for this run), every server shares it,
+  // one test file at a time (run.sh), and `setup` empties both accounts first.
+  // `ownDatabase`: always a SQLite file of its own.
+  const shared = ownDatabase ? undefined : process.env.VERILIMIT_SDK_DATABASE_URL;
+  const dbUrl = shared || `sqlite://${path.join(dir, 'db.sqlite')}`;
   const child = spawn(bin, ['--listen', '127.0.0.1:0', '--database-url', dbUrl, ...args], {
     env: serverEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -170,6 +174,13 @@ function clientFor(base, username, password, opts = {}) {
 async function setup(opts) {
   const server = await startServer(opts);
   const { base } = server;
+  if (process.env.VERILIMIT_SDK_DATABASE_URL) {
+    for (const account of [ACCOUNT_A, ACCOUNT_B]) {
+      await new ControlPlane(base, account.sid, account.token).request('POST', '/emulator/v1/Reset', {
+        Scope: 'all',
+      });
+    }
+  }
   return {
     server,
     base,

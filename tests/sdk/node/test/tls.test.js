@@ -73,7 +73,8 @@ test('the unchanged SDK verifies a number over TLS as verify.twilio.com, paging 
 });
 
 test('a wrong CA is refused: the system bundle, none, or another verilimit CA', async () => {
-  const other = await startServer({ args: ['--tls', '--tls-listen', '127.0.0.1:0'] });
+  // A server with a database of its own has a CA of its own.
+  const other = await startServer({ args: ['--tls', '--tls-listen', '127.0.0.1:0'], ownDatabase: true });
   const otherCa = path.join(other.dir, 'other-ca.pem');
   try {
     fs.writeFileSync(otherCa, await (await fetch(`${other.base}/emulator/v1/ca.pem`)).text());
