@@ -1,5 +1,6 @@
 //! The Twilio Verify v2 surface: one file per resource, each with its routes and its JSON.
 
+pub mod access_tokens;
 pub mod attempts;
 pub mod buckets;
 pub mod forms;
@@ -10,6 +11,7 @@ pub mod services;
 pub mod templates;
 pub mod verification_checks;
 pub mod verifications;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -36,6 +38,8 @@ pub fn routes() -> Router<AppState> {
         .merge(templates::routes())
         .merge(forms::routes())
         .merge(messaging_configurations::routes())
+        .merge(webhooks::routes())
+        .merge(access_tokens::routes())
 }
 
 /// Twilio's answer to a refused value: 60209 for a UniqueName, else 60200 naming the parameter

@@ -3,7 +3,7 @@
 
 use super::Engine;
 use crate::store::records::{
-    AttemptFilter, AttemptRow, Bound, MessagingConfiguration, SafeListEntry,
+    AccessToken, AttemptFilter, AttemptRow, Bound, MessagingConfiguration, SafeListEntry, Webhook,
 };
 use crate::twilio::ApiError;
 use crate::twilio::country;
@@ -119,6 +119,41 @@ impl Engine {
         service: &str,
     ) -> Result<Vec<MessagingConfiguration>, ApiError> {
         Ok(self.store.configurations(service).await?)
+    }
+
+    pub async fn create_webhook(&self, w: Webhook) -> Result<Webhook, ApiError> {
+        Ok(self.store.insert_webhook(w).await?)
+    }
+
+    pub async fn update_webhook(&self, w: Webhook) -> Result<Webhook, ApiError> {
+        Ok(self.store.update_webhook(w).await?)
+    }
+
+    pub async fn delete_webhook(&self, service: &str, sid: &str) -> Result<(), ApiError> {
+        Ok(self
+            .store
+            .delete_webhook(service.to_owned(), sid.to_owned())
+            .await?)
+    }
+
+    pub async fn webhook(&self, service: &str, sid: &str) -> Result<Option<Webhook>, ApiError> {
+        Ok(self.store.webhook(service, sid).await?)
+    }
+
+    pub async fn webhooks(&self, service: &str) -> Result<Vec<Webhook>, ApiError> {
+        Ok(self.store.webhooks(service).await?)
+    }
+
+    pub async fn create_access_token(&self, t: AccessToken) -> Result<AccessToken, ApiError> {
+        Ok(self.store.insert_access_token(t).await?)
+    }
+
+    pub async fn access_token(
+        &self,
+        service: &str,
+        sid: &str,
+    ) -> Result<Option<AccessToken>, ApiError> {
+        Ok(self.store.access_token(service, sid).await?)
     }
 
     pub async fn attempt(&self, account: &str, sid: &str) -> Result<Option<AttemptRow>, ApiError> {

@@ -58,6 +58,36 @@ pub struct AttemptRow {
     pub expires_ms: i64,
 }
 
+/// A service's webhook for Verify Push and TOTP events.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub sid: String,
+    pub service_sid: String,
+    pub account_sid: String,
+    pub friendly_name: String,
+    pub event_types: Vec<String>,
+    pub status: String,
+    pub version: String,
+    pub webhook_url: String,
+    pub webhook_method: String,
+    pub date_created: i64,
+    pub date_updated: i64,
+}
+
+/// An access token for enrolling a push factor.
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    pub sid: String,
+    pub service_sid: String,
+    pub account_sid: String,
+    pub entity_identity: String,
+    pub factor_type: String,
+    pub factor_friendly_name: Option<String>,
+    pub token: String,
+    pub ttl: i64,
+    pub date_created: i64,
+}
+
 /// Where a page of attempts starts, in SID order.
 #[derive(Debug, Clone)]
 pub enum Bound {
@@ -80,7 +110,10 @@ macro_rules! statements {
     ($conn:ty, $row:ty, $sql:path) => {
         use sqlx::Row;
 
-        use super::{Arg, AttemptFilter, AttemptRow, Bound, MessagingConfiguration, SafeListEntry};
+        use super::{
+            AccessToken, Arg, AttemptFilter, AttemptRow, Bound, MessagingConfiguration, SafeListEntry,
+            Webhook,
+        };
         use crate::store::StoreError;
 
         fn safe_list_entry(r: &$row) -> SafeListEntry {
@@ -258,6 +291,160 @@ macro_rules! statements {
             .iter()
             .map(configuration)
             .collect())
+        }
+
+        const WEBHOOK: &str = "SELECT sid, service_sid, account_sid, friendly_name, event_types, status, version, \
+                               webhook_url, webhook_method, date_created, date_updated FROM webhooks";
+
+        fn webhook_row(r: &$row) -> Result<Webhook, StoreError> {
+            Ok(Webhook {
+                sid: r.get(0),
+                service_sid: r.get(1),
+                account_sid: r.get(2),
+                friendly_name: r.get(3),
+                event_types: serde_json::from_str(r.get::<&str, _>(4))?,
+                status: r.get(5),
+                version: r.get(6),
+                webhook_url: r.get(7),
+                webhook_method: r.get(8),
+                date_created: r.get(9),
+                date_updated: r.get(10),
+            })
+        }
+
+        /// Inserts a webhook (of a service that still exists).
+        pub async fn insert_webhook(c: &mut $conn, w: &Webhook) -> Result<(), StoreError> {
+            let done = sqlx::query(&$sql(
+                "INSERT INTO webhooks (sid, service_sid, account_sid, friendly_name, event_types, status, version, \
+                 webhook_url, webhook_method, date_created, date_updated) \
+                 SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM services WHERE sid = ?)",
+            ))
+            .bind(&w.sid)
+            .bind(&w.service_sid)
+            .bind(&w.account_sid)
+            .bind(&w.friendly_name)
+            .bind(serde_json::to_string(&w.event_types)?)
+            .bind(&w.status)
+            .bind(&w.version)
+            .bind(&w.webhook_url)
+            .bind(&w.webhook_method)
+            .bind(w.date_created)
+            .bind(w.date_updated)
+            .bind(&w.service_sid)
+            .execute(&mut *c)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("/Services/{}", w.service_sid)));
+            }
+            Ok(())
+        }
+
+        /// Stores the changeable fields of an existing webhook.
+        pub async fn update_webhook(c: &mut $conn, w: &Webhook) -> Result<(), StoreError> {
+            let done = sqlx::query(&$sql(
+                "UPDATE webhooks SET friendly_name = ?, event_types = ?, status = ?, version = ?, \
+                 webhook_url = ?, date_updated = ? WHERE service_sid = ? AND sid = ?",
+            ))
+            .bind(&w.friendly_name)
+            .bind(serde_json::to_string(&w.event_types)?)
+            .bind(&w.status)
+            .bind(&w.version)
+            .bind(&w.webhook_url)
+            .bind(w.date_updated)
+            .bind(&w.service_sid)
+            .bind(&w.sid)
+            .execute(&mut *c)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "/Services/{}/Webhooks/{}",
+                    w.service_sid, w.sid
+                )));
+            }
+            Ok(())
+        }
+
+        pub async fn delete_webhook(c: &mut $conn, service: &str, sid: &str) -> Result<(), StoreError> {
+            let done = sqlx::query(&$sql("DELETE FROM webhooks WHERE service_sid = ? AND sid = ?"))
+                .bind(service)
+                .bind(sid)
+                .execute(&mut *c)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("/Services/{service}/Webhooks/{sid}")));
+            }
+            Ok(())
+        }
+
+        pub async fn webhook(c: &mut $conn, service: &str, sid: &str) -> Result<Option<Webhook>, StoreError> {
+            sqlx::query(&$sql(&format!("{WEBHOOK} WHERE service_sid = ? AND sid = ?")))
+                .bind(service)
+                .bind(sid)
+                .fetch_optional(&mut *c)
+                .await?
+                .map(|r| webhook_row(&r))
+                .transpose()
+        }
+
+        /// Every webhook of a service, by SID.
+        pub async fn webhooks(c: &mut $conn, service: &str) -> Result<Vec<Webhook>, StoreError> {
+            sqlx::query(&$sql(&format!("{WEBHOOK} WHERE service_sid = ? ORDER BY sid")))
+                .bind(service)
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(webhook_row)
+                .collect()
+        }
+
+        pub async fn insert_access_token(c: &mut $conn, t: &AccessToken) -> Result<(), StoreError> {
+            let done = sqlx::query(&$sql(
+                "INSERT INTO access_tokens (sid, service_sid, account_sid, entity_identity, factor_type, \
+                 factor_friendly_name, token, ttl, date_created) \
+                 SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM services WHERE sid = ?)",
+            ))
+            .bind(&t.sid)
+            .bind(&t.service_sid)
+            .bind(&t.account_sid)
+            .bind(&t.entity_identity)
+            .bind(&t.factor_type)
+            .bind(&t.factor_friendly_name)
+            .bind(&t.token)
+            .bind(t.ttl)
+            .bind(t.date_created)
+            .bind(&t.service_sid)
+            .execute(&mut *c)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("/Services/{}", t.service_sid)));
+            }
+            Ok(())
+        }
+
+        pub async fn access_token(
+            c: &mut $conn,
+            service: &str,
+            sid: &str,
+        ) -> Result<Option<AccessToken>, sqlx::Error> {
+            Ok(sqlx::query(&$sql(
+                "SELECT sid, service_sid, account_sid, entity_identity, factor_type, factor_friendly_name, \
+                 token, ttl, date_created FROM access_tokens WHERE service_sid = ? AND sid = ?",
+            ))
+            .bind(service)
+            .bind(sid)
+            .fetch_optional(&mut *c)
+            .await?
+            .map(|r| AccessToken {
+                sid: r.get(0),
+                service_sid: r.get(1),
+                account_sid: r.get(2),
+                entity_identity: r.get(3),
+                factor_type: r.get(4),
+                factor_friendly_name: r.get(5),
+                token: r.get(6),
+                ttl: r.get(7),
+                date_created: r.get(8),
+            }))
         }
 
         const ATTEMPT: &str = "SELECT a.sid, a.account_sid, a.service_sid, a.verification_sid, a.recipient, a.channel, \
@@ -518,5 +705,45 @@ impl Store {
             c, account, filter, bound, limit
         )
         .await)?)
+    }
+
+    pub async fn insert_webhook(&self, w: Webhook) -> Result<Webhook, StoreError> {
+        dual!(self, write, |_: &Webhook| {}, records, |c, q| {
+            q::insert_webhook(c, &w).await.map(|()| w)
+        })
+    }
+
+    pub async fn update_webhook(&self, w: Webhook) -> Result<Webhook, StoreError> {
+        dual!(self, write, |_: &Webhook| {}, records, |c, q| {
+            q::update_webhook(c, &w).await.map(|()| w)
+        })
+    }
+
+    pub async fn delete_webhook(&self, service: String, sid: String) -> Result<(), StoreError> {
+        dual!(self, write, |_: &()| {}, records, |c, q| {
+            q::delete_webhook(c, &service, &sid).await
+        })
+    }
+
+    pub async fn webhook(&self, service: &str, sid: &str) -> Result<Option<Webhook>, StoreError> {
+        read!(self, |c, q| q::webhook(c, service, sid).await)
+    }
+
+    pub async fn webhooks(&self, service: &str) -> Result<Vec<Webhook>, StoreError> {
+        read!(self, |c, q| q::webhooks(c, service).await)
+    }
+
+    pub async fn insert_access_token(&self, t: AccessToken) -> Result<AccessToken, StoreError> {
+        dual!(self, write, |_: &AccessToken| {}, records, |c, q| {
+            q::insert_access_token(c, &t).await.map(|()| t)
+        })
+    }
+
+    pub async fn access_token(
+        &self,
+        service: &str,
+        sid: &str,
+    ) -> Result<Option<AccessToken>, StoreError> {
+        Ok(read!(self, |c, q| q::access_token(c, service, sid).await)?)
     }
 }

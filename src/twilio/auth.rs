@@ -41,6 +41,11 @@ impl Credentials {
             .insert(sid.to_owned(), (secret.to_owned(), account.to_owned()));
     }
 
+    /// The auth token of an account (what its access tokens are signed with).
+    pub fn token_of(&self, account: &str) -> Option<&str> {
+        self.accounts.get(account).map(String::as_str)
+    }
+
     pub fn accounts(&self) -> impl Iterator<Item = &str> {
         self.accounts.keys().map(String::as_str)
     }

@@ -30,6 +30,15 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value of a repeated name (a list parameter such as `EventTypes`), in order.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.get(name).is_some()
     }

@@ -502,3 +502,149 @@ async fn messaging_configurations_are_kept_per_service_and_country() {
     );
     c.get(&format!("{base}/all")).await.expect_error(404, 20404);
 }
+
+#[tokio::test]
+async fn webhooks_are_kept_per_service_with_their_event_types() {
+    let server = TestServer::start(ServerOptions::new()).await;
+    let c = server.a();
+    let service = service_with(&c, &[]).await.service;
+    let base = format!("/v2/Services/{service}/Webhooks");
+    let created = c
+        .post_raw(
+            &base,
+            "FriendlyName=push+events&EventTypes=factor.created&EventTypes=challenge.approved\
+             &WebhookUrl=https%3A%2F%2Fexample.com%2Fhook",
+        )
+        .await
+        .expect(201);
+    assert_valid(
+        &verify_response("/v2/Services/{ServiceSid}/Webhooks", "post", "201"),
+        &created,
+        "POST Webhooks",
+    );
+    assert!(created["sid"].as_str().unwrap().starts_with("YW"));
+    assert_eq!(
+        created["event_types"],
+        serde_json::json!(["factor.created", "challenge.approved"])
+    );
+    assert_eq!(created["status"], "enabled");
+    assert_eq!(created["version"], "v2");
+    assert_eq!(created["webhook_method"], "POST");
+    let one = format!("{base}/{}", created["sid"].as_str().unwrap());
+    let updated = c
+        .post_raw(&one, "EventTypes=*&Status=disabled&FriendlyName=all")
+        .await
+        .expect(200);
+    assert_eq!(updated["event_types"], serde_json::json!(["*"]));
+    assert_eq!(updated["status"], "disabled");
+    assert_eq!(updated["webhook_url"], "https://example.com/hook");
+    let fetched = c.get(&one).await.expect(200);
+    assert_valid(
+        &verify_response("/v2/Services/{ServiceSid}/Webhooks/{Sid}", "get", "200"),
+        &fetched,
+        "GET Webhook",
+    );
+    assert_eq!(fetched["friendly_name"], "all");
+    let list = c.get(&base).await.expect(200);
+    assert_valid(
+        &verify_response("/v2/Services/{ServiceSid}/Webhooks", "get", "200"),
+        &list,
+        "GET Webhooks",
+    );
+    assert_eq!(list["webhooks"].as_array().unwrap().len(), 1);
+
+    server.b().get(&one).await.expect_error(404, 20404);
+    for bad in [
+        "FriendlyName=x&EventTypes=factor.exploded&WebhookUrl=https%3A%2F%2Fexample.com",
+        "FriendlyName=x&EventTypes=*&WebhookUrl=ftp%3A%2F%2Fexample.com",
+        "FriendlyName=x&EventTypes=*&WebhookUrl=https%3A%2F%2Fexample.com&Status=on",
+        "FriendlyName=x&EventTypes=*&WebhookUrl=https%3A%2F%2Fexample.com&Version=v3",
+    ] {
+        c.post_raw(&base, bad).await.expect_error(400, 60200);
+    }
+    for missing in [
+        "EventTypes=*&WebhookUrl=https%3A%2F%2Fexample.com",
+        "FriendlyName=x&WebhookUrl=https%3A%2F%2Fexample.com",
+        "FriendlyName=x&EventTypes=*",
+    ] {
+        c.post_raw(&base, missing).await.expect_error(400, 20001);
+    }
+    assert_eq!(c.delete(&one).await.status, 204);
+    c.get(&one).await.expect_error(404, 20404);
+    c.post_raw(&one, "Status=enabled")
+        .await
+        .expect_error(404, 20404);
+}
+
+#[tokio::test]
+async fn access_tokens_are_signed_jwts_kept_for_their_service() {
+    use base64::Engine as _;
+    let server = TestServer::start(ServerOptions::new()).await;
+    let c = server.a();
+    let service = service_with(&c, &[]).await.service;
+    let base = format!("/v2/Services/{service}/AccessTokens");
+    let created = c
+        .post_form(
+            &base,
+            &[
+                ("Identity", "ff483d1ff591898a9942916050d2ca3f"),
+                ("FactorType", "push"),
+                ("FactorFriendlyName", "John's phone"),
+                ("Ttl", "300"),
+            ],
+        )
+        .await
+        .expect(201);
+    assert_valid(
+        &verify_response("/v2/Services/{ServiceSid}/AccessTokens", "post", "201"),
+        &created,
+        "POST AccessTokens",
+    );
+    assert!(created["sid"].as_str().unwrap().starts_with("YK"));
+    assert_eq!(created["ttl"], 300);
+    assert_eq!(
+        created["entity_identity"],
+        "ff483d1ff591898a9942916050d2ca3f"
+    );
+    let token = created["token"].as_str().unwrap();
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "{token}");
+    let payload: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(parts[1])
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(payload["jti"], created["sid"]);
+    assert_eq!(
+        payload["exp"].as_i64().unwrap() - payload["iat"].as_i64().unwrap(),
+        300
+    );
+    let one = format!("{base}/{}", created["sid"].as_str().unwrap());
+    let fetched = c.get(&one).await.expect(200);
+    assert_valid(
+        &verify_response("/v2/Services/{ServiceSid}/AccessTokens/{Sid}", "get", "200"),
+        &fetched,
+        "GET AccessToken",
+    );
+    assert_eq!(fetched["token"], created["token"]);
+    server.b().get(&one).await.expect_error(404, 20404);
+
+    let defaulted = c
+        .post_form(&base, &[("Identity", "someone"), ("FactorType", "push")])
+        .await
+        .expect(201);
+    assert_eq!(defaulted["ttl"], 60);
+    c.post_form(&base, &[("Identity", "x"), ("FactorType", "totp")])
+        .await
+        .expect_error(400, 60200);
+    c.post_form(
+        &base,
+        &[("Identity", "x"), ("FactorType", "push"), ("Ttl", "301")],
+    )
+    .await
+    .expect_error(400, 60200);
+    c.post_form(&base, &[("FactorType", "push")])
+        .await
+        .expect_error(400, 20001);
+}

@@ -130,3 +130,43 @@ def test_messaging_configurations_are_managed_per_country(client, client_b, serv
     assert service.messaging_configurations("US").delete() is True
     with twilio_error(404, 20404):
         service.messaging_configurations("US").fetch()
+
+
+def test_webhooks_are_created_listed_updated_and_deleted(client_b, service):
+    hook = service.webhooks.create(
+        friendly_name="push events",
+        event_types=["factor.created", "challenge.approved"],
+        webhook_url="https://example.com/hook",
+    )
+    assert_sid(hook.sid, "YW")
+    assert hook.event_types == ["factor.created", "challenge.approved"]
+    assert hook.status == "enabled"
+    assert hook.version == "v2"
+    assert hook.webhook_method == "POST"
+    assert [w.sid for w in service.webhooks.list()] == [hook.sid]
+    updated = service.webhooks(hook.sid).update(event_types=["*"], status="disabled")
+    assert updated.event_types == ["*"]
+    assert updated.status == "disabled"
+    assert service.webhooks(hook.sid).fetch().webhook_url == "https://example.com/hook"
+    with twilio_error(404, 20404):
+        client_b.verify.v2.services(service.sid).webhooks(hook.sid).fetch()
+    with twilio_error(400, 60200):
+        service.webhooks.create(friendly_name="x", event_types=["nope"], webhook_url="https://example.com")
+    assert service.webhooks(hook.sid).delete() is True
+    with twilio_error(404, 20404):
+        service.webhooks(hook.sid).fetch()
+
+
+def test_access_tokens_are_created_and_fetched(client_b, service):
+    token = service.access_tokens.create(
+        identity="ff483d1ff591898a9942916050d2ca3f", factor_type="push", factor_friendly_name="phone", ttl=120
+    )
+    assert_sid(token.sid, "YK")
+    assert token.ttl == 120
+    assert token.factor_type == "push"
+    assert token.token.count(".") == 2
+    assert service.access_tokens(token.sid).fetch().token == token.token
+    with twilio_error(404, 20404):
+        client_b.verify.v2.services(service.sid).access_tokens(token.sid).fetch()
+    with twilio_error(400, 60200):
+        service.access_tokens.create(identity="x", factor_type="push", ttl=10)

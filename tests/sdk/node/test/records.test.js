@@ -137,3 +137,34 @@ test('messaging configurations: create, list, fetch, update, delete', async () =
   assert.equal(await env.a.verify.v2.services(svc.sid).messagingConfigurations('US').remove(), true);
   await expectRestError(env.a.verify.v2.services(svc.sid).messagingConfigurations('US').fetch(), 404, 20404);
 });
+
+test('webhooks: create, list, update, fetch, delete', async () => {
+  const svc = await env.a.verify.v2.services.create({ friendlyName: 'Webhooks' });
+  const hooks = env.a.verify.v2.services(svc.sid).webhooks;
+  const hook = await hooks.create({
+    friendlyName: 'push events',
+    eventTypes: ['factor.created', 'challenge.denied'],
+    webhookUrl: 'https://example.com/hook',
+  });
+  assert.match(hook.sid, SID('YW'));
+  assert.deepEqual(hook.eventTypes, ['factor.created', 'challenge.denied']);
+  assert.equal(hook.status, 'enabled');
+  assert.deepEqual((await hooks.list()).map((w) => w.sid), [hook.sid]);
+  const updated = await env.a.verify.v2.services(svc.sid).webhooks(hook.sid).update({ eventTypes: ['*'] });
+  assert.deepEqual(updated.eventTypes, ['*']);
+  await expectRestError(env.b.verify.v2.services(svc.sid).webhooks(hook.sid).fetch(), 404, 20404);
+  assert.equal(await env.a.verify.v2.services(svc.sid).webhooks(hook.sid).remove(), true);
+  await expectRestError(env.a.verify.v2.services(svc.sid).webhooks(hook.sid).fetch(), 404, 20404);
+});
+
+test('access tokens: create and fetch', async () => {
+  const svc = await env.a.verify.v2.services.create({ friendlyName: 'Tokens' });
+  const tokens = env.a.verify.v2.services(svc.sid).accessTokens;
+  const t = await tokens.create({ identity: 'user-1234', factorType: 'push', ttl: 90 });
+  assert.match(t.sid, SID('YK'));
+  assert.equal(t.ttl, 90);
+  assert.equal(t.token.split('.').length, 3);
+  const fetched = await env.a.verify.v2.services(svc.sid).accessTokens(t.sid).fetch();
+  assert.equal(fetched.token, t.token);
+  await expectRestError(tokens.create({ identity: 'user-1234', factorType: 'push', ttl: 5 }), 400, 60200);
+});
