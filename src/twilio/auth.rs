@@ -41,6 +41,11 @@ impl Credentials {
             .insert(sid.to_owned(), (secret.to_owned(), account.to_owned()));
     }
 
+    /// The auth token of a configured account (it signs what Event Streams sends).
+    pub fn token(&self, account: &str) -> Option<&str> {
+        self.accounts.get(account).map(String::as_str)
+    }
+
     pub fn accounts(&self) -> impl Iterator<Item = &str> {
         self.accounts.keys().map(String::as_str)
     }

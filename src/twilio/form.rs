@@ -30,6 +30,15 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value of a repeated name, in order (list parameters such as Event Streams'
+    /// `Types`, which the SDKs send once per element).
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
