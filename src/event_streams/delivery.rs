@@ -282,3 +282,60 @@ async fn deliver(client: &HttpClient, job: &Job) {
     );
     metrics::event_stream_failed();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lane's task only runs once the test yields, so the queue is seen as enqueued.
+    #[tokio::test]
+    async fn a_full_lane_drops_its_oldest_waiting_events() {
+        let d = Delivery::default();
+        for i in 0..LANE_CAPACITY + 10 {
+            let event = serde_json::json!({ "n": i });
+            d.enqueue("AC1", "DG1", "http://127.0.0.1:9/hook", "token", &[event]);
+        }
+        let lane = d.lane("AC1", "DG1");
+        let queue = lane.queue.lock();
+        assert_eq!(queue.len(), LANE_CAPACITY);
+        let first: Value = serde_json::from_slice(&queue[0].body).unwrap();
+        assert_eq!(first, serde_json::json!([{ "n": 10 }]));
+        drop(queue);
+        d.clear_account("AC1");
+        assert!(lane.queue.lock().is_empty());
+    }
+
+    #[test]
+    fn the_tap_passes_on_only_the_five_verification_status_events() {
+        let d = Delivery::default();
+        let tap = d.tap();
+        let v = crate::core::Verification {
+            sid: "VE1".into(),
+            service_sid: "VA1".into(),
+            account_sid: "AC1".into(),
+            to: "+15005550006".into(),
+            channel: "sms".into(),
+            status: crate::core::Status::Pending,
+            code: "123456".into(),
+            amount: None,
+            payee: None,
+            checks_failed: 0,
+            expires_ms: 0,
+            date_created: 0,
+            date_updated: 0,
+            version: 0,
+            attempts: Vec::new(),
+        };
+        for kind in [
+            Kind::Started,
+            Kind::Refused,
+            Kind::CheckFailed,
+            Kind::Approved,
+        ] {
+            tap("AC1", &Event::of(&v, kind), Box::new(v.clone()));
+        }
+        let mut rx = d.intake_rx.lock().take().unwrap();
+        let kinds: Vec<Kind> = std::iter::from_fn(|| rx.try_recv().ok().map(|o| o.kind)).collect();
+        assert_eq!(kinds, [Kind::Started, Kind::Approved]);
+    }
+}
