@@ -140,6 +140,36 @@ pub fn test_event(account: &str, sink_sid: &str, at_ms: i64) -> Value {
     })
 }
 
+/// A destination without its user info, and the `Authorization: Basic` value made of that user
+/// info (Twilio, Webhook Quickstart: "specify a username and password in the user info component
+/// of the destination URL ... Event Streams adds the Authorization header to every request").
+/// The signature covers the URL without the user info: the URL the sink can see (our choice).
+pub fn split_credentials(destination: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = destination.split_once("://") else {
+        return (destination.to_owned(), None);
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return (destination.to_owned(), None);
+    };
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        decode(user),
+        decode(password)
+    ));
+    (
+        format!("{scheme}://{host}{tail}"),
+        Some(format!("Basic {basic}")),
+    )
+}
+
 /// `destination` with `bodySHA256=<hex SHA-256 of body>` appended to its query.
 pub fn signed_url(destination: &str, body: &[u8]) -> String {
     let hash: String = sha2::Sha256::digest(body)
@@ -200,6 +230,24 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn user_info_becomes_basic_auth() {
+        assert_eq!(
+            split_credentials("http://u%40x:p%3Aw@example.com:8080/hook?a=1"),
+            (
+                "http://example.com:8080/hook?a=1".to_owned(),
+                Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode("u@x:p:w")
+                ))
+            )
+        );
+        assert_eq!(
+            split_credentials("http://example.com/a@b"),
+            ("http://example.com/a@b".to_owned(), None)
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc};
 
-use super::cloudevent::{self, signature, signed_url};
+use super::cloudevent::{self, signature, signed_url, split_credentials};
 use crate::core::Verification;
 use crate::events::{Event, Kind};
 use crate::metrics;
@@ -61,6 +61,8 @@ struct Job {
     url: String,
     body: Bytes,
     signature: String,
+    /// `Basic …` when the destination carried user info.
+    authorization: Option<String>,
 }
 
 struct Lane {
@@ -128,11 +130,13 @@ impl Delivery {
         events: &[Value],
     ) {
         let body = serde_json::to_vec(events).unwrap_or_default();
-        let url = signed_url(destination, &body);
+        let (destination, authorization) = split_credentials(destination);
+        let url = signed_url(&destination, &body);
         let job = Job {
             signature: signature(auth_token, &url),
             url,
             body: Bytes::from(body),
+            authorization,
         };
         let lane = self.lane(account, sink_sid);
         {
@@ -250,11 +254,14 @@ async fn deliver(client: &HttpClient, job: &Job) {
     }
     let mut backoff = FIRST_BACKOFF;
     for attempt in 1..=MAX_ATTEMPTS {
-        let request = hyper::Request::post(uri.clone())
+        let mut request = hyper::Request::post(uri.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(USER_AGENT, "verilimit-event-streams")
-            .header("x-twilio-signature", &job.signature)
-            .body(Full::new(job.body.clone()));
+            .header("x-twilio-signature", &job.signature);
+        if let Some(authorization) = &job.authorization {
+            request = request.header(hyper::header::AUTHORIZATION, authorization);
+        }
+        let request = request.body(Full::new(job.body.clone()));
         let Ok(request) = request else {
             metrics::event_stream_failed();
             return;

@@ -248,6 +248,28 @@ async fn a_sink_test_sends_the_test_event_and_a_refused_delivery_is_retried() {
 }
 
 #[tokio::test]
+async fn user_info_in_the_destination_is_sent_as_basic_auth_and_left_out_of_the_signed_url() {
+    let server = TestServer::start(ServerOptions::new()).await;
+    let c = server.a();
+    let mut hook = Receiver::start().await;
+    let destination = format!("http://sink-user:s%40cret@127.0.0.1:{}/hook", hook.port);
+    let sink = create_sink(&c, &destination).await;
+    assert_eq!(
+        sink["sink_configuration"]["destination"],
+        destination.as_str()
+    );
+    let sid = sink["sid"].as_str().unwrap();
+    c.post_form(&format!("/v1/Sinks/{sid}/Test"), &[])
+        .await
+        .expect(201);
+    let r = hook.next_delivered().await;
+    r.assert_signed_by(TOKEN_A);
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode("sink-user:s@cret");
+    assert_eq!(r.authorization, Some(format!("Basic {basic}")));
+}
+
+#[tokio::test]
 async fn another_instance_on_the_same_postgres_database_delivers_to_sinks_made_on_the_first() {
     if std::env::var("VERILIMIT_TEST_BACKEND").as_deref() != Ok("postgres") {
         return; // several instances share only a PostgreSQL database

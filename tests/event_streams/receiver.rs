@@ -26,6 +26,7 @@ pub struct Received {
     pub url: String,
     pub signature: Option<String>,
     pub content_type: Option<String>,
+    pub authorization: Option<String>,
     pub body: Bytes,
     /// The answer the receiver gave.
     pub answered: u16,
@@ -177,6 +178,7 @@ async fn hook(State(s): State<Shared>, uri: Uri, headers: HeaderMap, body: Bytes
         url: format!("http://127.0.0.1:{}{}", s.port, uri),
         signature: header("x-twilio-signature"),
         content_type: header("content-type"),
+        authorization: header("authorization"),
         body,
         answered: status.as_u16(),
     });
