@@ -187,6 +187,11 @@ async fn route(mut rx: mpsc::Receiver<Offered>, state: Weak<Inner>) {
             continue;
         };
         let engine = &inner.engine;
+        // On PostgreSQL, an expiry found by maintenance may be this instance's first sight of
+        // a service made on another: bring the catalog up to date first (a no-op on SQLite).
+        if let Err(e) = engine.refresh().await {
+            tracing::warn!(error = %e, "event streams: cannot refresh the configuration");
+        }
         let service = engine
             .catalog
             .read()
