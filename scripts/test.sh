@@ -33,7 +33,7 @@ step "Rust tests (unit, property, integration) on SQLite, scale-out on PostgreSQ
 cargo test --locked
 
 step "Rust integration tests again with every server on PostgreSQL"
-VERILIMIT_TEST_BACKEND=postgres cargo test --locked --test api --test verify --test reliability --test tls
+VERILIMIT_TEST_BACKEND=postgres cargo test --locked --test api --test verify --test reliability --test tls --test event_streams
 
 step "Python SDK suite (twilio on PyPI)"
 bash tests/sdk/python/run.sh

@@ -9,6 +9,7 @@ pub mod config;
 pub mod core;
 pub mod emulator;
 pub mod engine;
+pub mod event_streams;
 pub mod events;
 pub mod healthcheck;
 pub mod metrics;

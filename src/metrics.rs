@@ -142,6 +142,48 @@ pub fn db_error() {
     METRICS.db_errors.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Event Streams webhook deliveries: delivered, failed (given up), retried, dropped (a full
+/// queue), and the events waiting or being sent now.
+static EVENT_STREAMS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+static EVENT_STREAMS_QUEUED: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+const EVENT_STREAM_OUTCOMES: [&str; 4] = ["delivered", "failed", "retried", "dropped"];
+
+pub fn event_stream_delivered() {
+    EVENT_STREAMS[0].fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn event_stream_failed() {
+    EVENT_STREAMS[1].fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn event_stream_retried() {
+    EVENT_STREAMS[2].fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn event_stream_dropped() {
+    EVENT_STREAMS[3].fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn event_stream_queued(delta: i64) {
+    EVENT_STREAMS_QUEUED.fetch_add(delta, Ordering::Relaxed);
+}
+
+fn render_event_streams(out: &mut String) {
+    out.push_str("# HELP verilimit_event_stream_deliveries_total Event Streams webhook deliveries by outcome (retried: one more try of an event).\n# TYPE verilimit_event_stream_deliveries_total counter\n");
+    for (i, outcome) in EVENT_STREAM_OUTCOMES.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "verilimit_event_stream_deliveries_total{{outcome=\"{outcome}\"}} {}",
+            EVENT_STREAMS[i].load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP verilimit_event_stream_queued Event Streams events waiting for, or in, delivery.\n# TYPE verilimit_event_stream_queued gauge\nverilimit_event_stream_queued {}",
+        EVENT_STREAMS_QUEUED.load(Ordering::Relaxed).max(0)
+    );
+}
+
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -226,5 +268,6 @@ pub fn render(
         "# HELP verilimit_store_errors_total Database errors.\n# TYPE verilimit_store_errors_total counter\nverilimit_store_errors_total {}",
         METRICS.db_errors.load(Ordering::Relaxed)
     );
+    render_event_streams(&mut out);
     out
 }

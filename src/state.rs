@@ -45,6 +45,7 @@ impl AppState {
             credentials: Arc::new(credentials),
             engine,
         }));
+        state.event_streams.start(Arc::downgrade(&state.0));
         Ok((state, writer))
     }
 }

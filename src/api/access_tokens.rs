@@ -79,7 +79,7 @@ async fn create(
     let key = state
         .0
         .credentials
-        .token_of(&caller.account)
+        .token(&caller.account)
         .unwrap_or_default();
     let token = sign_jwt(
         key.as_bytes(),

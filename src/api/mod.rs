@@ -3,6 +3,7 @@
 pub mod access_tokens;
 pub mod attempts;
 pub mod buckets;
+pub mod event_streams;
 pub mod forms;
 pub mod messaging_configurations;
 pub mod rate_limits;
@@ -40,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .merge(messaging_configurations::routes())
         .merge(webhooks::routes())
         .merge(access_tokens::routes())
+        .merge(event_streams::routes())
 }
 
 /// Twilio's answer to a refused value: 60209 for a UniqueName, else 60200 naming the parameter

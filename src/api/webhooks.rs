@@ -59,7 +59,7 @@ fn render(base: &str, w: &Webhook) -> Value {
 
 /// `EventTypes` (a repeated parameter), if given: known types only, each once.
 fn event_types(p: &Params) -> Result<Option<Vec<String>>, ApiError> {
-    let given = p.all("EventTypes");
+    let given: Vec<&str> = p.all("EventTypes").collect();
     if given.is_empty() {
         return Ok(None);
     }

@@ -15,6 +15,7 @@
 
 pub mod cache;
 pub mod clock;
+pub mod event_streams;
 pub mod pg;
 pub mod records;
 pub mod sqlite;
@@ -121,6 +122,8 @@ pub struct Engine {
     pub clocks: Arc<Clocks>,
     pub events: Arc<Events>,
     pub store: Store,
+    /// Event Streams webhook delivery (`crate::event_streams`).
+    pub event_streams: Arc<crate::event_streams::Delivery>,
 }
 
 impl Engine {
@@ -142,13 +145,17 @@ impl Engine {
                 .await
                 .map_err(load)?;
         }
+        let event_streams = Arc::new(crate::event_streams::Delivery::default());
+        let events = Arc::new(Events::default());
+        events.set_tap(Box::new(event_streams.tap()));
         Ok((
             Self {
                 settings,
                 catalog: Arc::new(RwLock::new(catalog)),
                 clocks: Arc::new(clocks),
-                events: Arc::default(),
+                events,
                 store,
+                event_streams,
             },
             writer,
         ))
@@ -209,6 +216,7 @@ impl Engine {
             error_code: Some(error_code),
             at_ms: self.now(&account),
             start: Some(Box::new(start_info.clone())),
+            verification: None,
         };
         match &started {
             Started::TooManySends => self.events.record(&account, refused(None, 60203)),
@@ -585,6 +593,7 @@ impl Engine {
         let a = account.to_owned();
         let clocks = self.clocks.clone();
         let events = self.events.clone();
+        let event_streams = self.event_streams.clone();
         let done = self.after_commit(move |c, _: &()| {
             let rate_limits: HashSet<i64> = if everything {
                 c.clear_account(&a).into_iter().collect()
@@ -592,6 +601,7 @@ impl Engine {
                 c.rate_limit_ids(&a).into_iter().collect()
             };
             events.clear_account(&a);
+            event_streams.clear_account(&a);
             clocks.set_offset(&a, 0);
             Forget {
                 rate_limits,
@@ -599,6 +609,9 @@ impl Engine {
                 accounts: HashSet::from([a]),
             }
         });
+        if everything {
+            self.store.delete_event_streams(account.to_owned()).await?;
+        }
         self.store
             .reset_account(account.to_owned(), everything, done)
             .await

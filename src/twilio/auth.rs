@@ -41,8 +41,8 @@ impl Credentials {
             .insert(sid.to_owned(), (secret.to_owned(), account.to_owned()));
     }
 
-    /// The auth token of an account (what its access tokens are signed with).
-    pub fn token_of(&self, account: &str) -> Option<&str> {
+    /// The auth token of a configured account (it signs what Event Streams sends).
+    pub fn token(&self, account: &str) -> Option<&str> {
         self.accounts.get(account).map(String::as_str)
     }
 

@@ -30,13 +30,13 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Every value of a repeated name (a list parameter such as `EventTypes`), in order.
-    pub fn all(&self, name: &str) -> Vec<&str> {
+    /// Every value of a repeated name, in order (list parameters such as Event Streams'
+    /// `Types`, which the SDKs send once per element).
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.pairs
             .iter()
-            .filter(|(k, _)| k == name)
+            .filter(move |(k, _)| k == name)
             .map(|(_, v)| v.as_str())
-            .collect()
     }
 
     pub fn has(&self, name: &str) -> bool {

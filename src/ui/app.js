@@ -7,6 +7,7 @@
 //   GET /emulator/v1/Services/{sid}/Usage           live usage per value
 //   GET /emulator/v1/Events?ServiceSid={sid}        the events table and the chart
 //   GET /emulator/v1/Outbox?ServiceSid={sid}        the latest codes (the last page)
+//   GET /v1/Sinks, GET /metrics                      Event Streams: sinks and webhook deliveries
 // The browser adds the Basic credentials it prompted for to these same-origin requests.
 // Every string from the server reaches the page through textContent or an attribute value,
 // never as HTML.
@@ -517,7 +518,41 @@
     renderOutbox(Array.isArray(outbox.messages) ? outbox.messages : []);
   }
 
+  // ---------------------------------------------------------------- Event Streams
+
+  const DELIVERY_ROWS = [
+    ['delivered', 'verilimit_event_stream_deliveries_total{outcome="delivered"}'],
+    ['retried', 'verilimit_event_stream_deliveries_total{outcome="retried"}'],
+    ['failed', 'verilimit_event_stream_deliveries_total{outcome="failed"}'],
+    ['dropped', 'verilimit_event_stream_deliveries_total{outcome="dropped"}'],
+    ['queued', 'verilimit_event_stream_queued'],
+  ];
+
+  /** Sinks and webhook delivery counters; a failure here never stops the rest of the page. */
+  async function pollEventStreams() {
+    try {
+      const [sinks, res] = await Promise.all([
+        getJson('/v1/Sinks?PageSize=1000'),
+        fetch(new URL('/metrics', location.origin).href, { cache: 'no-store', credentials: 'same-origin' }),
+      ]);
+      const text = res.ok ? await res.text() : '';
+      const values = new Map();
+      for (const line of text.split('\n')) {
+        const i = line.lastIndexOf(' ');
+        if (i > 0 && !line.startsWith('#')) values.set(line.slice(0, i), line.slice(i + 1));
+      }
+      $('es-sinks-count').textContent = String(Array.isArray(sinks.sinks) ? sinks.sinks.length : 0);
+      const body = $('event-streams').tBodies[0];
+      body.replaceChildren(
+        ...DELIVERY_ROWS.map(([label, key]) => el('tr', {}, el('td', { text: label }), el('td', { text: values.get(key) ?? '0' }))),
+      );
+    } catch {
+      // shown again at the next poll
+    }
+  }
+
   async function poll() {
+    pollEventStreams();
     const [clock, services] = await Promise.all([
       getJson('/emulator/v1/Clock'),
       listAll('/v2/Services?PageSize=1000', 'services'),
