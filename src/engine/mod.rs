@@ -15,6 +15,7 @@
 
 pub mod cache;
 pub mod clock;
+pub mod mfa;
 pub mod pg;
 pub mod sqlite;
 pub mod writer;

@@ -6,6 +6,7 @@
 //! - PostgreSQL: any number of instances share everything (`pg`).
 
 mod error;
+pub mod factors;
 pub mod pg;
 pub mod sql;
 

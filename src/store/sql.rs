@@ -296,6 +296,7 @@ macro_rules! statements {
         ) -> Result<(), StoreError> {
             let mut statements = vec![
                 "DELETE FROM verifications WHERE account_sid = ?1",
+                "DELETE FROM entities WHERE account_sid = ?1",
                 "DELETE FROM admissions WHERE rate_limit_id IN (SELECT id FROM rate_limits WHERE account_sid = ?1)",
                 "DELETE FROM accounts WHERE sid = ?1",
             ];
