@@ -1,6 +1,9 @@
 //! The Twilio Verify v2 surface: one file per resource, each with its routes and its JSON.
 
 pub mod buckets;
+pub mod challenges;
+pub mod entities;
+pub mod factors;
 pub mod rate_limits;
 pub mod services;
 pub mod verification_checks;
@@ -26,6 +29,9 @@ pub fn routes() -> Router<AppState> {
         .merge(buckets::routes())
         .merge(verifications::routes())
         .merge(verification_checks::routes())
+        .merge(entities::routes())
+        .merge(factors::routes())
+        .merge(challenges::routes())
 }
 
 /// Twilio's answer to a refused value: 60209 for a UniqueName, else 60200 naming the parameter
