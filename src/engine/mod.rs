@@ -579,8 +579,8 @@ impl Engine {
             .await
     }
 
-    /// Deletes an account's verifications, codes and counters (and, with `everything`, its
-    /// services), and puts its clock back to real time.
+    /// Deletes an account's verifications, codes, counters and TOTP entities (and, with
+    /// `everything`, its services), and puts its clock back to real time.
     pub async fn reset(&self, account: &str, everything: bool) -> Result<(), StoreError> {
         let a = account.to_owned();
         let clocks = self.clocks.clone();

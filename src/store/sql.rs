@@ -287,8 +287,8 @@ macro_rules! statements {
             Ok(())
         }
 
-        /// Deletes an account's verifications, codes and counters (and, with `everything`, its
-        /// services), and puts its clock back to real time.
+        /// Deletes an account's verifications, codes, counters and TOTP entities (and, with
+        /// `everything`, its services), and puts its clock back to real time.
         pub async fn reset_account(
             c: &mut $conn,
             account: &str,
