@@ -812,3 +812,38 @@ async fn entities_factors_and_challenges_match_twilios_schemas() {
         "a challenges page",
     );
 }
+
+#[tokio::test]
+async fn factors_and_their_last_used_step_survive_a_restart() {
+    let mut first = TestServer::start(ServerOptions::new()).await;
+    let a = first.a();
+    let service = create_service(&a, "Restart").await;
+    let vs = str_of(&service["sid"]);
+    // The service's `links.entities` is the Entities list.
+    let entities = a
+        .get(&str_of(&service["links"]["entities"]))
+        .await
+        .expect(200);
+    assert_eq!(entities["entities"], json!([]));
+    let t = aligned_clock(&a).await;
+    let (yf, secret) = verified_factor(&a, &vs, t).await;
+    advance_clock(&a, 30).await;
+    let next = code(&secret, "sha1", 6, 30, t + 30);
+    assert_eq!(challenge(&a, &vs, &yf, &next).await["status"], "approved");
+    assert!(first.terminate().await.success());
+
+    let second = TestServer::start(ServerOptions::new().database_of(&first)).await;
+    let a = second.a();
+    let factor = a
+        .get(&format!("{}/{yf}", factors_path(&vs, IDENTITY)))
+        .await
+        .expect(200);
+    assert_eq!(factor["status"], "verified");
+    // The used step is remembered: the same code is still refused, the next one approves.
+    assert_eq!(challenge(&a, &vs, &yf, &next).await["status"], "pending");
+    advance_clock(&a, 30).await;
+    let after = code(&secret, "sha1", 6, 30, t + 60);
+    assert_eq!(challenge(&a, &vs, &yf, &after).await["status"], "approved");
+    let list = a.get(&challenges_path(&vs, IDENTITY)).await.expect(200);
+    assert_eq!(list["challenges"].as_array().unwrap().len(), 3);
+}
