@@ -847,3 +847,58 @@ async fn factors_and_their_last_used_step_survive_a_restart() {
     let list = a.get(&challenges_path(&vs, IDENTITY)).await.expect(200);
     assert_eq!(list["challenges"].as_array().unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn another_account_reaches_none_of_an_accounts_entities_factors_or_challenges() {
+    let server = TestServer::start(ServerOptions::new()).await;
+    let (a, b) = (server.a(), server.b());
+    let vs = str_of(&create_service(&a, "Tenant A").await["sid"]);
+    let t = aligned_clock(&a).await;
+    let (yf, secret) = verified_factor(&a, &vs, t).await;
+    let yc = str_of(
+        &a.post_form(&challenges_path(&vs, IDENTITY), &[("FactorSid", &yf)])
+            .await
+            .expect(201)["sid"],
+    );
+    let next = code(&secret, "sha1", 6, 30, t + 30);
+    let (entity, factors, challenges) = (
+        entity_path(&vs, IDENTITY),
+        factors_path(&vs, IDENTITY),
+        challenges_path(&vs, IDENTITY),
+    );
+    let factor = format!("{factors}/{yf}");
+    let one_challenge = format!("{challenges}/{yc}");
+    let totp = [("FriendlyName", "intruder"), ("FactorType", "totp")];
+    for reply in [
+        b.get(&entities_path(&vs)).await,
+        b.post_form(&entities_path(&vs), &[("Identity", "intruder-1")])
+            .await,
+        b.get(&entity).await,
+        b.delete(&entity).await,
+        b.get(&factors).await,
+        b.post_form(&factors, &totp).await,
+        b.get(&factor).await,
+        b.post_form(&factor, &[("FriendlyName", "taken over")])
+            .await,
+        b.delete(&factor).await,
+        b.get(&challenges).await,
+        b.post_form(&challenges, &[("FactorSid", &yf), ("AuthPayload", &next)])
+            .await,
+        b.get(&one_challenge).await,
+        b.post_form(&one_challenge, &[("AuthPayload", &next)]).await,
+    ] {
+        reply.expect_error(404, 20404);
+    }
+    // A's world is untouched: the code B tried is still unused, the challenge still pending.
+    let f = a.get(&factor).await.expect(200);
+    assert_eq!(f["friendly_name"], "My Phone");
+    assert_eq!(a.get(&one_challenge).await.expect(200)["status"], "pending");
+    advance_clock(&a, 30).await;
+    let answered = a
+        .post_form(&one_challenge, &[("AuthPayload", &next)])
+        .await
+        .expect(200);
+    assert_eq!(answered["status"], "approved");
+    let list = a.get(&entities_path(&vs)).await.expect(200);
+    assert_eq!(list["entities"].as_array().unwrap().len(), 1);
+}
