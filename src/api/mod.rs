@@ -3,7 +3,10 @@
 pub mod access_tokens;
 pub mod attempts;
 pub mod buckets;
+pub mod challenges;
+pub mod entities;
 pub mod event_streams;
+pub mod factors;
 pub mod forms;
 pub mod messaging_configurations;
 pub mod rate_limits;
@@ -42,6 +45,9 @@ pub fn routes() -> Router<AppState> {
         .merge(webhooks::routes())
         .merge(access_tokens::routes())
         .merge(event_streams::routes())
+        .merge(entities::routes())
+        .merge(factors::routes())
+        .merge(challenges::routes())
 }
 
 /// Twilio's answer to a refused value: 60209 for a UniqueName, else 60200 naming the parameter

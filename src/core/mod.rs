@@ -6,9 +6,13 @@
 //! - `window`: sliding-window arithmetic over one admission log;
 //! - `limits`: Service Rate Limits over every (rate limit, value) a start names (20429);
 //! - `verification`: a verification's life: start (new, re-send, 60203, 20429), check (approve,
-//!   fail, 60202), update (cancel, approve), expiry, and which verification a path names.
+//!   fail, 60202), update (cancel, approve), expiry, and which verification a path names;
+//! - `totp`: RFC 6238 codes and which time step a code uses up (replay protection);
+//! - `mfa`: factors and challenges: verifying a factor, creating and answering a challenge.
 
 pub mod limits;
+pub mod mfa;
+pub mod totp;
 pub mod verification;
 pub mod window;
 

@@ -16,6 +16,7 @@
 pub mod cache;
 pub mod clock;
 pub mod event_streams;
+pub mod mfa;
 pub mod pg;
 pub mod records;
 pub mod sqlite;
@@ -587,8 +588,8 @@ impl Engine {
             .await
     }
 
-    /// Deletes an account's verifications, codes and counters (and, with `everything`, its
-    /// services), and puts its clock back to real time.
+    /// Deletes an account's verifications, codes, counters and TOTP entities (and, with
+    /// `everything`, its services), and puts its clock back to real time.
     pub async fn reset(&self, account: &str, everything: bool) -> Result<(), StoreError> {
         let a = account.to_owned();
         let clocks = self.clocks.clone();

@@ -7,6 +7,7 @@
 
 mod error;
 pub mod event_streams;
+pub mod factors;
 pub mod pg;
 pub mod sql;
 

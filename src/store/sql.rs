@@ -287,8 +287,8 @@ macro_rules! statements {
             Ok(())
         }
 
-        /// Deletes an account's verifications, codes and counters (and, with `everything`, its
-        /// services), and puts its clock back to real time.
+        /// Deletes an account's verifications, codes, counters and TOTP entities (and, with
+        /// `everything`, its services), and puts its clock back to real time.
         pub async fn reset_account(
             c: &mut $conn,
             account: &str,
@@ -296,6 +296,7 @@ macro_rules! statements {
         ) -> Result<(), StoreError> {
             let mut statements = vec![
                 "DELETE FROM verifications WHERE account_sid = ?1",
+                "DELETE FROM entities WHERE account_sid = ?1",
                 "DELETE FROM admissions WHERE rate_limit_id IN (SELECT id FROM rate_limits WHERE account_sid = ?1)",
                 "DELETE FROM accounts WHERE sid = ?1",
             ];

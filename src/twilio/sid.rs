@@ -13,6 +13,9 @@ pub const BUCKET: &str = "BL";
 pub const VERIFICATION: &str = "VE";
 pub const ATTEMPT: &str = "VL";
 pub const API_KEY: &str = "SK";
+pub const ENTITY: &str = "YE";
+pub const FACTOR: &str = "YF";
+pub const CHALLENGE: &str = "YC";
 
 static LAST: AtomicU64 = AtomicU64::new(0);
 

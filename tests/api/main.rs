@@ -16,3 +16,4 @@ mod persistence;
 mod rate_limits;
 mod schema;
 mod services;
+mod totp;

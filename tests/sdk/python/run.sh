@@ -29,7 +29,7 @@ if [[ ! -x "$venv/bin/python" ]]; then
 fi
 
 if ! cmp -s "$here/requirements.txt" "$stamp" 2>/dev/null \
-    || ! "$venv/bin/python" -c 'import twilio, pytest' >/dev/null 2>&1; then
+    || ! "$venv/bin/python" -c 'import twilio, pytest, pyotp' >/dev/null 2>&1; then
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
     cp "$here/requirements.txt" "$stamp"
 fi

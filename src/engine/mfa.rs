@@ -1,0 +1,304 @@
+//! The engine's Entities, Factors and Challenges: each request is one store job (serialized on
+//! SQLite's writer, one transaction with the factor locked on PostgreSQL) that runs the pure
+//! core (`crate::core::mfa`) at the account's clock; here its outcome becomes Twilio's answer.
+
+use axum::http::StatusCode;
+
+use super::Engine;
+use crate::core::mfa::{self, Challenge, Entity, Factor, Refused};
+use crate::core::totp::Alg;
+use crate::store::StoreError;
+use crate::store::factors::{Found, Miss};
+use crate::twilio::ApiError;
+
+/// What a factor update asks for; `None`: leave as it is.
+#[derive(Debug, Default, Clone)]
+pub struct FactorUpdate {
+    pub friendly_name: Option<String>,
+    pub alg: Option<Alg>,
+    pub code_length: Option<u32>,
+    pub time_step: Option<u32>,
+    pub skew: Option<u32>,
+    pub metadata: Option<String>,
+    /// A code: verifies an unverified factor if it is accepted.
+    pub auth_payload: Option<String>,
+}
+
+/// The resource a request names, for its 404.
+struct Names<'a> {
+    service: &'a str,
+    identity: &'a str,
+    sid: &'a str,
+}
+
+impl Names<'_> {
+    fn entity(&self) -> String {
+        format!("/Services/{}/Entities/{}", self.service, self.identity)
+    }
+
+    fn answer<T>(&self, found: Result<Found<T>, StoreError>) -> Result<T, ApiError> {
+        match found? {
+            Ok(t) => Ok(t),
+            Err(Miss::Entity) => Err(ApiError::not_found(self.entity())),
+            Err(Miss::Factor) => Err(ApiError::not_found(format!(
+                "{}/Factors/{}",
+                self.entity(),
+                self.sid
+            ))),
+            Err(Miss::Challenge) => Err(ApiError::not_found(format!(
+                "{}/Challenges/{}",
+                self.entity(),
+                self.sid
+            ))),
+            Err(Miss::Duplicate) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                60301,
+                "Entity already exists: this Service has an Entity with this Identity",
+            )),
+            Err(Miss::Refused(Refused::FactorUnverified)) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                60318,
+                "Factor is unverified: verify it with an AuthPayload before creating Challenges",
+            )),
+            Err(Miss::Refused(Refused::Expired)) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                60323,
+                "Challenge expired",
+            )),
+        }
+    }
+}
+
+impl Engine {
+    pub async fn create_entity(&self, e: Entity) -> Result<Entity, ApiError> {
+        let names = Names {
+            service: &e.service_sid,
+            identity: &e.identity,
+            sid: "",
+        };
+        let found = self.store.insert_entity(e.clone()).await;
+        names.answer(found)
+    }
+
+    pub async fn entity(&self, service: &str, identity: &str) -> Result<Entity, ApiError> {
+        let names = Names {
+            service,
+            identity,
+            sid: "",
+        };
+        let found = self.store.entity(service, identity).await;
+        names.answer(found.map(|e| e.ok_or(Miss::Entity)))
+    }
+
+    pub async fn entities(&self, service: &str) -> Result<Vec<Entity>, ApiError> {
+        Ok(self.store.entities(service).await?)
+    }
+
+    /// Deletes an entity with its factors and challenges.
+    pub async fn delete_entity(&self, service: &str, identity: &str) -> Result<(), ApiError> {
+        let names = Names {
+            service,
+            identity,
+            sid: "",
+        };
+        let deleted = self
+            .store
+            .delete_entity(service.to_owned(), identity.to_owned())
+            .await;
+        names.answer(deleted.map(|d| if d { Ok(()) } else { Err(Miss::Entity) }))
+    }
+
+    /// Creates a factor, and `entity` with it unless its identity has one already.
+    pub async fn create_factor(&self, entity: Entity, f: Factor) -> Result<Factor, ApiError> {
+        Ok(self.store.insert_factor(entity, f).await?)
+    }
+
+    pub async fn factors(&self, service: &str, identity: &str) -> Result<Vec<Factor>, ApiError> {
+        let names = Names {
+            service,
+            identity,
+            sid: "",
+        };
+        let found = self.store.factors(service, identity).await;
+        names.answer(found.map(|f| f.ok_or(Miss::Entity)))
+    }
+
+    pub async fn factor(
+        &self,
+        service: &str,
+        identity: &str,
+        sid: &str,
+    ) -> Result<Factor, ApiError> {
+        let names = Names {
+            service,
+            identity,
+            sid,
+        };
+        names.answer(self.store.factor(service, identity, sid).await)
+    }
+
+    /// Applies an update to a factor: settings first, then the code (if any) is checked with the
+    /// new settings at the account's clock.
+    pub async fn update_factor(
+        &self,
+        account: &str,
+        service: &str,
+        identity: &str,
+        sid: &str,
+        update: FactorUpdate,
+    ) -> Result<Factor, ApiError> {
+        let names = Names {
+            service,
+            identity,
+            sid,
+        };
+        let now = self.now(account);
+        let change = move |before: &Factor| {
+            let mut f = before.clone();
+            if let Some(name) = update.friendly_name {
+                f.friendly_name = name;
+            }
+            if let Some(alg) = update.alg {
+                f.config.alg = alg;
+            }
+            if let Some(n) = update.code_length {
+                f.config.code_length = n;
+            }
+            if let Some(n) = update.time_step {
+                f.config.time_step = n;
+            }
+            if let Some(n) = update.skew {
+                f.config.skew = n;
+            }
+            if let Some(m) = update.metadata {
+                f.metadata = Some(m);
+            }
+            if let Some(code) = update.auth_payload {
+                f = mfa::verify_factor(&f, &code, now);
+            }
+            if f != *before {
+                f.date_updated = now.max(f.date_created);
+            }
+            f
+        };
+        let found = self
+            .store
+            .update_factor(
+                service.to_owned(),
+                identity.to_owned(),
+                sid.to_owned(),
+                change,
+            )
+            .await;
+        names.answer(found)
+    }
+
+    pub async fn delete_factor(
+        &self,
+        service: &str,
+        identity: &str,
+        sid: &str,
+    ) -> Result<(), ApiError> {
+        let names = Names {
+            service,
+            identity,
+            sid,
+        };
+        let found = self
+            .store
+            .delete_factor(service.to_owned(), identity.to_owned(), sid.to_owned())
+            .await;
+        names.answer(found)
+    }
+
+    /// Creates a challenge of `fresh.factor_sid`, answered at once when `code` is given.
+    pub async fn create_challenge(
+        &self,
+        fresh: Challenge,
+        code: Option<String>,
+    ) -> Result<Challenge, ApiError> {
+        let (service, identity) = (fresh.service_sid.clone(), fresh.identity.clone());
+        let names = Names {
+            service: &service,
+            identity: &identity,
+            sid: &fresh.factor_sid,
+        };
+        let now = fresh.date_created;
+        let decide = move |fresh: Challenge, f: &Factor| {
+            let mut fresh = fresh;
+            fresh.factor_type = f.factor_type().to_owned();
+            mfa::create_challenge(fresh, f, code.as_deref(), now)
+                .map(|r| (r.challenge, r.factor))
+                .map_err(Miss::Refused)
+        };
+        let found = self
+            .store
+            .insert_challenge(service.clone(), identity.clone(), fresh.clone(), decide)
+            .await;
+        // An unknown factor is named by its SID, like Twilio's 404 for any unknown resource.
+        names.answer(found)
+    }
+
+    pub async fn challenges(
+        &self,
+        service: &str,
+        identity: &str,
+    ) -> Result<Vec<Challenge>, ApiError> {
+        let names = Names {
+            service,
+            identity,
+            sid: "",
+        };
+        let found = self.store.challenges(service, identity).await;
+        names.answer(found.map(|c| c.ok_or(Miss::Entity)))
+    }
+
+    pub async fn challenge(
+        &self,
+        service: &str,
+        identity: &str,
+        sid: &str,
+    ) -> Result<Challenge, ApiError> {
+        let names = Names {
+            service,
+            identity,
+            sid,
+        };
+        names.answer(self.store.challenge(service, identity, sid).await)
+    }
+
+    /// Answers a challenge with a code (and keeps `metadata`, if given) at the account's clock.
+    pub async fn update_challenge(
+        &self,
+        account: &str,
+        service: &str,
+        identity: &str,
+        sid: &str,
+        code: String,
+        metadata: Option<String>,
+    ) -> Result<Challenge, ApiError> {
+        let names = Names {
+            service,
+            identity,
+            sid,
+        };
+        let now = self.now(account);
+        let decide = move |c: &Challenge, f: &Factor| {
+            let mut r = mfa::respond(c, f, &code, now).map_err(Miss::Refused)?;
+            if let Some(m) = metadata {
+                r.challenge.metadata = Some(m);
+            }
+            Ok((r.challenge, r.factor))
+        };
+        let found = self
+            .store
+            .update_challenge(
+                service.to_owned(),
+                identity.to_owned(),
+                sid.to_owned(),
+                decide,
+            )
+            .await;
+        names.answer(found)
+    }
+}
