@@ -18,7 +18,7 @@ use crate::engine::records::AttemptStatus;
 use crate::state::AppState;
 use crate::store::records::{AttemptFilter, AttemptRow};
 use crate::twilio::auth::Caller;
-use crate::twilio::form::{Params, query};
+use crate::twilio::form::{Params, check_text, query};
 use crate::twilio::paging::{self, Page, PageRequest};
 use crate::twilio::{ApiError, country, date, sid};
 
@@ -130,6 +130,17 @@ fn common_filter(q: &Params) -> Result<AttemptFilter, ApiError> {
     })
 }
 
+/// A free-text filter: at most 320 characters, no control characters (60200 otherwise).
+fn text_filter<'a>(q: &'a Params, name: &str) -> Result<Option<&'a str>, ApiError> {
+    match q.get(name) {
+        None | Some("") => Ok(None),
+        Some(v) => {
+            check_text(name, v, 320)?;
+            Ok(Some(v))
+        }
+    }
+}
+
 /// A number as sent: a `+` left unencoded in a query string arrives as a space.
 fn plus(v: &str) -> String {
     match v.strip_prefix(' ') {
@@ -156,7 +167,7 @@ async fn list(
     let req = PageRequest::from_query(&q, sid::ATTEMPT)?;
     let mut filter = common_filter(&q)?;
     filter.verification_sid = sid_filter(&q, "VerificationSid", sid::VERIFICATION)?;
-    filter.to = q.get("ChannelData.To").filter(|v| !v.is_empty()).map(plus);
+    filter.to = text_filter(&q, "ChannelData.To")?.map(plus);
     filter.converted = match q.get("Status") {
         None | Some("") => None,
         Some(v) if v.eq_ignore_ascii_case("converted") => Some(true),
@@ -233,8 +244,7 @@ async fn summary(
 ) -> Result<Json<Value>, ApiError> {
     let q = query(&uri);
     let mut filter = common_filter(&q)?;
-    filter.to_prefix = q
-        .get("DestinationPrefix")
+    filter.to_prefix = text_filter(&q, "DestinationPrefix")?
         .map(|v| format!("+{}", v.trim_start_matches(['+', ' '])))
         .filter(|v| v.len() > 1);
     let country = country_filter(&q)?;

@@ -255,6 +255,9 @@ impl Engine {
         key: &str,
         change: Change,
     ) -> Result<Option<Verification>, ApiError> {
+        if !could_name_a_verification(key) {
+            return Ok(None);
+        }
         let policy = self.settings.policy;
         let modified = match &self.store {
             Store::Sqlite(s) => {
@@ -316,6 +319,9 @@ impl Engine {
         service: &str,
         key: &str,
     ) -> Result<Option<Verification>, ApiError> {
+        if !could_name_a_verification(key) {
+            return Ok(None);
+        }
         let now = self.now(account);
         match &self.store {
             Store::Sqlite(s) => Ok(sqlite::fetch(s, service, key, now)),
@@ -641,6 +647,13 @@ fn limit_check<'a>(rl: &'a RateLimitNode, value: &'a str) -> core::LimitCheck<'a
         value,
         rules: &rl.rules,
     }
+}
+
+/// Whether a path segment or `To` could name a verification: every stored recipient is an E.164
+/// number or an email address, so one with control characters (which PostgreSQL's text cannot
+/// even hold) names none.
+fn could_name_a_verification(key: &str) -> bool {
+    !key.is_empty() && key.len() <= 512 && !key.chars().any(char::is_control)
 }
 
 /// A random numeric code of `len` digits.

@@ -1619,3 +1619,38 @@ async fn hostile_headers_and_request_lines_never_get_a_5xx() {
     assert_alive(&server, "hostile headers").await;
     assert_no_panic(&server);
 }
+
+#[tokio::test]
+async fn control_characters_in_path_segments_name_nothing() {
+    let server = TestServer::start(ServerOptions::new()).await;
+    let c = server.a();
+    let f = fixture(&c).await;
+    let s = &f.service;
+    // A NUL cannot even be held by PostgreSQL's text: such a segment names nothing (404), on
+    // every resource addressed by a name rather than a SID.
+    for path in [
+        format!("/v2/Services/{s}/Verifications/%2B1555%00"),
+        format!("/v2/Services/{s}/Verifications/%0A"),
+        "/v2/SafeList/Numbers/%2B1555%00".to_owned(),
+        format!("/v2/Services/{s}/MessagingConfigurations/U%00"),
+        format!("/v2/Services/{s}/Entities/abcdefgh%00"),
+        format!("/v2/Services/{s}/Entities/abcdefgh%00/Factors"),
+        "/v1/Types/com.twilio%00".to_owned(),
+    ] {
+        c.get(&path).await.expect_error(404, 20404);
+    }
+    c.post_form(
+        &format!("/v2/Services/{s}/Verifications/%2B1555%00"),
+        &[("Status", "canceled")],
+    )
+    .await
+    .expect_error(404, 20404);
+    c.get("/v2/Attempts?ChannelData.To=%2B1%00")
+        .await
+        .expect_error(400, 60200);
+    c.get("/v2/Attempts/Summary?DestinationPrefix=%00")
+        .await
+        .expect_error(400, 60200);
+    assert_alive(&server, "control characters in paths").await;
+    assert_no_panic(&server);
+}
