@@ -62,16 +62,20 @@ function done(summary, latency, requests)
   for code, n in pairs(merged) do
     parts[#parts + 1] = string.format('"%d":%d', code, n)
   end
+  local ok = {}
+  for code, _ in pairs(tolerated) do
+    ok[#ok + 1] = string.format("%d", code)
+  end
   local e = summary.errors
   io.write(string.format(
     'BENCH_RESULT {"requests":%d,"duration_us":%d,"bytes":%d,' ..
     '"latency_us":{"p50":%.0f,"p90":%.0f,"p99":%.0f,"max":%.0f,"mean":%.1f},' ..
     '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
-    '"expected":%d,"statuses":{%s},"first_bad":%s}\n',
+    '"expected":%d,"tolerated":[%s],"statuses":{%s},"first_bad":%s}\n',
     summary.requests, summary.duration, summary.bytes,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
     latency.mean,
     e.connect, e.read, e.write, e.status, e.timeout,
-    expected, table.concat(parts, ","), first_bad))
+    expected, table.concat(ok, ","), table.concat(parts, ","), first_bad))
 end
 
