@@ -271,78 +271,38 @@ pub mod pg {
     );
 }
 
-/// Runs a read on a pooled connection of either backend.
-macro_rules! on_pool {
-    ($store:expr, |$c:ident, $q:ident| $body:expr) => {
-        match $store {
-            Store::Sqlite(s) => {
-                let mut conn = s.pool.acquire().await?;
-                let $c = &mut *conn;
-                use self::sqlite as $q;
-                $body
-            }
-            Store::Postgres(p) => {
-                let mut conn = p.pool.acquire().await?;
-                let $c = &mut *conn;
-                use self::pg as $q;
-                $body
-            }
-        }
-    };
-}
-
-/// Runs a write: on SQLite as a job of the writer, on PostgreSQL in a transaction.
-macro_rules! on_writer {
-    ($store:expr, |$c:ident, $q:ident| $body:expr) => {
-        match $store {
-            Store::Sqlite(s) => {
-                s.writer
-                    .write(
-                        move |$c| {
-                            Box::pin(async move {
-                                use crate::store::event_streams::sqlite as $q;
-                                $body
-                            })
-                        },
-                        |_| {},
-                    )
-                    .await
-            }
-            Store::Postgres(p) => {
-                p.write(
-                    move |$c| {
-                        Box::pin(async move {
-                            use crate::store::event_streams::pg as $q;
-                            $body
-                        })
-                    },
-                    |_| {},
-                )
-                .await
-            }
-        }
-    };
-}
-
 impl Store {
     pub async fn insert_sink(&self, s: SinkRecord) -> Result<SinkRecord, StoreError> {
-        on_writer!(self, |c, q| q::insert_sink(c, &s).await.map(|_| s))
+        dual!(self, write, |_| {}, event_streams, |c, q| q::insert_sink(
+            c, &s
+        )
+        .await
+        .map(|_| s))
     }
 
     pub async fn update_sink(&self, s: SinkRecord) -> Result<SinkRecord, StoreError> {
-        on_writer!(self, |c, q| q::update_sink(c, &s).await.map(|_| s))
+        dual!(self, write, |_| {}, event_streams, |c, q| q::update_sink(
+            c, &s
+        )
+        .await
+        .map(|_| s))
     }
 
     pub async fn delete_sink(&self, account: String, sid: String) -> Result<(), StoreError> {
-        on_writer!(self, |c, q| q::delete_sink(c, &account, &sid).await)
+        dual!(self, write, |_| {}, event_streams, |c, q| q::delete_sink(
+            c, &account, &sid
+        )
+        .await)
     }
 
     pub async fn sink(&self, account: &str, sid: &str) -> Result<Option<SinkRecord>, StoreError> {
-        on_pool!(self, |c, q| Ok(q::sink(c, account, sid).await?))
+        read!(self, event_streams, |c, q| Ok(
+            q::sink(c, account, sid).await?
+        ))
     }
 
     pub async fn sinks(&self, account: &str) -> Result<Vec<(SinkRecord, bool)>, StoreError> {
-        on_pool!(self, |c, q| Ok(q::sinks(c, account).await?))
+        read!(self, event_streams, |c, q| Ok(q::sinks(c, account).await?))
     }
 
     pub async fn insert_subscription(
@@ -350,16 +310,18 @@ impl Store {
         s: SubscriptionRecord,
         types: Vec<SubscribedType>,
     ) -> Result<SubscriptionRecord, StoreError> {
-        on_writer!(self, |c, q| q::insert_subscription(c, &s, &types)
-            .await
-            .map(|_| s))
+        dual!(self, write, |_| {}, event_streams, |c, q| {
+            q::insert_subscription(c, &s, &types).await.map(|_| s)
+        })
     }
 
     pub async fn update_subscription(
         &self,
         s: SubscriptionRecord,
     ) -> Result<SubscriptionRecord, StoreError> {
-        on_writer!(self, |c, q| q::update_subscription(c, &s).await.map(|_| s))
+        dual!(self, write, |_| {}, event_streams, |c, q| {
+            q::update_subscription(c, &s).await.map(|_| s)
+        })
     }
 
     pub async fn delete_subscription(
@@ -367,7 +329,9 @@ impl Store {
         account: String,
         sid: String,
     ) -> Result<(), StoreError> {
-        on_writer!(self, |c, q| q::delete_subscription(c, &account, &sid).await)
+        dual!(self, write, |_| {}, event_streams, |c, q| {
+            q::delete_subscription(c, &account, &sid).await
+        })
     }
 
     pub async fn subscription(
@@ -375,7 +339,10 @@ impl Store {
         account: &str,
         sid: &str,
     ) -> Result<Option<SubscriptionRecord>, StoreError> {
-        on_pool!(self, |c, q| Ok(q::subscription(c, account, sid).await?))
+        read!(self, event_streams, |c, q| Ok(q::subscription(
+            c, account, sid
+        )
+        .await?))
     }
 
     pub async fn subscriptions(
@@ -383,19 +350,28 @@ impl Store {
         account: &str,
         sink: Option<&str>,
     ) -> Result<Vec<SubscriptionRecord>, StoreError> {
-        on_pool!(self, |c, q| Ok(q::subscriptions(c, account, sink).await?))
+        read!(self, event_streams, |c, q| Ok(q::subscriptions(
+            c, account, sink
+        )
+        .await?))
     }
 
     pub async fn subscribed_types(
         &self,
         subscription: &str,
     ) -> Result<Vec<SubscribedType>, StoreError> {
-        on_pool!(self, |c, q| Ok(q::subscribed_types(c, subscription).await?))
+        read!(self, event_streams, |c, q| Ok(q::subscribed_types(
+            c,
+            subscription
+        )
+        .await?))
     }
 
     /// Whether the type was there already.
     pub async fn upsert_subscribed_type(&self, t: SubscribedType) -> Result<bool, StoreError> {
-        on_writer!(self, |c, q| q::upsert_subscribed_type(c, &t).await)
+        dual!(self, write, |_| {}, event_streams, |c, q| {
+            q::upsert_subscribed_type(c, &t).await
+        })
     }
 
     pub async fn delete_subscribed_type(
@@ -403,17 +379,16 @@ impl Store {
         subscription: String,
         event_type: String,
     ) -> Result<(), StoreError> {
-        on_writer!(self, |c, q| q::delete_subscribed_type(
-            c,
-            &subscription,
-            &event_type
-        )
-        .await)
+        dual!(self, write, |_| {}, event_streams, |c, q| {
+            q::delete_subscribed_type(c, &subscription, &event_type).await
+        })
     }
 
     /// Deletes an account's sinks and subscriptions (control-plane reset of everything).
     pub async fn delete_event_streams(&self, account: String) -> Result<(), StoreError> {
-        on_writer!(self, |c, q| q::delete_account(c, &account).await)
+        dual!(self, write, |_| {}, event_streams, |c, q| {
+            q::delete_account(c, &account).await
+        })
     }
 
     pub async fn event_targets(
@@ -421,6 +396,9 @@ impl Store {
         account: &str,
         event_type: &str,
     ) -> Result<Vec<(SinkRecord, i64)>, StoreError> {
-        on_pool!(self, |c, q| Ok(q::targets(c, account, event_type).await?))
+        read!(self, event_streams, |c, q| Ok(q::targets(
+            c, account, event_type
+        )
+        .await?))
     }
 }

@@ -6,8 +6,6 @@
 //! - PostgreSQL: any number of instances share everything (`pg`).
 
 mod error;
-pub mod event_streams;
-pub mod factors;
 pub mod pg;
 pub mod sql;
 
@@ -98,7 +96,30 @@ macro_rules! dual {
     };
 }
 
-// Declared after `dual!` so that it can use it.
+/// Runs a read of the statements module `$module` on a pooled connection of whichever backend
+/// this is (committed state).
+macro_rules! read {
+    ($store:expr, $module:ident, |$c:ident, $q:ident| $body:expr) => {
+        match $store {
+            Store::Sqlite(s) => {
+                let mut conn = s.pool.acquire().await?;
+                let $c = &mut *conn;
+                use crate::store::$module::sqlite as $q;
+                $body
+            }
+            Store::Postgres(p) => {
+                let mut conn = p.pool.acquire().await?;
+                let $c = &mut *conn;
+                use crate::store::$module::pg as $q;
+                $body
+            }
+        }
+    };
+}
+
+// Declared after `dual!` and `read!` so that they can use them.
+pub mod event_streams;
+pub mod factors;
 pub mod records;
 
 impl Store {

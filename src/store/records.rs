@@ -582,26 +582,6 @@ pub mod pg {
     );
 }
 
-/// Runs a read on whichever backend this is, on a connection of its pool (committed state).
-macro_rules! read {
-    ($store:expr, |$c:ident, $q:ident| $body:expr) => {
-        match $store {
-            Store::Sqlite(s) => {
-                let mut conn = s.pool.acquire().await?;
-                let $c = &mut *conn;
-                use self::sqlite as $q;
-                $body
-            }
-            Store::Postgres(p) => {
-                let mut conn = p.pool.acquire().await?;
-                let $c = &mut *conn;
-                use self::pg as $q;
-                $body
-            }
-        }
-    };
-}
-
 impl Store {
     pub async fn add_safe_number(&self, e: SafeListEntry) -> Result<SafeListEntry, StoreError> {
         dual!(self, write, |_: &SafeListEntry| {}, records, |c, q| {
@@ -614,7 +594,10 @@ impl Store {
         account: &str,
         number: &str,
     ) -> Result<Option<SafeListEntry>, StoreError> {
-        Ok(read!(self, |c, q| q::safe_number(c, account, number).await)?)
+        Ok(read!(self, records, |c, q| q::safe_number(
+            c, account, number
+        )
+        .await)?)
     }
 
     pub async fn remove_safe_number(
@@ -673,7 +656,7 @@ impl Store {
         service: &str,
         country: &str,
     ) -> Result<Option<MessagingConfiguration>, StoreError> {
-        Ok(read!(self, |c, q| q::configuration_of(
+        Ok(read!(self, records, |c, q| q::configuration_of(
             c, service, country
         )
         .await)?)
@@ -683,7 +666,7 @@ impl Store {
         &self,
         service: &str,
     ) -> Result<Vec<MessagingConfiguration>, StoreError> {
-        Ok(read!(self, |c, q| q::configurations(c, service).await)?)
+        Ok(read!(self, records, |c, q| q::configurations(c, service).await)?)
     }
 
     pub async fn attempt(
@@ -691,7 +674,7 @@ impl Store {
         account: &str,
         sid: &str,
     ) -> Result<Option<AttemptRow>, StoreError> {
-        Ok(read!(self, |c, q| q::attempt(c, account, sid).await)?)
+        Ok(read!(self, records, |c, q| q::attempt(c, account, sid).await)?)
     }
 
     pub async fn attempts(
@@ -701,7 +684,7 @@ impl Store {
         bound: &Bound,
         limit: Option<usize>,
     ) -> Result<Vec<AttemptRow>, StoreError> {
-        Ok(read!(self, |c, q| q::attempts(
+        Ok(read!(self, records, |c, q| q::attempts(
             c, account, filter, bound, limit
         )
         .await)?)
@@ -726,11 +709,11 @@ impl Store {
     }
 
     pub async fn webhook(&self, service: &str, sid: &str) -> Result<Option<Webhook>, StoreError> {
-        read!(self, |c, q| q::webhook(c, service, sid).await)
+        read!(self, records, |c, q| q::webhook(c, service, sid).await)
     }
 
     pub async fn webhooks(&self, service: &str) -> Result<Vec<Webhook>, StoreError> {
-        read!(self, |c, q| q::webhooks(c, service).await)
+        read!(self, records, |c, q| q::webhooks(c, service).await)
     }
 
     pub async fn insert_access_token(&self, t: AccessToken) -> Result<AccessToken, StoreError> {
@@ -744,6 +727,9 @@ impl Store {
         service: &str,
         sid: &str,
     ) -> Result<Option<AccessToken>, StoreError> {
-        Ok(read!(self, |c, q| q::access_token(c, service, sid).await)?)
+        Ok(read!(self, records, |c, q| q::access_token(
+            c, service, sid
+        )
+        .await)?)
     }
 }
