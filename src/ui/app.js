@@ -492,15 +492,65 @@
     fillTable('outbox', 'outbox-empty', rows);
   }
 
+  /** Entities shown with their factors (the first ones, by SID). */
+  const ENTITIES_SHOWN = 25;
+
+  function renderFactors(entities) {
+    const rows = [];
+    for (const { entity, factors, challenges } of entities) {
+      const pendingOf = (sid) => challenges.filter((c) => c.factor_sid === sid);
+      const list = factors.length ? factors : [null];
+      for (const f of list) {
+        const pending = f ? pendingOf(f.sid) : [];
+        rows.push(
+          el(
+            'tr',
+            { attrs: { 'data-identity': entity.identity, ...(f ? { 'data-factor': f.sid } : {}) } },
+            el('td', { class: 'identity', text: entity.identity }),
+            f ? el('td', {}, el('code', { text: shortSid(f.sid), title: f.sid })) : el('td', {}, dash()),
+            el('td', { class: 'type', text: f ? f.factor_type : '' }),
+            el('td', { text: f ? f.friendly_name : '' }),
+            el('td', { class: `status ${f ? f.status : ''}`, text: f ? f.status : '' }),
+            el(
+              'td',
+              { class: 'pending' },
+              ...(pending.length
+                ? pending.map((c) => el('code', { class: 'chip', text: shortSid(c.sid), title: c.sid }))
+                : [dash()]),
+            ),
+          ),
+        );
+      }
+    }
+    $('factors-count').textContent = String(entities.length);
+    fillTable('factors', 'factors-empty', rows);
+  }
+
+  /** The service's entities, each with its factors and pending challenges. */
+  async function loadFactors(base) {
+    const entities = await listAll(`${base}/Entities?PageSize=${ENTITIES_SHOWN}`, 'entities', 1);
+    return Promise.all(
+      entities.map(async (entity) => {
+        const e = `${base}/Entities/${enc(entity.identity)}`;
+        const [factors, challenges] = await Promise.all([
+          listAll(`${e}/Factors?PageSize=1000`, 'factors', 1),
+          listAll(`${e}/Challenges?Status=pending&PageSize=1000`, 'challenges', 1),
+        ]);
+        return { entity, factors, challenges };
+      }),
+    );
+  }
+
   // ---------------------------------------------------------------- polling
 
   async function loadService(sid) {
     const base = `/v2/Services/${enc(sid)}`;
-    const [rls, usage, events, outbox] = await Promise.all([
+    const [rls, usage, events, outbox, entities] = await Promise.all([
       listAll(`${base}/RateLimits?PageSize=1000`, 'rate_limits'),
       getJson(`/emulator/v1/Services/${enc(sid)}/Usage`),
       getJson(`/emulator/v1/Events?ServiceSid=${enc(sid)}&PageSize=${EVENTS_FETCHED}`),
       getJson(`/emulator/v1/Outbox?ServiceSid=${enc(sid)}&PageSize=${OUTBOX_SHOWN}&PageToken=PB${AFTER_LAST_ATTEMPT}`),
+      loadFactors(base),
     ]);
     const rateLimits = await Promise.all(
       rls.map(async (rl) => ({
@@ -516,6 +566,7 @@
     renderEvents();
     renderChart();
     renderOutbox(Array.isArray(outbox.messages) ? outbox.messages : []);
+    renderFactors(entities);
   }
 
   // ---------------------------------------------------------------- Event Streams

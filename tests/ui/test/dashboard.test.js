@@ -328,3 +328,19 @@ test('a populated dashboard: screenshot', async () => {
   }
   assert.deepEqual(pageProblems, []);
 });
+
+test("a service's entities and factors are listed with their status", async () => {
+  const identity = 'dashboard-user-0001';
+  const factor = await created('POST', `/v2/Services/${ids.service}/Entities/${identity}/Factors`, {
+    FriendlyName: 'Authenticator',
+    FactorType: 'totp',
+  });
+  const row = page
+    .locator(`#factors tbody tr[data-factor="${factor.sid}"]`)
+    .filter({ has: page.locator('td.identity', { hasText: new RegExp(`^${identity}$`) }) })
+    .filter({ has: page.locator('td.type', { hasText: /^totp$/ }) })
+    .filter({ has: page.locator('td.status', { hasText: /^unverified$/ }) });
+  await row.waitFor({ timeout: WAIT_MS });
+  await page.locator('#factors-count', { hasText: /^1$/ }).waitFor({ timeout: WAIT_MS });
+  assert.deepEqual(pageProblems, []);
+});
