@@ -170,6 +170,27 @@ impl Engine {
         cursor: &Cursor,
         size: usize,
     ) -> Result<AttemptPage, ApiError> {
+        let narrowed;
+        let filter = match country {
+            None => filter,
+            Some(c) => match country::calling_prefix(c) {
+                // No number is of a country without a calling code.
+                None => {
+                    return Ok(AttemptPage {
+                        rows: Vec::new(),
+                        has_next: false,
+                        has_previous: false,
+                    });
+                }
+                Some(prefix) => {
+                    narrowed = AttemptFilter {
+                        country_prefix: Some(prefix),
+                        ..filter.clone()
+                    };
+                    &narrowed
+                }
+            },
+        };
         let keep = |r: &AttemptRow| country.is_none_or(|c| country::of_number(&r.to) == Some(c));
         // Without a country every row SQL returns is kept, so SQL can stop early.
         let limit = |n: usize| country.is_none().then_some(n);
@@ -216,20 +237,35 @@ impl Engine {
         })
     }
 
-    /// Totals over every attempt of the account matching the filters.
+    /// Totals over every attempt of the account matching the filters: counted by the database,
+    /// or with a country, over the rows of its calling code, each number's country found here.
     pub async fn attempts_summary(
         &self,
         account: &str,
         filter: &AttemptFilter,
         country: Option<&str>,
     ) -> Result<Summary, ApiError> {
+        let Some(c) = country else {
+            let (total, converted) = self.store.attempt_totals(account, filter).await?;
+            return Ok(Summary {
+                total: total.max(0) as u64,
+                converted: converted.max(0) as u64,
+            });
+        };
+        let Some(prefix) = country::calling_prefix(c) else {
+            return Ok(Summary::default());
+        };
+        let narrowed = AttemptFilter {
+            country_prefix: Some(prefix),
+            ..filter.clone()
+        };
         let rows = self
             .store
-            .attempts(account, filter, &Bound::None, None)
+            .attempts(account, &narrowed, &Bound::None, None)
             .await?;
         Ok(rows
             .iter()
-            .filter(|r| country.is_none_or(|c| country::of_number(&r.to) == Some(c)))
+            .filter(|r| country::of_number(&r.to) == Some(c))
             .fold(Summary::default(), |s, r| Summary {
                 total: s.total + 1,
                 converted: s.converted + u64::from(r.verification_status == "approved"),

@@ -38,8 +38,11 @@ pub struct AttemptFilter {
     pub created_until: Option<i64>,
     /// `Some(true)`: converted only; `Some(false)`: unconverted only.
     pub converted: Option<bool>,
-    /// The recipient starts with this.
+    /// The recipient starts with this (`DestinationPrefix`).
     pub to_prefix: Option<String>,
+    /// The recipient starts with this too: the calling code of the `Country` asked for, which
+    /// narrows what is read before each number's country is found.
+    pub country_prefix: Option<String>,
 }
 
 /// One send attempt with what the Attempts API shows of its verification.
@@ -106,13 +109,75 @@ enum Arg {
     Int(i64),
 }
 
+/// The `WHERE` conditions (with `?` placeholders) and their arguments, in order, of an attempts
+/// query, and whether it reads in descending SID order (`Bound::Before`).
+fn attempt_conditions(
+    account: &str,
+    filter: &AttemptFilter,
+    bound: &Bound,
+) -> (String, Vec<Arg>, bool) {
+    let mut sql = String::from("a.account_sid = ? AND a.channel <> 'sna'");
+    let mut args: Vec<Arg> = vec![Arg::Text(account.to_owned())];
+    for (col, v) in [
+        ("a.service_sid", &filter.service_sid),
+        ("a.verification_sid", &filter.verification_sid),
+        ("a.recipient", &filter.to),
+        ("a.channel", &filter.channel),
+    ] {
+        if let Some(v) = v {
+            sql.push_str(&format!(" AND {col} = ?"));
+            args.push(Arg::Text(v.clone()));
+        }
+    }
+    for prefix in [&filter.to_prefix, &filter.country_prefix]
+        .into_iter()
+        .flatten()
+    {
+        sql.push_str(" AND substr(a.recipient, 1, CAST(? AS INTEGER)) = ?");
+        args.push(Arg::Int(prefix.chars().count() as i64));
+        args.push(Arg::Text(prefix.clone()));
+    }
+    match filter.converted {
+        Some(true) => sql.push_str(" AND v.status = 'approved'"),
+        Some(false) => sql.push_str(" AND v.status <> 'approved'"),
+        None => {}
+    }
+    let desc = match bound {
+        Bound::None => false,
+        Bound::After(s) => {
+            sql.push_str(" AND a.sid > ?");
+            args.push(Arg::Text(s.clone()));
+            false
+        }
+        Bound::From(s) => {
+            sql.push_str(" AND a.sid >= ?");
+            args.push(Arg::Text(s.clone()));
+            false
+        }
+        Bound::Before(s) => {
+            sql.push_str(" AND a.sid < ?");
+            args.push(Arg::Text(s.clone()));
+            true
+        }
+    };
+    if let Some(from) = filter.created_from {
+        sql.push_str(" AND a.at_ms >= ?");
+        args.push(Arg::Int(from));
+    }
+    if let Some(until) = filter.created_until {
+        sql.push_str(" AND a.at_ms < ?");
+        args.push(Arg::Int(until));
+    }
+    (sql, args, desc)
+}
+
 macro_rules! statements {
     ($conn:ty, $row:ty, $sql:path) => {
         use sqlx::Row;
 
         use super::{
             AccessToken, Arg, AttemptFilter, AttemptRow, Bound, MessagingConfiguration, SafeListEntry,
-            Webhook,
+            Webhook, attempt_conditions,
         };
         use crate::store::StoreError;
 
@@ -494,56 +559,8 @@ macro_rules! statements {
             bound: &Bound,
             limit: Option<usize>,
         ) -> Result<Vec<AttemptRow>, sqlx::Error> {
-            let mut sql = format!("{ATTEMPT} WHERE a.account_sid = ? AND a.channel <> 'sna'");
-            // Arguments in placeholder order.
-            let mut args: Vec<Arg> = vec![Arg::Text(account.to_owned())];
-            for (col, v) in [
-                ("a.service_sid", &filter.service_sid),
-                ("a.verification_sid", &filter.verification_sid),
-                ("a.recipient", &filter.to),
-                ("a.channel", &filter.channel),
-            ] {
-                if let Some(v) = v {
-                    sql.push_str(&format!(" AND {col} = ?"));
-                    args.push(Arg::Text(v.clone()));
-                }
-            }
-            if let Some(prefix) = &filter.to_prefix {
-                sql.push_str(" AND substr(a.recipient, 1, CAST(? AS INTEGER)) = ?");
-                args.push(Arg::Int(prefix.chars().count() as i64));
-                args.push(Arg::Text(prefix.clone()));
-            }
-            match filter.converted {
-                Some(true) => sql.push_str(" AND v.status = 'approved'"),
-                Some(false) => sql.push_str(" AND v.status <> 'approved'"),
-                None => {}
-            }
-            let desc = match bound {
-                Bound::None => false,
-                Bound::After(s) => {
-                    sql.push_str(" AND a.sid > ?");
-                    args.push(Arg::Text(s.clone()));
-                    false
-                }
-                Bound::From(s) => {
-                    sql.push_str(" AND a.sid >= ?");
-                    args.push(Arg::Text(s.clone()));
-                    false
-                }
-                Bound::Before(s) => {
-                    sql.push_str(" AND a.sid < ?");
-                    args.push(Arg::Text(s.clone()));
-                    true
-                }
-            };
-            if let Some(from) = filter.created_from {
-                sql.push_str(" AND a.at_ms >= ?");
-                args.push(Arg::Int(from));
-            }
-            if let Some(until) = filter.created_until {
-                sql.push_str(" AND a.at_ms < ?");
-                args.push(Arg::Int(until));
-            }
+            let (conditions, mut args, desc) = attempt_conditions(account, filter, bound);
+            let mut sql = format!("{ATTEMPT} WHERE {conditions}");
             sql.push_str(if desc {
                 " ORDER BY a.sid DESC"
             } else {
@@ -562,6 +579,29 @@ macro_rules! statements {
                 };
             }
             Ok(q.fetch_all(&mut *c).await?.iter().map(attempt_row).collect())
+        }
+
+        /// How many of the account's attempts match `filter`, and how many of those converted.
+        pub async fn attempt_totals(
+            c: &mut $conn,
+            account: &str,
+            filter: &AttemptFilter,
+        ) -> Result<(i64, i64), sqlx::Error> {
+            let (conditions, args, _) = attempt_conditions(account, filter, &Bound::None);
+            let sql = format!(
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN v.status = 'approved' THEN 1 ELSE 0 END), 0) \
+                 FROM send_attempts a JOIN verifications v ON v.sid = a.verification_sid WHERE {conditions}"
+            );
+            let sql = $sql(&sql);
+            let mut q = sqlx::query(&sql);
+            for arg in &args {
+                q = match arg {
+                    Arg::Text(text) => q.bind(text),
+                    Arg::Int(number) => q.bind(number),
+                };
+            }
+            let row = q.fetch_one(&mut *c).await?;
+            Ok((row.get::<i64, _>(0), row.get::<i64, _>(1)))
         }
     };
 }
@@ -686,6 +726,17 @@ impl Store {
     ) -> Result<Vec<AttemptRow>, StoreError> {
         Ok(read!(self, records, |c, q| q::attempts(
             c, account, filter, bound, limit
+        )
+        .await)?)
+    }
+
+    pub async fn attempt_totals(
+        &self,
+        account: &str,
+        filter: &AttemptFilter,
+    ) -> Result<(i64, i64), StoreError> {
+        Ok(read!(self, records, |c, q| q::attempt_totals(
+            c, account, filter
         )
         .await)?)
     }

@@ -324,6 +324,30 @@ pub fn of_number(number: &str) -> Option<&'static str> {
         .map(|(_, c)| *c)
 }
 
+/// The shortest calling-code prefix (`+44`) every number of a country (ISO code, upper case)
+/// starts with, if the country is known: `+1` for the countries of the North American Numbering
+/// Plan.
+pub fn calling_prefix(country: &str) -> Option<String> {
+    if country == "US" || NANP.iter().any(|(_, c)| *c == country) {
+        return Some("+1".to_owned());
+    }
+    // The longest prefix common to all of the country's codes (KZ: 76 and 77 → +7).
+    let mut codes = CODES
+        .iter()
+        .filter(|(_, c)| *c == country)
+        .map(|(code, _)| *code);
+    let first = codes.next()?;
+    let common = codes.fold(first, |acc, code| {
+        let n = acc
+            .bytes()
+            .zip(code.bytes())
+            .take_while(|(a, b)| a == b)
+            .count();
+        &acc[..n]
+    });
+    Some(format!("+{common}"))
+}
+
 /// Whether `s` looks like an ISO 3166-1 alpha-2 code (two ASCII letters).
 pub fn is_code(s: &str) -> bool {
     s.len() == 2 && s.bytes().all(|b| b.is_ascii_alphabetic())
@@ -349,6 +373,24 @@ mod tests {
         assert_eq!(of_number("+"), None);
         assert_eq!(of_number("+1"), None);
         assert_eq!(of_number("+999123"), None);
+    }
+
+    #[test]
+    fn every_number_of_a_country_starts_with_its_calling_prefix() {
+        for n in [
+            "+15005550006",
+            "+14165550123",
+            "+447700900123",
+            "+77012345678",
+            "+79012345678",
+        ] {
+            let country = of_number(n).unwrap();
+            let prefix = calling_prefix(country).unwrap();
+            assert!(n.starts_with(&prefix), "{n} ({country}) and {prefix}");
+        }
+        assert_eq!(calling_prefix("KZ").as_deref(), Some("+7"));
+        assert_eq!(calling_prefix("GB").as_deref(), Some("+44"));
+        assert_eq!(calling_prefix("ZZ"), None);
     }
 
     #[test]
