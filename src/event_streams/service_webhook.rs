@@ -238,6 +238,65 @@ mod tests {
         }
     }
 
+    /// The generic challenge hook: only a change to approved or denied is an event (what the
+    /// Push work calls for a denied push challenge).
+    #[test]
+    fn a_challenge_event_is_a_change_to_approved_or_denied() {
+        let f = Factor {
+            sid: "YF1".into(),
+            entity_sid: "YE1".into(),
+            service_sid: "VA1".into(),
+            account_sid: "AC1".into(),
+            identity: "user-0001".into(),
+            friendly_name: "phone".into(),
+            status: crate::core::mfa::FactorStatus::Verified,
+            secret: "SECRET".into(),
+            config: crate::core::totp::Config::default(),
+            last_used_s: None,
+            metadata: None,
+            date_created: 0,
+            date_updated: 0,
+        };
+        let c = |status| Challenge {
+            sid: "YC1".into(),
+            factor_sid: "YF1".into(),
+            entity_sid: "YE1".into(),
+            service_sid: "VA1".into(),
+            account_sid: "AC1".into(),
+            identity: "user-0001".into(),
+            factor_type: "push".into(),
+            status,
+            message: Some("Log in?".into()),
+            hidden_details: None,
+            metadata: None,
+            expiration_ms: 0,
+            date_responded: None,
+            date_created: 0,
+            date_updated: 0,
+        };
+        use ChallengeStatus::*;
+        let denied = FactorEvent::challenge(Some(Pending), &c(Denied), &f).unwrap();
+        assert_eq!(denied.event_type, CHALLENGE_DENIED);
+        assert_eq!(denied.factor_type, "push");
+        let p = denied.params("v2");
+        assert!(p.contains(&("status", "denied".into())));
+        assert!(p.contains(&(
+            "challenge_details",
+            r#"{"fields":[],"message":"Log in?"}"#.into()
+        )));
+        assert!(p.iter().all(|(_, v)| !v.contains("SECRET")));
+        assert_eq!(
+            FactorEvent::challenge(None, &c(Approved), &f).map(|e| e.event_type),
+            Some(CHALLENGE_APPROVED)
+        );
+        assert_eq!(
+            FactorEvent::challenge(Some(Approved), &c(Approved), &f),
+            None
+        );
+        assert_eq!(FactorEvent::challenge(Some(Pending), &c(Pending), &f), None);
+        assert_eq!(FactorEvent::challenge(Some(Pending), &c(Expired), &f), None);
+    }
+
     #[test]
     fn v1_leaves_out_metadata_and_status_and_nothing_is_sent_empty() {
         let names = |v| -> Vec<&str> { event().params(v).iter().map(|p| p.0).collect() };
