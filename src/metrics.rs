@@ -142,46 +142,62 @@ pub fn db_error() {
     METRICS.db_errors.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Event Streams webhook deliveries: delivered, failed (given up), retried, dropped (a full
-/// queue), and the events waiting or being sent now.
-static EVENT_STREAMS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
-static EVENT_STREAMS_QUEUED: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
-const EVENT_STREAM_OUTCOMES: [&str; 4] = ["delivered", "failed", "retried", "dropped"];
+/// Webhook deliveries of Event Streams (`[0]`) and of Service Webhooks (`[1]`): delivered,
+/// failed (given up), retried, dropped (a full queue), and the events waiting or being sent now.
+static DELIVERIES: [[AtomicU64; 4]; 2] = [const { [const { AtomicU64::new(0) }; 4] }; 2];
+static QUEUED: [std::sync::atomic::AtomicI64; 2] =
+    [const { std::sync::atomic::AtomicI64::new(0) }; 2];
+const DELIVERY_OUTCOMES: [&str; 4] = ["delivered", "failed", "retried", "dropped"];
 
-pub fn event_stream_delivered() {
-    EVENT_STREAMS[0].fetch_add(1, Ordering::Relaxed);
+/// What became of one try, or one event, of a webhook delivery.
+#[derive(Debug, Clone, Copy)]
+pub enum Delivery {
+    Delivered = 0,
+    Failed = 1,
+    Retried = 2,
+    Dropped = 3,
 }
 
-pub fn event_stream_failed() {
-    EVENT_STREAMS[1].fetch_add(1, Ordering::Relaxed);
+/// Counts one delivery outcome of Event Streams, or (`service_webhooks`) of Service Webhooks.
+pub fn delivery(service_webhooks: bool, outcome: Delivery) {
+    DELIVERIES[usize::from(service_webhooks)][outcome as usize].fetch_add(1, Ordering::Relaxed);
 }
 
-pub fn event_stream_retried() {
-    EVENT_STREAMS[2].fetch_add(1, Ordering::Relaxed);
-}
-
-pub fn event_stream_dropped() {
-    EVENT_STREAMS[3].fetch_add(1, Ordering::Relaxed);
-}
-
-pub fn event_stream_queued(delta: i64) {
-    EVENT_STREAMS_QUEUED.fetch_add(delta, Ordering::Relaxed);
+pub fn delivery_queued(service_webhooks: bool, delta: i64) {
+    QUEUED[usize::from(service_webhooks)].fetch_add(delta, Ordering::Relaxed);
 }
 
 fn render_event_streams(out: &mut String) {
-    out.push_str("# HELP verilimit_event_stream_deliveries_total Event Streams webhook deliveries by outcome (retried: one more try of an event).\n# TYPE verilimit_event_stream_deliveries_total counter\n");
-    for (i, outcome) in EVENT_STREAM_OUTCOMES.iter().enumerate() {
+    let families = [
+        (
+            "event_stream",
+            "Event Streams webhook deliveries",
+            "Event Streams events",
+        ),
+        (
+            "service_webhook",
+            "Verify Service Webhook deliveries",
+            "Service Webhook events",
+        ),
+    ];
+    for (i, (name, what, events)) in families.iter().enumerate() {
         let _ = writeln!(
             out,
-            "verilimit_event_stream_deliveries_total{{outcome=\"{outcome}\"}} {}",
-            EVENT_STREAMS[i].load(Ordering::Relaxed)
+            "# HELP verilimit_{name}_deliveries_total {what} by outcome (retried: one more try of an event).\n# TYPE verilimit_{name}_deliveries_total counter"
+        );
+        for (j, outcome) in DELIVERY_OUTCOMES.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "verilimit_{name}_deliveries_total{{outcome=\"{outcome}\"}} {}",
+                DELIVERIES[i][j].load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP verilimit_{name}_queued {events} waiting for, or in, delivery.\n# TYPE verilimit_{name}_queued gauge\nverilimit_{name}_queued {}",
+            QUEUED[i].load(Ordering::Relaxed).max(0)
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP verilimit_event_stream_queued Event Streams events waiting for, or in, delivery.\n# TYPE verilimit_event_stream_queued gauge\nverilimit_event_stream_queued {}",
-        EVENT_STREAMS_QUEUED.load(Ordering::Relaxed).max(0)
-    );
 }
 
 fn escape(v: &str) -> String {

@@ -1,6 +1,7 @@
 //! `/v2/Services/{ServiceSid}/Webhooks`: where a service's Verify Push and TOTP events
 //! (`factor.created`, `factor.verified`, `factor.deleted`, `challenge.approved`,
-//! `challenge.denied`, or `*` for all) are sent. Create, list, fetch, update, delete.
+//! `challenge.denied`, or `*` for all) are sent (`crate::event_streams::service_webhook`). Create,
+//! list, fetch, update, delete.
 
 use std::collections::BTreeMap;
 
@@ -227,5 +228,7 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     let w = find(&state, &caller.account, &service, &sid).await?;
     state.delete_webhook(&w.service_sid, &w.sid).await?;
+    // Events already queued for it on this instance are not sent either.
+    state.event_streams.forget(&w.sid);
     Ok(StatusCode::NO_CONTENT)
 }

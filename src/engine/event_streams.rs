@@ -1,12 +1,21 @@
 //! Event Streams configuration: sinks and subscriptions are kept in the database only (no
 //! cache, so nothing to apply after commit and nothing for another instance to reload), and
-//! read back from it by the API and by the delivery router.
+//! read back from it by the API and by the delivery router. Also the hook through which factor
+//! and challenge outcomes reach Service Webhooks (`Engine::factor_event`).
 
 use super::Engine;
+use crate::event_streams::service_webhook::FactorEvent;
 use crate::event_streams::{SinkRecord, SubscribedType, SubscriptionRecord};
 use crate::store::StoreError;
 
 impl Engine {
+    /// The one hook of Service Webhooks: a factor or challenge event (already committed) for
+    /// the enabled webhooks of its service subscribed to its type. Never blocks: delivery is
+    /// asynchronous (`crate::event_streams::delivery`).
+    pub fn factor_event(&self, event: FactorEvent) {
+        self.event_streams.offer(event);
+    }
+
     pub async fn create_sink(&self, s: SinkRecord) -> Result<SinkRecord, StoreError> {
         self.store.insert_sink(s).await
     }

@@ -1,12 +1,19 @@
 //! The engine's Entities, Factors and Challenges: each request is one store job (serialized on
 //! SQLite's writer, one transaction with the factor locked on PostgreSQL) that runs the pure
-//! core (`crate::core::mfa`) at the account's clock; here its outcome becomes Twilio's answer.
+//! core (`crate::core::mfa`) at the account's clock; here its outcome becomes Twilio's answer,
+//! and, once committed, a Service Webhooks event (`Engine::factor_event`).
+
+use std::sync::Arc;
 
 use axum::http::StatusCode;
+use parking_lot::Mutex;
 
 use super::Engine;
-use crate::core::mfa::{self, Challenge, Entity, Factor, Refused};
+use crate::core::mfa::{self, Challenge, ChallengeStatus, Entity, Factor, FactorStatus, Refused};
 use crate::core::totp::Alg;
+use crate::event_streams::service_webhook::{
+    FACTOR_CREATED, FACTOR_DELETED, FACTOR_VERIFIED, FactorEvent,
+};
 use crate::store::StoreError;
 use crate::store::factors::{Found, Miss};
 use crate::twilio::ApiError;
@@ -105,12 +112,18 @@ impl Engine {
             .store
             .delete_entity(service.to_owned(), identity.to_owned())
             .await;
-        names.answer(deleted.map(|d| if d { Ok(()) } else { Err(Miss::Entity) }))
+        let factors = names.answer(deleted.map(|d| d.ok_or(Miss::Entity)))?;
+        for f in &factors {
+            self.factor_event(FactorEvent::factor(FACTOR_DELETED, f));
+        }
+        Ok(())
     }
 
     /// Creates a factor, and `entity` with it unless its identity has one already.
     pub async fn create_factor(&self, entity: Entity, f: Factor) -> Result<Factor, ApiError> {
-        Ok(self.store.insert_factor(entity, f).await?)
+        let f = self.store.insert_factor(entity, f).await?;
+        self.factor_event(FactorEvent::factor(FACTOR_CREATED, &f));
+        Ok(f)
     }
 
     pub async fn factors(&self, service: &str, identity: &str) -> Result<Vec<Factor>, ApiError> {
@@ -153,7 +166,10 @@ impl Engine {
             sid,
         };
         let now = self.now(account);
+        let was = Seen::default();
+        let seen = was.clone();
         let change = move |before: &Factor| {
+            seen.put(before);
             let mut f = before.clone();
             if let Some(name) = update.friendly_name {
                 f.friendly_name = name;
@@ -190,7 +206,15 @@ impl Engine {
                 change,
             )
             .await;
-        names.answer(found)
+        let f = names.answer(found)?;
+        if f.status == FactorStatus::Verified
+            && was
+                .take()
+                .is_some_and(|b| b.status != FactorStatus::Verified)
+        {
+            self.factor_event(FactorEvent::factor(FACTOR_VERIFIED, &f));
+        }
+        Ok(f)
     }
 
     pub async fn delete_factor(
@@ -208,7 +232,9 @@ impl Engine {
             .store
             .delete_factor(service.to_owned(), identity.to_owned(), sid.to_owned())
             .await;
-        names.answer(found)
+        let f = names.answer(found)?;
+        self.factor_event(FactorEvent::factor(FACTOR_DELETED, &f));
+        Ok(())
     }
 
     /// Creates a challenge of `fresh.factor_sid`, answered at once when `code` is given.
@@ -224,7 +250,10 @@ impl Engine {
             sid: &fresh.factor_sid,
         };
         let now = fresh.date_created;
+        let factor = Seen::default();
+        let seen = factor.clone();
         let decide = move |fresh: Challenge, f: &Factor| {
+            seen.put(f);
             let mut fresh = fresh;
             fresh.factor_type = f.factor_type().to_owned();
             mfa::create_challenge(fresh, f, code.as_deref(), now)
@@ -236,7 +265,14 @@ impl Engine {
             .insert_challenge(service.clone(), identity.clone(), fresh.clone(), decide)
             .await;
         // An unknown factor is named by its SID, like Twilio's 404 for any unknown resource.
-        names.answer(found)
+        let c = names.answer(found)?;
+        if let Some(e) = factor
+            .take()
+            .and_then(|f| FactorEvent::challenge(None, &c, &f))
+        {
+            self.factor_event(e);
+        }
+        Ok(c)
     }
 
     pub async fn challenges(
@@ -283,7 +319,10 @@ impl Engine {
             sid,
         };
         let now = self.now(account);
+        let was = Seen::default();
+        let seen = was.clone();
         let decide = move |c: &Challenge, f: &Factor| {
+            seen.put(&(c.status, f.clone()));
             let mut r = mfa::respond(c, f, &code, now).map_err(Miss::Refused)?;
             if let Some(m) = metadata {
                 r.challenge.metadata = Some(m);
@@ -299,6 +338,41 @@ impl Engine {
                 decide,
             )
             .await;
-        names.answer(found)
+        let c = names.answer(found)?;
+        let event = was
+            .take()
+            .and_then(|(before, f): (ChallengeStatus, Factor)| {
+                FactorEvent::challenge(Some(before), &c, &f)
+            });
+        if let Some(e) = event {
+            self.factor_event(e);
+        }
+        Ok(c)
+    }
+}
+
+/// What a store job's decision saw (the stored factor or challenge before the change), for the
+/// event sent once the job committed.
+struct Seen<T>(Arc<Mutex<Option<T>>>);
+
+impl<T> Default for Seen<T> {
+    fn default() -> Self {
+        Self(Arc::default())
+    }
+}
+
+impl<T> Clone for Seen<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T: Clone> Seen<T> {
+    fn put(&self, value: &T) {
+        *self.0.lock() = Some(value.clone());
+    }
+
+    fn take(&self) -> Option<T> {
+        self.0.lock().take()
     }
 }

@@ -1,16 +1,19 @@
-//! Asynchronous delivery of events to webhook sinks.
+//! Asynchronous delivery of events to webhook sinks (Event Streams) and to Service Webhooks.
 //!
 //! The engine records every verification outcome (`crate::events::Events::record`); the tap
 //! installed here hands each one to a bounded intake channel with `try_send` and returns at
 //! once, so a start or a check never waits for a webhook (a full intake drops the event and
-//! counts it). One router task takes events from the intake in the order they were recorded,
-//! looks up the service's `verify_event_subscription_enabled` and the account's subscriptions
-//! (read from the database, so every instance sees sinks made on another), builds the event,
-//! signs it, and appends it to the sink's lane.
+//! counts it). Factor and challenge events come the same way, through [`Delivery::offer`]
+//! (`Engine::factor_event`). One router task takes events from the intake in the order they
+//! were recorded and reads where they go from the database (so every instance sees sinks and
+//! webhooks made on another): for a verification outcome, the service's
+//! `verify_event_subscription_enabled` and the account's subscriptions; for a factor or
+//! challenge event, the service's enabled webhooks subscribed to its type. It builds and signs
+//! each request and appends it to the destination's lane.
 //!
-//! A lane is one sink's FIFO queue with one task sending from its head: an event is sent only
-//! after the one before it was delivered or given up on, so each sink receives the events of a
-//! verification in order. Failures (a non-2xx answer, a connection error, no answer within
+//! A lane is one destination's (a sink's or a webhook's) FIFO queue with one task sending from
+//! its head: an event is sent only after the one before it was delivered or given up on, so
+//! each destination receives events in the order they happened. Failures (a non-2xx answer, a connection error, no answer within
 //! [`ATTEMPT_TIMEOUT`]) are retried with exponential backoff, at most [`MAX_ATTEMPTS`] times. A
 //! lane holds at most [`LANE_CAPACITY`] events; when full, its oldest waiting event is dropped
 //! and counted. Queues live in memory only: events not yet delivered are lost on restart.
@@ -30,6 +33,7 @@ use serde_json::Value;
 use tokio::sync::{Notify, mpsc};
 
 use super::cloudevent::{self, signature, signed_url, split_credentials};
+use super::service_webhook::{self, FactorEvent};
 use crate::core::Verification;
 use crate::events::{Event, Kind};
 use crate::metrics;
@@ -48,17 +52,41 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
 /// ("The maximum timeout for a webhook Sink response is 5 seconds", Webhook Quickstart).
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A verification outcome on its way to the router.
-struct Offered {
-    account: String,
-    kind: Kind,
-    verification: Box<Verification>,
-    at_ms: i64,
+/// An event on its way to the router.
+enum Offered {
+    /// A verification outcome, for Event Streams.
+    Verification {
+        account: String,
+        kind: Kind,
+        verification: Box<Verification>,
+        at_ms: i64,
+    },
+    /// A factor or challenge event, for the service's webhooks.
+    Factor(Box<FactorEvent>),
+}
+
+/// Which machinery a request belongs to: only the metrics differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    EventStreams,
+    ServiceWebhooks,
+}
+
+impl Channel {
+    fn count(self, outcome: metrics::Delivery) {
+        metrics::delivery(self == Channel::ServiceWebhooks, outcome);
+    }
+
+    fn queued(self, delta: i64) {
+        metrics::delivery_queued(self == Channel::ServiceWebhooks, delta);
+    }
 }
 
 /// One signed request, ready to send (again, when retried).
 struct Job {
+    channel: Channel,
     url: String,
+    content_type: &'static str,
     body: Bytes,
     signature: String,
     /// `Basic …` when the destination carried user info.
@@ -100,15 +128,25 @@ impl Delivery {
             if cloudevent::verify_type(event.kind).is_none() {
                 return;
             }
-            let offered = Offered {
+            let offered = Offered::Verification {
                 account: account.to_owned(),
                 kind: event.kind,
                 verification,
                 at_ms: event.at_ms,
             };
             if let Err(mpsc::error::TrySendError::Full(_)) = intake.try_send(offered) {
-                metrics::event_stream_dropped();
+                Channel::EventStreams.count(metrics::Delivery::Dropped);
             }
+        }
+    }
+
+    /// Hands a factor or challenge event to the router for the service's webhooks: never
+    /// blocks (a full intake drops it and counts it).
+    pub fn offer(&self, event: FactorEvent) {
+        if let Err(mpsc::error::TrySendError::Full(_)) =
+            self.intake.try_send(Offered::Factor(Box::new(event)))
+        {
+            Channel::ServiceWebhooks.count(metrics::Delivery::Dropped);
         }
     }
 
@@ -133,31 +171,65 @@ impl Delivery {
         let (destination, authorization) = split_credentials(destination);
         let url = signed_url(&destination, &body);
         let job = Job {
+            channel: Channel::EventStreams,
             signature: signature(auth_token, &url),
             url,
+            content_type: "application/json",
             body: Bytes::from(body),
             authorization,
         };
-        let lane = self.lane(account, sink_sid);
+        self.push(account, sink_sid, job);
+    }
+
+    /// Signs a form POST of `params` to the webhook's `url` and queues it on its lane.
+    pub fn enqueue_form(
+        &self,
+        account: &str,
+        webhook_sid: &str,
+        url: &str,
+        auth_token: &str,
+        params: &[(&str, String)],
+    ) {
+        let (url, authorization) = split_credentials(url);
+        let job = Job {
+            channel: Channel::ServiceWebhooks,
+            signature: service_webhook::form_signature(auth_token, &url, params),
+            url,
+            content_type: "application/x-www-form-urlencoded",
+            body: Bytes::from(service_webhook::form_body(params)),
+            authorization,
+        };
+        self.push(account, webhook_sid, job);
+    }
+
+    fn push(&self, account: &str, lane_key: &str, job: Job) {
+        let channel = job.channel;
+        let lane = self.lane(account, lane_key);
         {
             let mut queue = lane.queue.lock();
-            if queue.len() >= LANE_CAPACITY {
-                queue.pop_front();
-                metrics::event_stream_dropped();
-                metrics::event_stream_queued(-1);
+            if queue.len() >= LANE_CAPACITY
+                && let Some(old) = queue.pop_front()
+            {
+                old.channel.count(metrics::Delivery::Dropped);
+                old.channel.queued(-1);
             }
             queue.push_back(job);
-            metrics::event_stream_queued(1);
+            channel.queued(1);
         }
         lane.wake.notify_one();
     }
 
-    /// Forgets the waiting events of an account's sinks (control-plane reset).
+    /// Forgets the waiting events of an account's sinks and webhooks (control-plane reset).
     pub fn clear_account(&self, account: &str) {
         for lane in self.lanes.lock().values().filter(|l| l.account == account) {
-            let mut queue = lane.queue.lock();
-            metrics::event_stream_queued(-(queue.len() as i64));
-            queue.clear();
+            drain(&lane.queue);
+        }
+    }
+
+    /// Forgets the events waiting for one destination (a deleted webhook).
+    pub fn forget(&self, lane_key: &str) {
+        if let Some(lane) = self.lanes.lock().get(lane_key) {
+            drain(&lane.queue);
         }
     }
 
@@ -177,55 +249,109 @@ impl Delivery {
     }
 }
 
-/// Turns recorded outcomes into events on the lanes of the sinks subscribed to them.
+fn drain(queue: &Mutex<VecDeque<Job>>) {
+    for job in queue.lock().drain(..) {
+        job.channel.queued(-1);
+    }
+}
+
+/// Turns recorded outcomes into events on the lanes of the sinks and webhooks subscribed to
+/// them.
 async fn route(mut rx: mpsc::Receiver<Offered>, state: Weak<Inner>) {
     while let Some(o) = rx.recv().await {
         let Some(inner) = state.upgrade() else {
             break;
         };
-        let Some(event_type) = cloudevent::verify_type(o.kind) else {
-            continue;
-        };
-        let engine = &inner.engine;
-        // On PostgreSQL, an expiry found by maintenance may be this instance's first sight of
-        // a service made on another: bring the catalog up to date first (a no-op on SQLite).
-        if let Err(e) = engine.refresh().await {
-            tracing::warn!(error = %e, "event streams: cannot refresh the configuration");
+        match o {
+            Offered::Verification {
+                account,
+                kind,
+                verification,
+                at_ms,
+            } => route_verification(&inner, &account, kind, &verification, at_ms).await,
+            Offered::Factor(event) => route_factor_event(&inner, &event).await,
         }
-        let service = engine
-            .catalog
-            .read()
-            .service(&o.account, &o.verification.service_sid)
-            .map(|n| n.record.clone());
-        let Some(service) = service.filter(|s| s.settings.verify_event_subscription_enabled) else {
-            continue;
-        };
-        let targets = match engine.event_targets(&o.account, event_type).await {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(error = %e, "event streams: cannot read subscriptions");
-                metrics::event_stream_failed();
-                continue;
-            }
-        };
-        let Some(token) = inner.credentials.token(&o.account) else {
-            continue;
-        };
-        for (sink, schema_version) in targets {
-            let Some(destination) = sink.webhook_destination() else {
-                continue;
-            };
-            let event = cloudevent::verification_event(
-                event_type,
-                schema_version,
-                &service,
-                &o.verification,
-                o.at_ms,
-            );
-            engine
-                .event_streams
-                .enqueue(&o.account, &sink.sid, destination, token, &[event]);
+    }
+}
+
+/// Queues a factor or challenge event for every webhook of its service that wants it.
+async fn route_factor_event(inner: &Inner, event: &FactorEvent) {
+    let engine = &inner.engine;
+    let webhooks = match engine.store.webhooks(&event.service_sid).await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "service webhooks: cannot read the webhooks");
+            Channel::ServiceWebhooks.count(metrics::Delivery::Failed);
+            return;
         }
+    };
+    let Some(token) = inner.credentials.token(&event.account_sid) else {
+        return;
+    };
+    for w in webhooks
+        .iter()
+        .filter(|w| service_webhook::wants(w, &event.account_sid, event.event_type))
+    {
+        let params = event.params(&w.version);
+        engine.event_streams.enqueue_form(
+            &event.account_sid,
+            &w.sid,
+            &w.webhook_url,
+            token,
+            &params,
+        );
+    }
+}
+
+async fn route_verification(
+    inner: &Inner,
+    account: &str,
+    kind: Kind,
+    verification: &Verification,
+    at_ms: i64,
+) {
+    let Some(event_type) = cloudevent::verify_type(kind) else {
+        return;
+    };
+    let engine = &inner.engine;
+    // On PostgreSQL, an expiry found by maintenance may be this instance's first sight of
+    // a service made on another: bring the catalog up to date first (a no-op on SQLite).
+    if let Err(e) = engine.refresh().await {
+        tracing::warn!(error = %e, "event streams: cannot refresh the configuration");
+    }
+    let service = engine
+        .catalog
+        .read()
+        .service(account, &verification.service_sid)
+        .map(|n| n.record.clone());
+    let Some(service) = service.filter(|s| s.settings.verify_event_subscription_enabled) else {
+        return;
+    };
+    let targets = match engine.event_targets(account, event_type).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "event streams: cannot read subscriptions");
+            Channel::EventStreams.count(metrics::Delivery::Failed);
+            return;
+        }
+    };
+    let Some(token) = inner.credentials.token(account) else {
+        return;
+    };
+    for (sink, schema_version) in targets {
+        let Some(destination) = sink.webhook_destination() else {
+            continue;
+        };
+        let event = cloudevent::verification_event(
+            event_type,
+            schema_version,
+            &service,
+            verification,
+            at_ms,
+        );
+        engine
+            .event_streams
+            .enqueue(account, &sink.sid, destination, token, &[event]);
     }
 }
 
@@ -236,7 +362,7 @@ async fn run_lane(lane: Arc<Lane>, client: HttpClient) {
         match next {
             Some(job) => {
                 deliver(&client, &job).await;
-                metrics::event_stream_queued(-1);
+                job.channel.queued(-1);
             }
             None => lane.wake.notified().await,
         }
@@ -244,55 +370,64 @@ async fn run_lane(lane: Arc<Lane>, client: HttpClient) {
 }
 
 async fn deliver(client: &HttpClient, job: &Job) {
+    let channel = job.channel;
     let uri: hyper::Uri = match job.url.parse() {
         Ok(u) => u,
         Err(_) => {
-            tracing::warn!("event streams: the sink's destination is not a valid URL");
-            metrics::event_stream_failed();
+            tracing::warn!(?channel, "the webhook's URL is not a valid URL");
+            channel.count(metrics::Delivery::Failed);
             return;
         }
     };
     if uri.scheme_str() != Some("http") {
-        tracing::warn!("event streams: only http:// webhook destinations are delivered to");
-        metrics::event_stream_failed();
+        tracing::warn!(
+            ?channel,
+            "only http:// webhook destinations are delivered to"
+        );
+        channel.count(metrics::Delivery::Failed);
         return;
     }
+    let agent = match channel {
+        Channel::EventStreams => "verilimit-event-streams",
+        Channel::ServiceWebhooks => "verilimit-service-webhooks",
+    };
     let mut backoff = FIRST_BACKOFF;
     for attempt in 1..=MAX_ATTEMPTS {
         let mut request = hyper::Request::post(uri.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(USER_AGENT, "verilimit-event-streams")
+            .header(CONTENT_TYPE, job.content_type)
+            .header(USER_AGENT, agent)
             .header("x-twilio-signature", &job.signature);
         if let Some(authorization) = &job.authorization {
             request = request.header(hyper::header::AUTHORIZATION, authorization);
         }
         let request = request.body(Full::new(job.body.clone()));
         let Ok(request) = request else {
-            metrics::event_stream_failed();
+            channel.count(metrics::Delivery::Failed);
             return;
         };
         match tokio::time::timeout(ATTEMPT_TIMEOUT, client.request(request)).await {
             Ok(Ok(response)) if response.status().is_success() => {
-                metrics::event_stream_delivered();
+                channel.count(metrics::Delivery::Delivered);
                 return;
             }
             Ok(Ok(response)) => {
-                tracing::debug!(status = %response.status(), attempt, "event streams: sink refused");
+                tracing::debug!(?channel, status = %response.status(), attempt, "webhook refused");
             }
-            Ok(Err(e)) => tracing::debug!(error = %e, attempt, "event streams: sink unreachable"),
-            Err(_) => tracing::debug!(attempt, "event streams: sink did not answer in time"),
+            Ok(Err(e)) => tracing::debug!(?channel, error = %e, attempt, "webhook unreachable"),
+            Err(_) => tracing::debug!(?channel, attempt, "webhook did not answer in time"),
         }
         if attempt < MAX_ATTEMPTS {
-            metrics::event_stream_retried();
+            channel.count(metrics::Delivery::Retried);
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
     tracing::warn!(
+        ?channel,
         attempts = MAX_ATTEMPTS,
-        "event streams: gave up delivering an event"
+        "gave up delivering an event"
     );
-    metrics::event_stream_failed();
+    channel.count(metrics::Delivery::Failed);
 }
 
 #[cfg(test)]
@@ -347,7 +482,12 @@ mod tests {
             tap("AC1", &Event::of(&v, kind), Box::new(v.clone()));
         }
         let mut rx = d.intake_rx.lock().take().unwrap();
-        let kinds: Vec<Kind> = std::iter::from_fn(|| rx.try_recv().ok().map(|o| o.kind)).collect();
+        let kinds: Vec<Kind> = std::iter::from_fn(|| rx.try_recv().ok())
+            .filter_map(|o| match o {
+                Offered::Verification { kind, .. } => Some(kind),
+                Offered::Factor(_) => None,
+            })
+            .collect();
         assert_eq!(kinds, [Kind::Started, Kind::Approved]);
     }
 }

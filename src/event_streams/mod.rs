@@ -1,12 +1,15 @@
 //! Twilio Event Streams (`events.twilio.com/v1`): the records of sinks and subscriptions, the
 //! catalog of event types this server can emit (`types`), the Event Streams format of a Verify
-//! event and its signature (`cloudevent`), and the asynchronous webhook delivery (`delivery`).
+//! event and its signature (`cloudevent`), and the asynchronous webhook delivery (`delivery`),
+//! which also carries Verify's factor and challenge events to Service Webhooks
+//! (`service_webhook`: their form format and signature).
 //!
 //! Only webhook sinks receive events; kinesis, segment and email sinks are accepted and stored
 //! (so code that configures them runs) but nothing is sent to them.
 
 pub mod cloudevent;
 pub mod delivery;
+pub mod service_webhook;
 pub mod types;
 
 pub use delivery::Delivery;

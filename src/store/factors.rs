@@ -375,12 +375,21 @@ impl Store {
         read!(self, |c, q| q::entities(c, service).await)
     }
 
+    /// Deletes an entity; the factors it had (`None`: no such entity).
     pub async fn delete_entity(
         &self,
         service: String,
         identity: String,
-    ) -> Result<bool, StoreError> {
-        job!(self, |c, q| q::delete_entity(c, &service, &identity).await)
+    ) -> Result<Option<Vec<Factor>>, StoreError> {
+        job!(self, |c, q| {
+            let Some(e) = q::entity_of(c, &service, &identity).await? else {
+                return Ok(None);
+            };
+            let factors = q::factors(c, &e.sid).await?;
+            Ok(q::delete_entity(c, &service, &identity)
+                .await?
+                .then_some(factors))
+        })
     }
 
     /// Creates a factor, and its entity (`fresh_entity`) unless the identity has one.
@@ -465,13 +474,16 @@ impl Store {
         service: String,
         identity: String,
         sid: String,
-    ) -> Result<Found<()>, StoreError> {
+    ) -> Result<Found<Factor>, StoreError> {
         job!(self, |c, q| {
             let Some(e) = q::entity_of(c, &service, &identity).await? else {
                 return Ok(Err(Miss::Entity));
             };
+            let Some(f) = q::factor_of(c, &e.sid, &sid, true).await? else {
+                return Ok(Err(Miss::Factor));
+            };
             if q::delete_factor(c, &e.sid, &sid).await? {
-                Ok(Ok(()))
+                Ok(Ok(f))
             } else {
                 Ok(Err(Miss::Factor))
             }

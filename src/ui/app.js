@@ -7,7 +7,7 @@
 //   GET /emulator/v1/Services/{sid}/Usage           live usage per value
 //   GET /emulator/v1/Events?ServiceSid={sid}        the events table and the chart
 //   GET /emulator/v1/Outbox?ServiceSid={sid}        the latest codes (the last page)
-//   GET /v1/Sinks, GET /metrics                      Event Streams: sinks and webhook deliveries
+//   GET /v1/Sinks, GET /metrics                      Event Streams and Service Webhooks deliveries
 // The browser adds the Basic credentials it prompted for to these same-origin requests.
 // Every string from the server reaches the page through textContent or an attribute value,
 // never as HTML.
@@ -571,15 +571,17 @@
 
   // ---------------------------------------------------------------- Event Streams
 
-  const DELIVERY_ROWS = [
-    ['delivered', 'verilimit_event_stream_deliveries_total{outcome="delivered"}'],
-    ['retried', 'verilimit_event_stream_deliveries_total{outcome="retried"}'],
-    ['failed', 'verilimit_event_stream_deliveries_total{outcome="failed"}'],
-    ['dropped', 'verilimit_event_stream_deliveries_total{outcome="dropped"}'],
-    ['queued', 'verilimit_event_stream_queued'],
+  /** The delivery counters of one family of metrics (`event_stream`, `service_webhook`). */
+  const deliveryRows = (family) => [
+    ['delivered', `verilimit_${family}_deliveries_total{outcome="delivered"}`],
+    ['retried', `verilimit_${family}_deliveries_total{outcome="retried"}`],
+    ['failed', `verilimit_${family}_deliveries_total{outcome="failed"}`],
+    ['dropped', `verilimit_${family}_deliveries_total{outcome="dropped"}`],
+    ['queued', `verilimit_${family}_queued`],
   ];
 
-  /** Sinks and webhook delivery counters; a failure here never stops the rest of the page. */
+  /** Sinks, and the delivery counters of Event Streams and Service Webhooks; a failure here
+   * never stops the rest of the page. */
   async function pollEventStreams() {
     try {
       const [sinks, res] = await Promise.all([
@@ -593,10 +595,11 @@
         if (i > 0 && !line.startsWith('#')) values.set(line.slice(0, i), line.slice(i + 1));
       }
       $('es-sinks-count').textContent = String(Array.isArray(sinks.sinks) ? sinks.sinks.length : 0);
-      const body = $('event-streams').tBodies[0];
-      body.replaceChildren(
-        ...DELIVERY_ROWS.map(([label, key]) => el('tr', {}, el('td', { text: label }), el('td', { text: values.get(key) ?? '0' }))),
-      );
+      for (const [table, family] of [['event-streams', 'event_stream'], ['service-webhooks', 'service_webhook']]) {
+        $(table).tBodies[0].replaceChildren(
+          ...deliveryRows(family).map(([label, key]) => el('tr', {}, el('td', { text: label }), el('td', { text: values.get(key) ?? '0' }))),
+        );
+      }
     } catch {
       // shown again at the next poll
     }
