@@ -83,9 +83,6 @@ fn render(id: &str, d: &Device) -> Value {
         "account_sid": d.account,
         "public_key": d.public_key,
         "alg": push::ALG,
-        "factors": d.factors.iter().map(|(s, i, f)| json!({
-            "service_sid": s, "identity": i, "factor_sid": f,
-        })).collect::<Vec<_>>(),
         "date_created": date::format(d.date_created),
     })
 }
@@ -164,12 +161,12 @@ async fn sign_message(
     Path(id): Path<String>,
     FormBody(p): FormBody,
 ) -> Result<Json<Value>, ApiError> {
-    let message = p.required("Message")?.to_owned();
     let pkcs8 = state
         .0
         .devices
         .with(&caller.account, &id, |d| d.pkcs8.clone())
         .ok_or_else(|| not_found(&id))?;
+    let message = p.required("Message")?.to_owned();
     Ok(Json(
         json!({ "signature": sign_der(&pkcs8, message.as_bytes())? }),
     ))
@@ -184,8 +181,6 @@ async fn verify_factor(
     Path((id, factor)): Path<(String, String)>,
     FormBody(p): FormBody,
 ) -> Result<Json<Value>, ApiError> {
-    let service = p.required("ServiceSid")?.to_owned();
-    let identity = p.required("Identity")?.to_owned();
     let (pkcs8, public_key) = state
         .0
         .devices
@@ -193,6 +188,8 @@ async fn verify_factor(
             (d.pkcs8.clone(), d.public_key.clone())
         })
         .ok_or_else(|| not_found(&id))?;
+    let service = p.required("ServiceSid")?.to_owned();
+    let identity = p.required("Identity")?.to_owned();
     crate::api::entities::path_identity(&state, &caller.account, &service, &identity)?;
     if !sid::is_valid(&factor, sid::FACTOR) {
         return Err(ApiError::not_found(format!(
@@ -273,6 +270,11 @@ async fn answer(
     Path((id, challenge)): Path<(String, String)>,
     FormBody(p): FormBody,
 ) -> Result<Json<Value>, ApiError> {
+    let pkcs8 = state
+        .0
+        .devices
+        .with(&caller.account, &id, |d| d.pkcs8.clone())
+        .ok_or_else(|| not_found(&id))?;
     let status = match p.required("Status")? {
         s @ ("approved" | "denied") => s.to_owned(),
         _ => {
@@ -282,11 +284,6 @@ async fn answer(
             ));
         }
     };
-    let pkcs8 = state
-        .0
-        .devices
-        .with(&caller.account, &id, |d| d.pkcs8.clone())
-        .ok_or_else(|| not_found(&id))?;
     let mut found = None;
     for (service, identity, factor) in factors_of(&state, &caller.account, &id)? {
         if let Ok(c) = state.challenge(&service, &identity, &challenge).await
@@ -312,15 +309,14 @@ async fn answer(
         .map(str::to_owned)
     else {
         // Not pending (answered or expired): the SDK refuses to answer it too.
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            if c.status_at(now) == ChallengeStatus::Expired {
-                60323
-            } else {
-                60200
-            },
-            format!("Challenge is {}", c.status_at(now).as_str()),
-        ));
+        return Err(if c.status_at(now) == ChallengeStatus::Expired {
+            ApiError::new(StatusCode::FORBIDDEN, 60323, "Challenge expired")
+        } else {
+            ApiError::invalid_because(
+                "ChallengeSid",
+                format!("the challenge is {} already", c.status_at(now).as_str()),
+            )
+        });
     };
     let body = render_challenge(&base, &c, now);
     let mut payload = Map::new();
