@@ -371,4 +371,52 @@ mod tests {
             Err(Refused::Expired)
         );
     }
+
+    #[test]
+    fn push_challenges_need_a_message_take_no_code_and_expire() {
+        let mut f = factor(FactorStatus::Unverified);
+        f.push = Some(PushBinding {
+            public_key: String::new(),
+            sdk_version: None,
+            app_id: None,
+            notification_platform: "none".into(),
+            notification_token: None,
+        });
+        assert_eq!(f.factor_type(), "push");
+        assert_eq!(
+            create_challenge(challenge(), &f, None, NOW),
+            Err(Refused::FactorUnverified)
+        );
+        f.status = FactorStatus::Verified;
+        assert!(matches!(
+            create_challenge(challenge(), &f, None, NOW),
+            Err(Refused::Invalid("Details.Message", _))
+        ));
+        let mut c = challenge();
+        c.message = Some("Log in?".into());
+        assert!(matches!(
+            create_challenge(c.clone(), &f, Some("x"), NOW),
+            Err(Refused::Invalid("AuthPayload", _))
+        ));
+        let fresh = create_challenge(c.clone(), &f, None, NOW)
+            .unwrap()
+            .challenge;
+        assert_eq!(fresh.status, ChallengeStatus::Pending);
+        // Not a JWT of the factor's key: refused, and nothing changes.
+        assert!(matches!(
+            respond(&fresh, &f, "not.a.jwt", NOW),
+            Err(Refused::Invalid("AuthPayload", _))
+        ));
+        assert_eq!(
+            respond(&fresh, &f, "not.a.jwt", NOW + CHALLENGE_TTL_MS),
+            Err(Refused::Expired)
+        );
+        // Detail fields belong to push challenges only.
+        let mut totp_c = c;
+        totp_c.fields = Some("[]".into());
+        assert!(matches!(
+            create_challenge(totp_c, &factor(FactorStatus::Verified), None, NOW),
+            Err(Refused::Invalid("Details.Fields", _))
+        ));
+    }
 }
