@@ -14,6 +14,8 @@ pub use crate::engine::real_now_ms;
 pub struct Inner {
     pub credentials: Arc<Credentials>,
     pub engine: Engine,
+    /// Simulated Verify Push devices of the control plane (in memory).
+    pub devices: crate::emulator::devices::Devices,
 }
 
 /// Cheap to clone; dereferences to the engine, which is what routes call.
@@ -44,6 +46,7 @@ impl AppState {
         let state = AppState(Arc::new(Inner {
             credentials: Arc::new(credentials),
             engine,
+            devices: Default::default(),
         }));
         state.event_streams.start(Arc::downgrade(&state.0));
         Ok((state, writer))

@@ -6,14 +6,21 @@
 //! account's clock, else it stays `pending` (Twilio answers a wrong code with the challenge, not
 //! an error) and may be answered again until its expiration date (5 minutes by default, at most
 //! 60). Challenges of an unverified factor: 403 / 60318; answering an expired one: 403 / 60323.
+//!
+//! A push challenge (`Details.Message` required, `Details.Fields`, `HiddenDetails`) stays
+//! `pending` until the device answers it: fetching it answers the `Twilio-Verify-Signature-Fields`
+//! header (the fields the device signs, `crate::core::push::SIGNATURE_FIELDS`), and an update's
+//! `AuthPayload` is the device's ES256 JWT over them plus `status` (approved or denied).
+//! `POST …/Challenges/{Sid}/Notifications` answers a notification of a pending push challenge
+//! (`Ttl` 0–300, default 300); verilimit delivers nothing.
 
 use std::collections::BTreeMap;
 
 use super::Path;
 use axum::extract::{OriginalUri, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
@@ -22,6 +29,7 @@ use super::entities::{self, path_identity};
 use super::factors::{json_field, json_object_param};
 use super::printable;
 use crate::core::mfa::{CHALLENGE_MAX_TTL_MS, CHALLENGE_TTL_MS, Challenge, ChallengeStatus};
+use crate::core::push;
 use crate::state::AppState;
 use crate::twilio::auth::Caller;
 use crate::twilio::form::{FormBody, Params, query};
@@ -38,7 +46,17 @@ pub fn routes() -> Router<AppState> {
             "/v2/Services/{service}/Entities/{identity}/Challenges/{sid}",
             get(fetch).post(update),
         )
+        .route(
+            "/v2/Services/{service}/Entities/{identity}/Challenges/{sid}/Notifications",
+            post(notify),
+        )
 }
+
+/// The Notification SID prefix.
+pub const NOTIFICATION: &str = "NT";
+
+/// The header that names the fields a device signs when it answers a push challenge.
+pub const SIGNATURE_FIELDS_HEADER: &str = "twilio-verify-signature-fields";
 
 pub fn render(base: &str, c: &Challenge, now: i64) -> Value {
     let url = format!(
@@ -59,7 +77,7 @@ pub fn render(base: &str, c: &Challenge, now: i64) -> Value {
         "expiration_date": date::format(c.expiration_ms),
         "status": c.status_at(now).as_str(),
         "responded_reason": "none",
-        "details": c.message.as_ref().map(|m| json!({ "message": m, "fields": [] })),
+        "details": push::details(c),
         "hidden_details": json_field(c.hidden_details.as_deref()),
         "metadata": json_field(c.metadata.as_deref()),
         "factor_type": c.factor_type,
@@ -78,6 +96,39 @@ fn auth_payload(p: &Params) -> Result<Option<String>, ApiError> {
             "a TOTP code is 3 to 8 characters",
         )),
     }
+}
+
+/// `Details.Fields`: each value a JSON object with a `label` (up to 36 characters) and a `value`
+/// (up to 128), at most 20 (the spec's bounds); kept as a compact JSON array.
+fn details_fields(p: &Params) -> Result<Option<String>, ApiError> {
+    let given: Vec<&str> = p.all("Details.Fields").collect();
+    if given.is_empty() {
+        return Ok(None);
+    }
+    let bad = || {
+        ApiError::invalid_because(
+            "Details.Fields",
+            "each must be a JSON object with a label (up to 36 characters) and a value (up to 128)",
+        )
+    };
+    if given.len() > 20 {
+        return Err(ApiError::invalid_because(
+            "Details.Fields",
+            "at most 20 fields",
+        ));
+    }
+    let mut fields = Vec::new();
+    for text in given {
+        let v: Value = serde_json::from_str(text).map_err(|_| bad())?;
+        let (Some(label), Some(value)) = (v["label"].as_str(), v["value"].as_str()) else {
+            return Err(bad());
+        };
+        if label.chars().count() > 36 || value.chars().count() > 128 {
+            return Err(bad());
+        }
+        fields.push(json!({ "label": label, "value": value }));
+    }
+    Ok(Some(Value::Array(fields).to_string()))
 }
 
 /// `ExpirationDate`: after now, at most 60 minutes after it. Twilio's date format, or any
@@ -124,6 +175,7 @@ async fn create(
         factor_type: "totp".to_owned(),
         status: ChallengeStatus::Pending,
         message: p.text("Details.Message", 256)?,
+        fields: details_fields(&p)?,
         hidden_details: json_object_param(&p, "HiddenDetails")?,
         metadata: None,
         expiration_ms: expiration(&p, now)?,
@@ -224,17 +276,71 @@ fn challenge_sid(service: &str, identity: &str, sid: &str) -> Result<(), ApiErro
     }
 }
 
+/// A challenge's answer to fetch: with the `Twilio-Verify-Signature-Fields` header while a push
+/// challenge is pending (twilio-verify-android `api/ChallengeAPIClient.kt` reads it there and
+/// `domain/challenge/ChallengeMapper.kt` splits it at commas).
+pub fn render_fetched(base: &str, c: &Challenge, now: i64) -> Response {
+    let mut response = Json(render(base, c, now)).into_response();
+    if c.factor_type == "push" && c.status_at(now) == ChallengeStatus::Pending {
+        response.headers_mut().insert(
+            SIGNATURE_FIELDS_HEADER,
+            HeaderValue::from_static(SIGNATURE_FIELDS_VALUE),
+        );
+    }
+    response
+}
+
+/// `push::SIGNATURE_FIELDS`, comma-separated (checked by a unit test).
+const SIGNATURE_FIELDS_VALUE: &str = "sid,account_sid,service_sid,entity_sid,identity,factor_sid,date_created,expiration_date,details,hidden_details";
+
 async fn fetch(
     State(state): State<AppState>,
     caller: Caller,
     BaseUrl(base): BaseUrl,
     Path((service, identity, sid)): Path<(String, String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let identity = path_identity(&state, &caller.account, &service, &identity)?;
     challenge_sid(&service, &identity, &sid)?;
     let challenge = state.challenge(&service, &identity, &sid).await?;
     let now = state.now(&caller.account);
-    Ok(Json(render(&base, &challenge, now)))
+    Ok(render_fetched(&base, &challenge, now))
+}
+
+async fn notify(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((service, identity, sid)): Path<(String, String, String)>,
+    FormBody(p): FormBody,
+) -> Result<Response, ApiError> {
+    let identity = path_identity(&state, &caller.account, &service, &identity)?;
+    challenge_sid(&service, &identity, &sid)?;
+    let ttl = p.int("Ttl", 0, 300)?.unwrap_or(300);
+    let c = state.challenge(&service, &identity, &sid).await?;
+    let now = state.now(&caller.account);
+    if c.factor_type != "push" {
+        return Err(ApiError::invalid_because(
+            "ChallengeSid",
+            "only push challenges are notified",
+        ));
+    }
+    if c.status_at(now) != ChallengeStatus::Pending {
+        return Err(ApiError::invalid_because(
+            "ChallengeSid",
+            "only a pending challenge is notified",
+        ));
+    }
+    let body = json!({
+        "sid": sid::generate(NOTIFICATION),
+        "account_sid": c.account_sid,
+        "service_sid": c.service_sid,
+        "entity_sid": c.entity_sid,
+        "identity": c.identity,
+        "challenge_sid": c.sid,
+        "priority": "high",
+        "ttl": ttl,
+        "date_created": date::format(now),
+    });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 async fn update(
@@ -246,8 +352,11 @@ async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let identity = path_identity(&state, &caller.account, &service, &identity)?;
     challenge_sid(&service, &identity, &sid)?;
-    p.required("AuthPayload")?;
-    let code = auth_payload(&p)?.unwrap_or_default();
+    // A TOTP code (3 to 8 characters, checked against the factor) or a push device's JWT.
+    let code = p.required("AuthPayload")?.to_owned();
+    if code.len() > 8192 {
+        return Err(ApiError::invalid("AuthPayload"));
+    }
     let metadata = json_object_param(&p, "Metadata")?;
     let challenge = state
         .update_challenge(&caller.account, &service, &identity, &sid, code, metadata)
@@ -259,6 +368,14 @@ async fn update(
 #[cfg(test)]
 mod tests {
     use super::desc_key;
+
+    #[test]
+    fn the_signature_fields_header_names_the_cores_fields() {
+        assert_eq!(
+            super::SIGNATURE_FIELDS_VALUE,
+            crate::core::push::SIGNATURE_FIELDS.join(",")
+        );
+    }
 
     #[test]
     fn descending_keys_reverse_the_order_and_stay_sids() {

@@ -5,13 +5,20 @@
 //! A new factor gets a random 160-bit secret unless `Binding.Secret` gives one; its settings are
 //! the request's, else the service's `Totp.*`, else Twilio's defaults (sha1, 6 digits, 30 s, skew
 //! 1). The `binding` (secret and `otpauth://` URI) is only ever shown in the answer to create.
-//! Push and Passkeys factors are not served yet: 400 / 60200 naming `FactorType`.
+//!
+//! Push factors (`FactorType=push`) bind a device's P-256 public key (`Binding.PublicKey`,
+//! `Binding.Alg=ES256`) and its `Config.*`; `AuthPayload` on update is the device's signature of
+//! the factor SID (`crate::core::push`). The Verify Push SDK creates them with Basic
+//! `token:<access token>` (twilio-verify-android `api/FactorAPIClient.kt`, `AUTHENTICATION_USER`):
+//! create accepts that when the token is one this server issued for the service and identity of
+//! the path and it is still within its TTL on the account's clock; otherwise 401 / 20003.
+//! Passkeys factors are not served yet: 400 / 60200 naming `FactorType`.
 
 use std::collections::BTreeMap;
 
 use super::Path;
 use axum::extract::{OriginalUri, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -22,10 +29,11 @@ use super::entities::{self, path_identity};
 use super::service_node;
 use super::{BaseUrl, printable};
 use crate::core::mfa::{Entity, Factor, FactorStatus};
+use crate::core::push::{self, PushBinding};
 use crate::core::totp::{self, Alg, Config};
 use crate::engine::mfa::FactorUpdate;
 use crate::state::AppState;
-use crate::twilio::auth::Caller;
+use crate::twilio::auth::{Caller, parse_basic};
 use crate::twilio::form::{FormBody, Params, query};
 use crate::twilio::paging::{self, PageRequest};
 use crate::twilio::{ApiError, date, sid};
@@ -42,7 +50,29 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
+/// `config` of a push factor. `credential_sid` (the push credential Twilio would notify
+/// through; the SDKs require the field and use it as `kid` of their own JWTs) is derived from
+/// the factor SID: verilimit sends no notifications.
+fn push_config(f: &Factor, b: &PushBinding) -> Value {
+    json!({
+        "sdk_version": b.sdk_version,
+        "app_id": b.app_id,
+        "notification_platform": b.notification_platform,
+        "notification_token": b.notification_token,
+        "credential_sid": format!("CR{}", f.sid.get(2..).unwrap_or_default()),
+    })
+}
+
 pub fn render(base: &str, f: &Factor) -> Value {
+    let config = match &f.push {
+        Some(b) => push_config(f, b),
+        None => json!({
+            "alg": f.config.alg.as_str(),
+            "skew": f.config.skew,
+            "code_length": f.config.code_length,
+            "time_step": f.config.time_step,
+        }),
+    };
     json!({
         "sid": f.sid,
         "account_sid": f.account_sid,
@@ -54,12 +84,7 @@ pub fn render(base: &str, f: &Factor) -> Value {
         "friendly_name": f.friendly_name,
         "status": f.status.as_str(),
         "factor_type": f.factor_type(),
-        "config": {
-            "alg": f.config.alg.as_str(),
-            "skew": f.config.skew,
-            "code_length": f.config.code_length,
-            "time_step": f.config.time_step,
-        },
+        "config": config,
         "metadata": json_field(f.metadata.as_deref()),
         "url": format!(
             "{}/Factors/{}",
@@ -72,7 +97,10 @@ pub fn render(base: &str, f: &Factor) -> Value {
 /// The answer to create: the factor with its `binding` (shown this once).
 fn render_new(base: &str, f: &Factor, issuer: &str) -> Value {
     let mut v = render(base, f);
-    v["binding"] = json!({ "secret": f.secret, "uri": otpauth_uri(f, issuer) });
+    v["binding"] = match &f.push {
+        Some(b) => json!({ "public_key": b.public_key, "alg": push::ALG }),
+        None => json!({ "secret": f.secret, "uri": otpauth_uri(f, issuer) }),
+    };
     v["options"] = Value::Null;
     v
 }
@@ -160,28 +188,124 @@ fn factor_sid(service: &str, identity: &str, sid: &str) -> Result<(), ApiError> 
     }
 }
 
+/// The account a factor creation acts for: the usual Basic credentials, or (push only) Basic
+/// `token:<access token>` naming a live access token of this service and identity.
+async fn enroller(
+    state: &AppState,
+    headers: &HeaderMap,
+    service: &str,
+    identity: &str,
+    factor_type: Option<&str>,
+) -> Result<String, ApiError> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(parse_basic);
+    let Some((user, password)) = basic else {
+        tracing::debug!("auth refused: no or malformed Authorization header");
+        return Err(ApiError::unauthorized());
+    };
+    if user != "token" {
+        return state
+            .0
+            .credentials
+            .authenticate(&user, &password)
+            .ok_or_else(ApiError::unauthorized);
+    }
+    if factor_type != Some("push") {
+        tracing::debug!("auth refused: an access token only creates push factors");
+        return Err(ApiError::unauthorized());
+    }
+    // The token's `jti` is its YK SID; the stored token must be exactly the one presented.
+    let jti = password
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, p).ok()
+        })
+        .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
+        .and_then(|p| p["jti"].as_str().map(str::to_owned));
+    let Some(jti) = jti.filter(|j| sid::is_valid(j, super::access_tokens::ACCESS_TOKEN)) else {
+        tracing::debug!("auth refused: not an access token");
+        return Err(ApiError::unauthorized());
+    };
+    let Some(t) = state.access_token(service, &jti).await? else {
+        tracing::debug!("auth refused: unknown access token");
+        return Err(ApiError::unauthorized());
+    };
+    let live = state.now(&t.account_sid) < t.date_created + t.ttl * 1000;
+    let same = subtle::ConstantTimeEq::ct_eq(t.token.as_bytes(), password.as_bytes()).into();
+    if !(same && live && t.entity_identity == identity && t.factor_type == "push") {
+        tracing::debug!(
+            same,
+            live,
+            "auth refused: access token not valid for this factor"
+        );
+        return Err(ApiError::unauthorized());
+    }
+    Ok(t.account_sid)
+}
+
+/// A push factor's `Binding.*` and `Config.*`.
+fn push_binding(p: &Params) -> Result<PushBinding, ApiError> {
+    let public_key = p.get("Binding.PublicKey").ok_or_else(|| {
+        ApiError::invalid_because("Binding.PublicKey", "required for push factors")
+    })?;
+    if push::public_key_point(public_key).is_none() {
+        return Err(ApiError::invalid_because(
+            "Binding.PublicKey",
+            "must be a base64 DER SubjectPublicKeyInfo of a P-256 key",
+        ));
+    }
+    if p.get("Binding.Alg").is_some_and(|a| a != push::ALG) {
+        return Err(ApiError::invalid_because("Binding.Alg", "must be ES256"));
+    }
+    let platform = p.get("Config.NotificationPlatform").unwrap_or("none");
+    if !push::PLATFORMS.contains(&platform) {
+        return Err(ApiError::invalid("Config.NotificationPlatform"));
+    }
+    let token = p.text("Config.NotificationToken", 255)?;
+    if platform != "none" && token.is_none() {
+        return Err(ApiError::invalid_because(
+            "Config.NotificationToken",
+            "required unless Config.NotificationPlatform is none",
+        ));
+    }
+    Ok(PushBinding {
+        public_key: public_key.trim().to_owned(),
+        sdk_version: p.text("Config.SdkVersion", 64)?,
+        app_id: p.text("Config.AppId", 100)?,
+        notification_platform: platform.to_owned(),
+        notification_token: token,
+    })
+}
+
 async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    headers: HeaderMap,
     BaseUrl(base): BaseUrl,
     Path((service, identity)): Path<(String, String)>,
     FormBody(p): FormBody,
 ) -> Result<Response, ApiError> {
+    let account = enroller(&state, &headers, &service, &identity, p.get("FactorType")).await?;
+    let caller = Caller { account };
     let node = service_node(&state, &caller.account, &service)?;
     let identity = entities::identity(&identity)?;
     p.required("FriendlyName")?;
     let friendly_name = friendly_name(&p)?.unwrap_or_default();
-    match p.required("FactorType")? {
-        "totp" => {}
-        kind @ ("push" | "passkeys") => {
+    let push = match p.required("FactorType")? {
+        "totp" => None,
+        "push" => Some(push_binding(&p)?),
+        kind @ "passkeys" => {
             return Err(ApiError::invalid_because(
                 "FactorType",
-                format!("{kind} factors are not served by verilimit yet (totp is)"),
+                format!("{kind} factors are not served by verilimit yet (totp and push are)"),
             ));
         }
         _ => return Err(ApiError::invalid("FactorType")),
-    }
+    };
     let secret = match p.get("Binding.Secret") {
+        None if push.is_some() => String::new(),
         None => totp::encode_secret(&rand::random::<[u8; 20]>()),
         Some(s) if s.trim_end_matches('=').len() >= 16 && totp::decode_secret(s).is_some() => {
             totp::normalize_secret(s)
@@ -233,6 +357,7 @@ async fn create(
         metadata,
         date_created: now,
         date_updated: now,
+        push,
     };
     let saved = state.create_factor(entity, factor).await?;
     let issuer = service_totp
@@ -292,7 +417,8 @@ async fn update(
     factor_sid(&service, &identity, &sid)?;
     let auth_payload = match p.get("AuthPayload") {
         None => None,
-        Some(code) if (1..=64).contains(&code.len()) => Some(code.to_owned()),
+        // A TOTP code, or a push device's base64 DER signature (about 96 characters).
+        Some(code) if (1..=256).contains(&code.len()) => Some(code.to_owned()),
         Some(_) => return Err(ApiError::invalid("AuthPayload")),
     };
     let update = FactorUpdate {
@@ -343,6 +469,7 @@ mod tests {
             metadata: None,
             date_created: 0,
             date_updated: 0,
+            push: None,
         };
         // The example of Twilio's own API definition tests.
         assert_eq!(

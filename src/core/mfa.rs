@@ -3,6 +3,7 @@
 //! touches and `now` (the account's clock). The engine loads that state, runs these functions
 //! inside one serialized write, and persists what they return.
 
+use super::push::{self, PushBinding};
 use super::totp::{self, Config};
 
 /// An Entity: one end user of a service, named by the application's `Identity`.
@@ -39,7 +40,8 @@ impl FactorStatus {
     }
 }
 
-/// A TOTP factor of an entity.
+/// A factor of an entity: TOTP (a shared secret and its settings) or Push (`push`: a device's
+/// public key; then `secret` is empty and `config` unused).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Factor {
     pub sid: String,
@@ -59,11 +61,13 @@ pub struct Factor {
     pub metadata: Option<String>,
     pub date_created: i64,
     pub date_updated: i64,
+    /// A push factor's binding; `None` for TOTP.
+    pub push: Option<PushBinding>,
 }
 
 impl Factor {
     pub fn factor_type(&self) -> &'static str {
-        "totp"
+        if self.push.is_some() { "push" } else { "totp" }
     }
 
     /// Whether `code` is accepted now; if so, the step start it uses up.
@@ -115,6 +119,8 @@ pub struct Challenge {
     pub status: ChallengeStatus,
     /// `Details.Message`, if sent.
     pub message: Option<String>,
+    /// `Details.Fields`: a JSON array of `{"label", "value"}` objects, as sent (push).
+    pub fields: Option<String>,
     /// `HiddenDetails`: a JSON object of strings, as sent.
     pub hidden_details: Option<String>,
     /// `Metadata` (update): a JSON object of strings, as sent.
@@ -142,8 +148,17 @@ pub const CHALLENGE_MAX_TTL_MS: i64 = 60 * 60 * 1000;
 /// What an `AuthPayload` on a factor update does: an unverified factor becomes verified when the
 /// code is accepted (and that time step is used up); a wrong code leaves it unverified (Twilio
 /// answers 200, not an error). A verified factor is not changed by a code.
+///
+/// A push factor's `AuthPayload` is the device's signature of the factor SID: the right one
+/// verifies it, any other leaves it unverified in the same way.
 pub fn verify_factor(f: &Factor, code: &str, now: i64) -> Factor {
     let mut after = f.clone();
+    if let Some(b) = &f.push {
+        if f.status == FactorStatus::Unverified && push::verifies_factor(b, &f.sid, code) {
+            after.status = FactorStatus::Verified;
+        }
+        return after;
+    }
     if f.status == FactorStatus::Unverified
         && let Some(used) = f.accept(code, now)
     {
@@ -160,6 +175,8 @@ pub enum Refused {
     FactorUnverified,
     /// The challenge expired before it was answered (403 / 60323).
     Expired,
+    /// A parameter is not acceptable for this factor (400 / 60200): its name and why.
+    Invalid(&'static str, &'static str),
 }
 
 /// What responding to a challenge with a code does: the challenge, and the factor if it
@@ -189,6 +206,22 @@ pub fn respond(c: &Challenge, f: &Factor, code: &str, now: i64) -> Result<Respon
     }
     let mut challenge = c.clone();
     challenge.date_updated = now.max(c.date_created);
+    if let Some(b) = &f.push {
+        let status = push::answer(b, c, code)
+            .map_err(|bad| Refused::Invalid("AuthPayload", bad.reason()))?;
+        challenge.status = status;
+        challenge.date_responded = Some(now);
+        return Ok(Responded {
+            challenge,
+            factor: None,
+        });
+    }
+    if !(3..=8).contains(&code.chars().count()) {
+        return Err(Refused::Invalid(
+            "AuthPayload",
+            "a TOTP code is 3 to 8 characters",
+        ));
+    }
     let factor = f.accept(code, now).map(|used| {
         challenge.status = ChallengeStatus::Approved;
         challenge.date_responded = Some(now);
@@ -200,7 +233,8 @@ pub fn respond(c: &Challenge, f: &Factor, code: &str, now: i64) -> Result<Respon
 }
 
 /// A new challenge of `f`: refused for an unverified factor; answered at once when the request
-/// carries a code.
+/// carries a code (TOTP). A push challenge needs `Details.Message` and is answered by the device
+/// later, never at creation; `Details.Fields` are for push challenges only.
 pub fn create_challenge(
     fresh: Challenge,
     f: &Factor,
@@ -209,6 +243,25 @@ pub fn create_challenge(
 ) -> Result<Responded, Refused> {
     if f.status != FactorStatus::Verified {
         return Err(Refused::FactorUnverified);
+    }
+    if f.push.is_some() {
+        if fresh.message.is_none() {
+            return Err(Refused::Invalid(
+                "Details.Message",
+                "required for a push challenge",
+            ));
+        }
+        if code.is_some() {
+            return Err(Refused::Invalid(
+                "AuthPayload",
+                "only a TOTP challenge is answered at creation",
+            ));
+        }
+    } else if fresh.fields.is_some() {
+        return Err(Refused::Invalid(
+            "Details.Fields",
+            "only used with push factors",
+        ));
     }
     match code {
         None => Ok(Responded {
@@ -240,6 +293,7 @@ mod tests {
             metadata: None,
             date_created: NOW,
             date_updated: NOW,
+            push: None,
         }
     }
 
@@ -254,6 +308,7 @@ mod tests {
             factor_type: "totp".into(),
             status: ChallengeStatus::Pending,
             message: None,
+            fields: None,
             hidden_details: None,
             metadata: None,
             expiration_ms: NOW + CHALLENGE_TTL_MS,
@@ -315,5 +370,53 @@ mod tests {
             respond(&challenge(), &used, &code(late), late),
             Err(Refused::Expired)
         );
+    }
+
+    #[test]
+    fn push_challenges_need_a_message_take_no_code_and_expire() {
+        let mut f = factor(FactorStatus::Unverified);
+        f.push = Some(PushBinding {
+            public_key: String::new(),
+            sdk_version: None,
+            app_id: None,
+            notification_platform: "none".into(),
+            notification_token: None,
+        });
+        assert_eq!(f.factor_type(), "push");
+        assert_eq!(
+            create_challenge(challenge(), &f, None, NOW),
+            Err(Refused::FactorUnverified)
+        );
+        f.status = FactorStatus::Verified;
+        assert!(matches!(
+            create_challenge(challenge(), &f, None, NOW),
+            Err(Refused::Invalid("Details.Message", _))
+        ));
+        let mut c = challenge();
+        c.message = Some("Log in?".into());
+        assert!(matches!(
+            create_challenge(c.clone(), &f, Some("x"), NOW),
+            Err(Refused::Invalid("AuthPayload", _))
+        ));
+        let fresh = create_challenge(c.clone(), &f, None, NOW)
+            .unwrap()
+            .challenge;
+        assert_eq!(fresh.status, ChallengeStatus::Pending);
+        // Not a JWT of the factor's key: refused, and nothing changes.
+        assert!(matches!(
+            respond(&fresh, &f, "not.a.jwt", NOW),
+            Err(Refused::Invalid("AuthPayload", _))
+        ));
+        assert_eq!(
+            respond(&fresh, &f, "not.a.jwt", NOW + CHALLENGE_TTL_MS),
+            Err(Refused::Expired)
+        );
+        // Detail fields belong to push challenges only.
+        let mut totp_c = c;
+        totp_c.fields = Some("[]".into());
+        assert!(matches!(
+            create_challenge(totp_c, &factor(FactorStatus::Verified), None, NOW),
+            Err(Refused::Invalid("Details.Fields", _))
+        ));
     }
 }

@@ -8,10 +8,13 @@
 //! - `verification`: a verification's life: start (new, re-send, 60203, 20429), check (approve,
 //!   fail, 60202), update (cancel, approve), expiry, and which verification a path names;
 //! - `totp`: RFC 6238 codes and which time step a code uses up (replay protection);
-//! - `mfa`: factors and challenges: verifying a factor, creating and answering a challenge.
+//! - `mfa`: factors and challenges: verifying a factor, creating and answering a challenge;
+//! - `push`: Verify Push: a device's key, its signature of a factor, the fields it signs and
+//!   its ES256 answer to a challenge.
 
 pub mod limits;
 pub mod mfa;
+pub mod push;
 pub mod totp;
 pub mod verification;
 pub mod window;

@@ -1,6 +1,8 @@
 //! The test control plane under `/emulator/v1`: the codes "sent" (outbox), the account's clock,
 //! reset, and live rate-limit usage. Same credentials as the Twilio surface; everything is scoped
-//! to the caller's account.
+//! to the caller's account. Simulated Verify Push devices: `devices`.
+
+pub mod devices;
 
 use crate::api::Path;
 use axum::extract::{OriginalUri, State};
@@ -28,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/emulator/v1/Events", get(events))
         .route("/emulator/v1/Maintenance", post(maintenance))
         .route("/emulator/v1/openapi.json", get(openapi))
+        .merge(devices::routes())
 }
 
 /// The OpenAPI 3 document of verilimit's own surface (Twilio's surface is described by Twilio's

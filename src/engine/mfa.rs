@@ -72,6 +72,9 @@ impl Names<'_> {
                 60323,
                 "Challenge expired",
             )),
+            Err(Miss::Refused(Refused::Invalid(param, why))) => {
+                Err(ApiError::invalid_because(param, why))
+            }
         }
     }
 }

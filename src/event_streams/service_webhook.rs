@@ -86,10 +86,11 @@ impl FactorEvent {
         if before == Some(c.status) {
             return None;
         }
+        // The same `details` the API shows (push challenges carry their `Details.Fields`).
         let details = c
             .message
             .as_ref()
-            .map(|m| serde_json::json!({ "message": m, "fields": [] }).to_string());
+            .map(|_| crate::core::push::details(c).to_string());
         Some(Self {
             factor_type: c.factor_type.clone(),
             challenge: Some(ChallengeFields {
@@ -254,6 +255,7 @@ mod tests {
             config: crate::core::totp::Config::default(),
             last_used_s: None,
             metadata: None,
+            push: None,
             date_created: 0,
             date_updated: 0,
         };
@@ -267,6 +269,7 @@ mod tests {
             factor_type: "push".into(),
             status,
             message: Some("Log in?".into()),
+            fields: None,
             hidden_details: None,
             metadata: None,
             expiration_ms: 0,

@@ -22,8 +22,8 @@ macro_rules! statements {
 
         const ENTITY_COLUMNS: &str =
             "sid, service_sid, account_sid, identity, date_created, date_updated";
-        const FACTOR_COLUMNS: &str = "sid, entity_sid, service_sid, account_sid, identity, friendly_name, status, secret, alg, code_length, time_step, skew, last_used_s, metadata, date_created, date_updated";
-        const CHALLENGE_COLUMNS: &str = "sid, factor_sid, entity_sid, service_sid, account_sid, identity, factor_type, status, message, hidden_details, metadata, expiration_ms, date_responded, date_created, date_updated";
+        const FACTOR_COLUMNS: &str = "sid, entity_sid, service_sid, account_sid, identity, friendly_name, status, secret, alg, code_length, time_step, skew, last_used_s, metadata, date_created, date_updated, push";
+        const CHALLENGE_COLUMNS: &str = "sid, factor_sid, entity_sid, service_sid, account_sid, identity, factor_type, status, message, hidden_details, metadata, expiration_ms, date_responded, date_created, date_updated, fields";
 
         fn entity(r: &$row) -> Entity {
             Entity {
@@ -56,6 +56,9 @@ macro_rules! statements {
                 metadata: r.get(13),
                 date_created: r.get(14),
                 date_updated: r.get(15),
+                push: r
+                    .get::<Option<&str>, _>(16)
+                    .and_then(crate::core::push::PushBinding::from_json),
             }
         }
 
@@ -76,6 +79,7 @@ macro_rules! statements {
                 date_responded: r.get(12),
                 date_created: r.get(13),
                 date_updated: r.get(14),
+                fields: r.get(15),
             }
         }
 
@@ -132,7 +136,7 @@ macro_rules! statements {
         }
 
         pub async fn insert_factor(c: &mut $conn, f: &Factor) -> Result<(), StoreError> {
-            sqlx::query(&$sql("INSERT INTO factors (sid, entity_sid, service_sid, account_sid, identity, friendly_name, factor_type, status, secret, alg, code_length, time_step, skew, last_used_s, metadata, date_created, date_updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+            sqlx::query(&$sql("INSERT INTO factors (sid, entity_sid, service_sid, account_sid, identity, friendly_name, factor_type, status, secret, alg, code_length, time_step, skew, last_used_s, metadata, date_created, date_updated, push) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
                 .bind(&f.sid)
                 .bind(&f.entity_sid)
                 .bind(&f.service_sid)
@@ -150,6 +154,7 @@ macro_rules! statements {
                 .bind(&f.metadata)
                 .bind(f.date_created)
                 .bind(f.date_updated)
+                .bind(f.push.as_ref().map(|b| b.to_json()))
                 .execute(c)
                 .await?;
             Ok(())
@@ -216,7 +221,7 @@ macro_rules! statements {
 
         /// Inserts or updates a challenge.
         pub async fn save_challenge(c: &mut $conn, ch: &Challenge) -> Result<(), StoreError> {
-            sqlx::query(&$sql("INSERT INTO challenges (sid, factor_sid, entity_sid, service_sid, account_sid, identity, factor_type, status, message, hidden_details, metadata, expiration_ms, date_responded, date_created, date_updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+            sqlx::query(&$sql("INSERT INTO challenges (sid, factor_sid, entity_sid, service_sid, account_sid, identity, factor_type, status, message, hidden_details, metadata, expiration_ms, date_responded, date_created, date_updated, fields) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (sid) DO UPDATE SET status = excluded.status, metadata = excluded.metadata, date_responded = excluded.date_responded, date_updated = excluded.date_updated"))
                 .bind(&ch.sid)
                 .bind(&ch.factor_sid)
@@ -233,6 +238,7 @@ macro_rules! statements {
                 .bind(ch.date_responded)
                 .bind(ch.date_created)
                 .bind(ch.date_updated)
+                .bind(&ch.fields)
                 .execute(c)
                 .await?;
             Ok(())

@@ -13,6 +13,7 @@ mod buckets;
 mod errors;
 mod paging;
 mod persistence;
+mod push;
 mod rate_limits;
 mod schema;
 mod services;

@@ -35,6 +35,18 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/emulator/v1/Events"),
     ("post", "/emulator/v1/Maintenance"),
     ("get", "/emulator/v1/openapi.json"),
+    ("post", "/emulator/v1/Devices"),
+    ("get", "/emulator/v1/Devices/{Id}"),
+    ("post", "/emulator/v1/Devices/{Id}/Sign"),
+    (
+        "post",
+        "/emulator/v1/Devices/{Id}/Factors/{FactorSid}/Verify",
+    ),
+    ("get", "/emulator/v1/Devices/{Id}/Challenges"),
+    (
+        "post",
+        "/emulator/v1/Devices/{Id}/Challenges/{ChallengeSid}",
+    ),
     ("get", "/emulator/v1/ca.pem"),
     ("get", "/healthz"),
     ("get", "/metrics"),
@@ -52,10 +64,24 @@ const OPTIONAL: &[(&str, &str)] = &[("ExportRateLimit", "description")];
 /// The same properties as JSON pointers into responses (`*` for any array index).
 const OPTIONAL_POINTERS: &[&str] = &["/services/*/rate_limits/*/description"];
 
-/// A form body for each documented POST (the happy path).
+/// A form body for each documented POST (the happy path); `{Param}` in a value is replaced
+/// like a path parameter.
 const POST_FORMS: &[(&str, &[(&str, &str)])] = &[
     ("/emulator/v1/Clock", &[("AdvanceSeconds", "1")]),
     ("/emulator/v1/Maintenance", &[]),
+    ("/emulator/v1/Devices", &[]),
+    (
+        "/emulator/v1/Devices/{Id}/Sign",
+        &[("Message", "{FactorSid}")],
+    ),
+    (
+        "/emulator/v1/Devices/{Id}/Factors/{FactorSid}/Verify",
+        &[("ServiceSid", "{ServiceSid}"), ("Identity", "{Identity}")],
+    ),
+    (
+        "/emulator/v1/Devices/{Id}/Challenges/{ChallengeSid}",
+        &[("Status", "approved")],
+    ),
     ("/emulator/v1/Reset", &[("Scope", "counters")]),
 ];
 
@@ -66,6 +92,19 @@ const BAD_REQUESTS: &[(&str, &str, &str, u64)] = &[
     ("post", "/emulator/v1/Clock", "", 20001),
     ("post", "/emulator/v1/Reset", "Scope=bogus", 60200),
     ("get", "/emulator/v1/Events", "PageSize=0", 60200),
+    ("post", "/emulator/v1/Devices/{Id}/Sign", "", 20001),
+    (
+        "post",
+        "/emulator/v1/Devices/{Id}/Factors/{FactorSid}/Verify",
+        "",
+        20001,
+    ),
+    (
+        "post",
+        "/emulator/v1/Devices/{Id}/Challenges/{ChallengeSid}",
+        "Status=pending",
+        60200,
+    ),
 ];
 
 const SOURCE: &str = include_str!("../../src/emulator/openapi.json");
@@ -144,10 +183,10 @@ fn needs_credentials(doc: &Value, op: &Value) -> bool {
 }
 
 /// The path with every `{Param}` replaced by its value.
-fn concrete(path: &str, params: &[(&str, &str)]) -> String {
+fn concrete<V: AsRef<str>>(path: &str, params: &[(&str, V)]) -> String {
     let mut out = path.to_owned();
     for (name, value) in params {
-        out = out.replace(&format!("{{{name}}}"), value);
+        out = out.replace(&format!("{{{name}}}"), value.as_ref());
     }
     assert!(!out.contains('{'), "no value for a parameter of {path}");
     out
@@ -308,13 +347,76 @@ async fn populate(a: &Client) -> String {
     service
 }
 
+/// Unknown SIDs for every path parameter (`service`: an unknown or other service).
+fn unknown_params(service: &str) -> [(&str, String); 5] {
+    [
+        ("ServiceSid", service.to_owned()),
+        ("Id", format!("DV{}", "f".repeat(32))),
+        ("FactorSid", format!("YF{}", "f".repeat(32))),
+        ("ChallengeSid", format!("YC{}", "f".repeat(32))),
+        ("Identity", DEVICE_IDENTITY.to_owned()),
+    ]
+}
+
+/// The identity of the simulated device's factor.
+const DEVICE_IDENTITY: &str = "ff483d1ff591898a9942916050d2ca3f";
+
+/// A simulated device with a verified push factor of `service` and one pending challenge
+/// (with a detail field, so no list is empty): (device id, factor SID, challenge SID).
+async fn populate_device(a: &Client, service: &str) -> (String, String, String) {
+    let device = a.post_form("/emulator/v1/Devices", &[]).await.expect(201);
+    let id = device["id"].as_str().unwrap().to_owned();
+    let factors = format!("/v2/Services/{service}/Entities/{DEVICE_IDENTITY}/Factors");
+    let f = a
+        .post_form(
+            &factors,
+            &[
+                ("FriendlyName", "Simulated"),
+                ("FactorType", "push"),
+                ("Binding.PublicKey", device["public_key"].as_str().unwrap()),
+                ("Binding.Alg", "ES256"),
+                ("Config.SdkVersion", "0.12.0"),
+                ("Config.AppId", "com.example.app"),
+                ("Config.NotificationPlatform", "none"),
+            ],
+        )
+        .await
+        .expect(201);
+    let yf = f["sid"].as_str().unwrap().to_owned();
+    a.post_form(
+        &format!("/emulator/v1/Devices/{id}/Factors/{yf}/Verify"),
+        &[("ServiceSid", service), ("Identity", DEVICE_IDENTITY)],
+    )
+    .await
+    .expect(200);
+    let c = a
+        .post_form(
+            &format!("/v2/Services/{service}/Entities/{DEVICE_IDENTITY}/Challenges"),
+            &[
+                ("FactorSid", &yf),
+                ("Details.Message", "Log in?"),
+                ("Details.Fields", r#"{"label": "IP", "value": "10.0.0.1"}"#),
+            ],
+        )
+        .await
+        .expect(201);
+    (id, yf, c["sid"].as_str().unwrap().to_owned())
+}
+
 #[tokio::test]
 async fn the_openapi_document_matches_the_router_and_real_responses() {
     // With --tls, so that every documented route answers (`/emulator/v1/ca.pem` needs it).
     let server = TestServer::start(tls(ServerOptions::new())).await;
     let a = server.a();
     let service = populate(&a).await;
-    let params = [("ServiceSid", service.as_str())];
+    let (device, factor, challenge) = populate_device(&a, &service).await;
+    let params = [
+        ("ServiceSid", service.as_str()),
+        ("Id", device.as_str()),
+        ("FactorSid", factor.as_str()),
+        ("ChallengeSid", challenge.as_str()),
+        ("Identity", DEVICE_IDENTITY),
+    ];
 
     // The document, with account A's credentials.
     let reply = a.get(SELF_PATH).await;
@@ -463,7 +565,7 @@ async fn the_openapi_document_matches_the_router_and_real_responses() {
         };
         let what = format!("{method} {path} (unknown SID)");
         let (_, schema) = media(not_found, &what);
-        let reply = call(&a, method, &concrete(path, &[("ServiceSid", &unknown)]), "").await;
+        let reply = call(&a, method, &concrete(path, &unknown_params(&unknown)), "").await;
         let body = reply.expect_error(404, 20404);
         assert_valid(&compile(&doc, schema), &body, &what);
     }
@@ -506,10 +608,17 @@ async fn the_openapi_document_matches_the_router_and_real_responses() {
     for (path, form) in POST_FORMS {
         let op = &doc["paths"][*path]["post"];
         let what = format!("POST {path}");
-        let reply = a.post_form(&concrete(path, &params), form).await;
-        if let Some(ok) = response(&doc, op, "200") {
+        let values: Vec<String> = form.iter().map(|(_, v)| concrete(v, &params)).collect();
+        let form: Vec<(&str, &str)> = form
+            .iter()
+            .zip(&values)
+            .map(|((k, _), v)| (*k, v.as_str()))
+            .collect();
+        let reply = a.post_form(&concrete(path, &params), &form).await;
+        let created = response(&doc, op, "201").map(|r| (r, 201));
+        if let Some((ok, status)) = response(&doc, op, "200").map(|r| (r, 200)).or(created) {
             let (media_type, schema) = media(ok, &what);
-            assert_eq!(reply.status, 200, "{what}: {}", reply.body);
+            assert_eq!(reply.status, status, "{what}: {}", reply.body);
             let body = instance(&reply, media_type);
             let validator = compile(&doc, schema);
             assert_valid(&validator, &body, &what);
@@ -517,7 +626,7 @@ async fn the_openapi_document_matches_the_router_and_real_responses() {
         } else {
             assert!(
                 response(&doc, op, "204").is_some(),
-                "{what}: neither 200 nor 204 documented"
+                "{what}: neither 200, 201 nor 204 documented"
             );
             assert_eq!(reply.status, 204, "{what}: {}", reply.body);
             assert!(reply.body.is_empty(), "{what}: a 204 with a body");
@@ -531,7 +640,7 @@ async fn with_the_control_plane_off_its_documented_operations_answer_404() {
     let a = server.a();
     let doc = source_document();
     let service = service_with(&a, &[]).await.service;
-    let params = [("ServiceSid", service.as_str())];
+    let params = unknown_params(&service);
     for (method, path) in operations(&doc) {
         let op = &doc["paths"][&path][&method];
         let tags: Vec<&str> = op["tags"]
