@@ -59,7 +59,7 @@ fn push_config(f: &Factor, b: &PushBinding) -> Value {
         "app_id": b.app_id,
         "notification_platform": b.notification_platform,
         "notification_token": b.notification_token,
-        "credential_sid": format!("CR{}", f.sid.get(2..).unwrap_or_default()),
+        "credential_sid": crate::core::push_auth::credential_sid(&f.sid),
     })
 }
 

@@ -15,6 +15,7 @@
 pub mod limits;
 pub mod mfa;
 pub mod push;
+pub mod push_auth;
 pub mod totp;
 pub mod verification;
 pub mod window;
