@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use super::Path;
 use axum::extract::{OriginalUri, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use super::BaseUrl;
 use super::entities::{self, path_identity};
-use super::factors::{json_field, json_object_param};
+use super::factors::{Signer, json_field, json_object_param, signer};
 use super::printable;
 use crate::core::mfa::{CHALLENGE_MAX_TTL_MS, CHALLENGE_TTL_MS, Challenge, ChallengeStatus};
 use crate::core::push;
@@ -205,13 +205,19 @@ fn desc_key(sid: &str) -> String {
 
 async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    headers: HeaderMap,
     BaseUrl(base): BaseUrl,
     Path((service, identity)): Path<(String, String)>,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Json<Value>, ApiError> {
-    let identity = path_identity(&state, &caller.account, &service, &identity)?;
     let q = query(&uri);
+    // A device lists only its own factor's challenges (the SDK always sends `FactorSid`).
+    let who = signer(&state, &headers, &service, &identity).await?;
+    who.may_act_on(&service, &identity, q.get("FactorSid"))?;
+    let caller = Caller {
+        account: who.account().to_owned(),
+    };
+    let identity = path_identity(&state, &caller.account, &service, &identity)?;
     let req = PageRequest::from_query(&q, sid::CHALLENGE)?;
     let factor = q.get("FactorSid");
     if factor.is_some_and(|f| !sid::is_valid(f, sid::FACTOR)) {
@@ -295,14 +301,16 @@ const SIGNATURE_FIELDS_VALUE: &str = "sid,account_sid,service_sid,entity_sid,ide
 
 async fn fetch(
     State(state): State<AppState>,
-    caller: Caller,
+    headers: HeaderMap,
     BaseUrl(base): BaseUrl,
     Path((service, identity, sid)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
-    let identity = path_identity(&state, &caller.account, &service, &identity)?;
+    let who = signer(&state, &headers, &service, &identity).await?;
+    let identity = path_identity(&state, who.account(), &service, &identity)?;
     challenge_sid(&service, &identity, &sid)?;
     let challenge = state.challenge(&service, &identity, &sid).await?;
-    let now = state.now(&caller.account);
+    who.may_act_on(&service, &identity, Some(&challenge.factor_sid))?;
+    let now = state.now(who.account());
     Ok(render_fetched(&base, &challenge, now))
 }
 
@@ -345,13 +353,21 @@ async fn notify(
 
 async fn update(
     State(state): State<AppState>,
-    caller: Caller,
+    headers: HeaderMap,
     BaseUrl(base): BaseUrl,
     Path((service, identity, sid)): Path<(String, String, String)>,
     FormBody(p): FormBody,
 ) -> Result<Json<Value>, ApiError> {
+    let who = signer(&state, &headers, &service, &identity).await?;
+    let caller = Caller {
+        account: who.account().to_owned(),
+    };
     let identity = path_identity(&state, &caller.account, &service, &identity)?;
     challenge_sid(&service, &identity, &sid)?;
+    if let Signer::Device(_) = who {
+        let c = state.challenge(&service, &identity, &sid).await?;
+        who.may_act_on(&service, &identity, Some(&c.factor_sid))?;
+    }
     // A TOTP code (3 to 8 characters, checked against the factor) or a push device's JWT.
     let code = p.required("AuthPayload")?.to_owned();
     if code.len() > 8192 {

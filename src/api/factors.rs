@@ -30,6 +30,7 @@ use super::service_node;
 use super::{BaseUrl, printable};
 use crate::core::mfa::{Entity, Factor, FactorStatus};
 use crate::core::push::{self, PushBinding};
+use crate::core::push_auth;
 use crate::core::totp::{self, Alg, Config};
 use crate::engine::mfa::FactorUpdate;
 use crate::state::AppState;
@@ -246,6 +247,88 @@ async fn enroller(
     Ok(t.account_sid)
 }
 
+/// Who calls an operation a push device may sign itself: an account (the usual Basic
+/// credentials) or the device of one push factor (Basic `token:<ES256 JWT>`,
+/// `crate::core::push_auth`).
+pub enum Signer {
+    Account(String),
+    Device(Box<Factor>),
+}
+
+impl Signer {
+    /// The account the call acts for (a device's is its factor's).
+    pub fn account(&self) -> &str {
+        match self {
+            Signer::Account(a) => a,
+            Signer::Device(f) => &f.account_sid,
+        }
+    }
+
+    /// Refuses (401 / 20003) a device acting on anything but its own factor or its challenges.
+    pub fn may_act_on(
+        &self,
+        service: &str,
+        identity: &str,
+        factor_sid: Option<&str>,
+    ) -> Result<(), ApiError> {
+        match self {
+            Signer::Account(_) => Ok(()),
+            Signer::Device(f) if push_auth::may_act_on(f, service, identity, factor_sid) => Ok(()),
+            Signer::Device(_) => {
+                tracing::debug!("auth refused: a device acts only on its own factor");
+                Err(ApiError::unauthorized())
+            }
+        }
+    }
+}
+
+/// Authenticates a call a push device may sign: Basic account credentials, or `token:<JWT>`
+/// whose `kid` names a push factor of this service and identity and which that factor's key
+/// signed, within its lifetime on the account's clock.
+pub async fn signer(
+    state: &AppState,
+    headers: &HeaderMap,
+    service: &str,
+    identity: &str,
+) -> Result<Signer, ApiError> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(parse_basic);
+    let Some((user, password)) = basic else {
+        tracing::debug!("auth refused: no or malformed Authorization header");
+        return Err(ApiError::unauthorized());
+    };
+    if user != "token" {
+        return state
+            .0
+            .credentials
+            .authenticate(&user, &password)
+            .map(Signer::Account)
+            .ok_or_else(ApiError::unauthorized);
+    }
+    let Some((token, factor)) = push_auth::parse(&password)
+        .and_then(|t| push_auth::factor_sid(&t).map(|f| (t, f)))
+        .filter(|_| entities::is_identity(identity))
+    else {
+        tracing::debug!("auth refused: not a device token");
+        return Err(ApiError::unauthorized());
+    };
+    let f = match state.factor(service, identity, &factor).await {
+        Ok(f) => f,
+        Err(e) if e.status == StatusCode::NOT_FOUND => {
+            tracing::debug!("auth refused: no such factor here");
+            return Err(ApiError::unauthorized());
+        }
+        Err(e) => return Err(e),
+    };
+    if let Err(why) = push_auth::check(&token, &f, state.now(&f.account_sid)) {
+        tracing::debug!(?why, "auth refused: device token");
+        return Err(ApiError::unauthorized());
+    }
+    Ok(Signer::Device(Box::new(f)))
+}
+
 /// A push factor's `Binding.*` and `Config.*`.
 fn push_binding(p: &Params) -> Result<PushBinding, ApiError> {
     let public_key = p.get("Binding.PublicKey").ok_or_else(|| {
@@ -396,11 +479,13 @@ async fn list(
 
 async fn fetch(
     State(state): State<AppState>,
-    caller: Caller,
+    headers: HeaderMap,
     BaseUrl(base): BaseUrl,
     Path((service, identity, sid)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let identity = path_identity(&state, &caller.account, &service, &identity)?;
+    let who = signer(&state, &headers, &service, &identity).await?;
+    who.may_act_on(&service, &identity, Some(&sid))?;
+    let identity = path_identity(&state, who.account(), &service, &identity)?;
     factor_sid(&service, &identity, &sid)?;
     let factor = state.factor(&service, &identity, &sid).await?;
     Ok(Json(render(&base, &factor)))
@@ -408,11 +493,16 @@ async fn fetch(
 
 async fn update(
     State(state): State<AppState>,
-    caller: Caller,
+    headers: HeaderMap,
     BaseUrl(base): BaseUrl,
     Path((service, identity, sid)): Path<(String, String, String)>,
     FormBody(p): FormBody,
 ) -> Result<Json<Value>, ApiError> {
+    let who = signer(&state, &headers, &service, &identity).await?;
+    who.may_act_on(&service, &identity, Some(&sid))?;
+    let caller = Caller {
+        account: who.account().to_owned(),
+    };
     let identity = path_identity(&state, &caller.account, &service, &identity)?;
     factor_sid(&service, &identity, &sid)?;
     let auth_payload = match p.get("AuthPayload") {

@@ -82,6 +82,30 @@ impl Key {
     }
 }
 
+impl Key {
+    /// The JWT the SDK signs its own calls with, as Basic `token:<JWT>`
+    /// (twilio-verify-android `networking/AuthenticationProvider.kt`: header `cty`
+    /// `twilio-pba;v=1` and `kid` = the factor's `config.credential_sid`, payload `sub` = the
+    /// account SID, `exp` = now + 10 min, `nbf` = now; `data/jwt/JwtGenerator.kt` adds `typ` and
+    /// `alg`, `JwtSigner.kt` signs ES256 as raw r‖s).
+    fn device_jwt(&self, kid: &str, sub: &str, nbf: i64, exp: i64) -> String {
+        let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let header = json!({"cty": "twilio-pba;v=1", "kid": kid, "typ": "JWT", "alg": "ES256"});
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(json!({"sub": sub, "exp": exp, "nbf": nbf})
+                .to_string()
+                .as_bytes())
+        );
+        let sig = self
+            .pair(&ECDSA_P256_SHA256_FIXED_SIGNING)
+            .sign(&SystemRandom::new(), input.as_bytes())
+            .unwrap();
+        format!("{input}.{}", b64(sig.as_ref()))
+    }
+}
+
 fn factors_path(vs: &str) -> String {
     format!("/v2/Services/{vs}/Entities/{IDENTITY}/Factors")
 }
@@ -578,4 +602,106 @@ async fn a_simulated_device_enrols_verifies_and_answers_like_the_sdk() {
     )
     .await
     .expect_error(400, 60200);
+}
+
+#[tokio::test]
+async fn the_device_signs_its_own_calls_on_its_factor_and_nothing_else() {
+    let server = TestServer::start(ServerOptions::new()).await;
+    let a = server.a();
+    let vs = str_of(&create_service(&a, "Bank").await["sid"]);
+    let key = Key::new();
+    let enroller = server.basic("token", &access_token(&a, &vs, IDENTITY).await);
+    let f = enrol(&enroller, &vs, &key).await.expect(201);
+    let yf = str_of(&f["sid"]);
+    let ac = str_of(&f["account_sid"]);
+    let kid = str_of(&f["config"]["credential_sid"]);
+    let factor_path = format!("{}/{yf}", factors_path(&vs));
+    let now = clock_now(&a).await;
+    let device = |k: &Key, kid: &str, sub: &str, nbf: i64, exp: i64| {
+        server.basic("token", &k.device_jwt(kid, sub, nbf, exp))
+    };
+    let me = device(&key, &kid, &ac, now, now + 600);
+
+    // The device verifies its factor, lists and fetches its challenge and answers it.
+    let verified = me
+        .post_form(&factor_path, &[("AuthPayload", &key.sign(&yf))])
+        .await
+        .expect(200);
+    assert_eq!(verified["status"], "verified");
+    assert_eq!(me.get(&factor_path).await.expect(200)["sid"], yf);
+    let c = push_challenge(&a, &vs, &yf).await;
+    let path = format!("{}/{}", challenges_path(&vs), str_of(&c["sid"]));
+    let listed = me
+        .get(&format!(
+            "{}?FactorSid={yf}&Status=pending",
+            challenges_path(&vs)
+        ))
+        .await
+        .expect(200);
+    assert_eq!(listed["challenges"][0]["sid"], c["sid"]);
+    let answer = signed_answer(&me, &path, &key, "approved").await;
+    let approved = me
+        .post_form(&path, &[("AuthPayload", &answer)])
+        .await
+        .expect(200);
+    assert_eq!(approved["status"], "approved");
+
+    // Another factor of the same entity, with its own key and challenge.
+    let key2 = Key::new();
+    let yf2 = verified_factor(&a, &vs, &key2).await;
+    let kid2 = format!("CR{}", &yf2[2..]);
+    let c2 = push_challenge(&a, &vs, &yf2).await;
+    let path2 = format!("{}/{}", challenges_path(&vs), str_of(&c2["sid"]));
+    let theirs = device(&key2, &kid2, &ac, now, now + 600);
+    theirs.get(&factor_path).await.expect_error(401, 20003);
+    theirs.get(&path).await.expect_error(401, 20003);
+    theirs
+        .post_form(&path, &[("AuthPayload", &answer)])
+        .await
+        .expect_error(401, 20003);
+    // This factor's device on the other factor, its challenge, or all challenges.
+    me.get(&format!("{}/{yf2}", factors_path(&vs)))
+        .await
+        .expect_error(401, 20003);
+    me.get(&path2).await.expect_error(401, 20003);
+    me.get(&challenges_path(&vs)).await.expect_error(401, 20003);
+    me.get(&format!("{}?FactorSid={yf2}", challenges_path(&vs)))
+        .await
+        .expect_error(401, 20003);
+    // Deleting, creating challenges, or another entity's resources are not the device's.
+    me.delete(&factor_path).await.expect_error(401, 20003);
+    me.post_form(
+        &challenges_path(&vs),
+        &[("FactorSid", &yf), ("Details.Message", "Hi")],
+    )
+    .await
+    .expect_error(401, 20003);
+    let elsewhere = format!("/v2/Services/{vs}/Entities/someone-else-0001/Challenges");
+    me.get(&format!("{elsewhere}?FactorSid={yf}"))
+        .await
+        .expect_error(401, 20003);
+    // The wrong key, another account, a lifetime beyond the SDK's 10 minutes, a token not yet valid.
+    for wrong in [
+        device(&key2, &kid, &ac, now, now + 600),
+        device(
+            &key,
+            &kid,
+            "AC00000000000000000000000000000000",
+            now,
+            now + 600,
+        ),
+        device(&key, &kid, &ac, now, now + 601),
+        device(&key, &kid, &ac, now + 120, now + 700),
+    ] {
+        wrong.get(&factor_path).await.expect_error(401, 20003);
+    }
+    // The account's own credentials still do everything.
+    a.get(&path2).await.expect(200);
+
+    // Expiry is on the account's (control plane's) clock: valid until exp, not at exp.
+    advance_clock(&a, 599).await;
+    me.get(&factor_path).await.expect(200);
+    advance_clock(&a, 1).await;
+    me.get(&factor_path).await.expect_error(401, 20003);
+    me.get(&path).await.expect_error(401, 20003);
 }
