@@ -11,7 +11,9 @@
 //! the factor SID (`crate::core::push`). The Verify Push SDK creates them with Basic
 //! `token:<access token>` (twilio-verify-android `api/FactorAPIClient.kt`, `AUTHENTICATION_USER`):
 //! create accepts that when the token is one this server issued for the service and identity of
-//! the path and it is still within its TTL on the account's clock; otherwise 401 / 20003.
+//! the path and it is still within its TTL on the account's clock; otherwise 401 / 20003. After
+//! enrolment the SDK signs fetch and update of its own factor (and its challenges) with Basic
+//! `token:<ES256 JWT>` (`signer`, decided in `crate::core::push_auth`).
 //! Passkeys factors are not served yet: 400 / 60200 naming `FactorType`.
 
 use std::collections::BTreeMap;
