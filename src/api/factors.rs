@@ -525,12 +525,16 @@ async fn update(
     Ok(Json(render(&base, &factor)))
 }
 
+/// Deleting a factor: with the account's credentials, or signed by the factor's own device (the
+/// Verify Push SDK's `deleteFactor` in `FactorAPIClient.kt` signs it like its other calls).
 async fn remove(
     State(state): State<AppState>,
-    caller: Caller,
+    headers: HeaderMap,
     Path((service, identity, sid)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let identity = path_identity(&state, &caller.account, &service, &identity)?;
+    let who = signer(&state, &headers, &service, &identity).await?;
+    who.may_act_on(&service, &identity, Some(&sid))?;
+    let identity = path_identity(&state, who.account(), &service, &identity)?;
     factor_sid(&service, &identity, &sid)?;
     state.delete_factor(&service, &identity, &sid).await?;
     Ok(StatusCode::NO_CONTENT)

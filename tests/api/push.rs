@@ -668,8 +668,12 @@ async fn the_device_signs_its_own_calls_on_its_factor_and_nothing_else() {
     me.get(&format!("{}?FactorSid={yf2}", challenges_path(&vs)))
         .await
         .expect_error(401, 20003);
-    // Deleting, creating challenges, or another entity's resources are not the device's.
-    me.delete(&factor_path).await.expect_error(401, 20003);
+    // Deleting another factor, creating challenges, or another entity's resources are not the
+    // device's.
+    me.delete(&format!("{}/{yf2}", factors_path(&vs)))
+        .await
+        .expect_error(401, 20003);
+    theirs.delete(&factor_path).await.expect_error(401, 20003);
     me.post_form(
         &challenges_path(&vs),
         &[("FactorSid", &yf), ("Details.Message", "Hi")],
@@ -698,10 +702,22 @@ async fn the_device_signs_its_own_calls_on_its_factor_and_nothing_else() {
     // The account's own credentials still do everything.
     a.get(&path2).await.expect(200);
 
-    // Expiry is on the account's (control plane's) clock: valid until exp, not at exp.
-    advance_clock(&a, 599).await;
+    // Expiry is on the account's (control plane's) clock: valid until exp, not after it. A
+    // token made now (its times in whole seconds) keeps a second of margin for the requests.
+    let now = clock_now(&a).await;
+    let me = device(&key, &kid, &ac, now, now + 600);
+    advance_clock(&a, 598).await;
     me.get(&factor_path).await.expect(200);
-    advance_clock(&a, 1).await;
+    advance_clock(&a, 2).await;
     me.get(&factor_path).await.expect_error(401, 20003);
     me.get(&path).await.expect_error(401, 20003);
+
+    // The device deletes its own factor, as the SDK's deleteFactor does (with a fresh token).
+    let now = clock_now(&a).await;
+    let fresh = device(&key, &kid, &ac, now, now + 600);
+    assert_eq!(fresh.delete(&factor_path).await.status, 204);
+    a.get(&factor_path).await.expect_error(404, 20404);
+    a.get(&format!("{}/{yf2}", factors_path(&vs)))
+        .await
+        .expect(200);
 }
