@@ -17,6 +17,7 @@ pub mod mfa;
 pub mod push;
 pub mod totp;
 pub mod verification;
+pub mod webauthn;
 pub mod window;
 
 pub use limits::{Admission, LimitCheck, Refusal};
