@@ -63,11 +63,20 @@ pub struct Factor {
     pub date_updated: i64,
     /// A push factor's binding; `None` for TOTP.
     pub push: Option<PushBinding>,
+    /// A passkeys factor's state (`crate::core::webauthn::PasskeyState` as JSON); `None`
+    /// otherwise.
+    pub passkey: Option<String>,
 }
 
 impl Factor {
     pub fn factor_type(&self) -> &'static str {
-        if self.push.is_some() { "push" } else { "totp" }
+        if self.passkey.is_some() {
+            "passkeys"
+        } else if self.push.is_some() {
+            "push"
+        } else {
+            "totp"
+        }
     }
 
     /// Whether `code` is accepted now; if so, the step start it uses up.
@@ -294,6 +303,7 @@ mod tests {
             date_created: NOW,
             date_updated: NOW,
             push: None,
+            passkey: None,
         }
     }
 

@@ -206,6 +206,45 @@ pub mod cbor {
 
 use cbor::Item;
 
+/// A passkeys factor's state, stored as JSON in `Factor::passkey`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PasskeyState {
+    pub rp_id: String,
+    pub rp_name: String,
+    pub origins: Vec<String>,
+    /// base64url of the WebAuthn user id (user handle).
+    pub user_id: String,
+    pub authenticator_attachment: String,
+    pub discoverable_credentials: String,
+    pub user_verification: String,
+    /// The registration challenge (base64url) while the factor is unverified.
+    pub challenge: Option<String>,
+    pub credential: Option<Credential>,
+}
+
+impl PasskeyState {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+    pub fn from_json(s: &str) -> Option<Self> {
+        serde_json::from_str(s).ok()
+    }
+    pub fn uv_required(&self) -> bool {
+        self.user_verification == "required"
+    }
+}
+
+/// The registration challenge an unverified passkeys factor waits for (an indexed column).
+pub fn pending_challenge(f: &super::mfa::Factor) -> Option<String> {
+    if f.status != super::mfa::FactorStatus::Unverified {
+        return None;
+    }
+    f.passkey
+        .as_deref()
+        .and_then(PasskeyState::from_json)
+        .and_then(|s| s.challenge)
+}
+
 /// Why a registration or an assertion is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
@@ -238,7 +277,7 @@ pub struct Expect<'a> {
 }
 
 /// A registered credential.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Credential {
     /// base64url (no padding) of the credential id.
     pub id: String,

@@ -122,6 +122,38 @@ impl Engine {
         Ok(())
     }
 
+    /// Changes the unverified passkeys factor of `service` waiting for registration challenge
+    /// `challenge` (`change`: the verified factor, or why not); 404 if none waits for it.
+    pub async fn verify_passkey_factor(
+        &self,
+        service: &str,
+        challenge: &str,
+        change: impl FnOnce(&Factor) -> Result<Factor, ApiError> + Send + 'static,
+    ) -> Result<Factor, ApiError> {
+        let refused = std::sync::Arc::new(std::sync::Mutex::new(None::<ApiError>));
+        let slot = refused.clone();
+        let found = self
+            .store
+            .update_passkey_factor(service.to_owned(), challenge.to_owned(), move |before| {
+                match change(before) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        before.clone()
+                    }
+                }
+            })
+            .await?;
+        if let Some(e) = refused.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(e);
+        }
+        let f = found.map_err(|_| {
+            ApiError::not_found(format!("/Services/{service}/Passkeys/Factors (challenge)"))
+        })?;
+        self.factor_event(FactorEvent::factor(FACTOR_VERIFIED, &f));
+        Ok(f)
+    }
+
     /// Creates a factor, and `entity` with it unless its identity has one already.
     pub async fn create_factor(&self, entity: Entity, f: Factor) -> Result<Factor, ApiError> {
         let f = self.store.insert_factor(entity, f).await?;

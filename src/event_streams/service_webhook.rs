@@ -256,6 +256,7 @@ mod tests {
             last_used_s: None,
             metadata: None,
             push: None,
+            passkey: None,
             date_created: 0,
             date_updated: 0,
         };

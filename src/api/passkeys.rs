@@ -1,0 +1,317 @@
+//! Verify Passkeys: `POST /v2/Services/{ServiceSid}/Passkeys/Factors` (a new, unverified
+//! `passkeys` factor with its WebAuthn `publicKey` creation options) and
+//! `POST …/Passkeys/VerifyFactor` (the `navigator.credentials.create()` answer, checked by
+//! `crate::core::webauthn`: the factor waiting for the challenge in its clientDataJSON becomes
+//! `verified` and keeps the credential's id, P-256 key and counter). Bodies are JSON.
+//!
+//! Refusals: a malformed credential or one that fails a check is 400 / 60200 naming what
+//! failed (Twilio documents no specific code for these); no factor waiting for the challenge:
+//! 404 / 20404.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Map, Value, json};
+
+use super::entities;
+use super::{BaseUrl, service_node};
+use crate::core::mfa::{Entity, Factor, FactorStatus};
+use crate::core::totp::Config;
+use crate::core::webauthn::{self, Expect, PasskeyState, Refused};
+use crate::state::AppState;
+use crate::twilio::auth::Caller;
+use crate::twilio::form::JsonBody;
+use crate::twilio::{ApiError, sid};
+
+use super::Path;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v2/Services/{service}/Passkeys/Factors", post(create))
+        .route("/v2/Services/{service}/Passkeys/VerifyFactor", post(verify))
+}
+
+/// WebAuthn timeout of the creation options, in milliseconds.
+const TIMEOUT_MS: u64 = 600_000;
+
+fn text<'a>(m: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, ApiError> {
+    match m.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError::invalid(name)),
+    }
+}
+
+fn required<'a>(m: &'a Map<String, Value>, name: &str) -> Result<&'a str, ApiError> {
+    match text(m, name)? {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(ApiError::missing(name)),
+    }
+}
+
+fn one_of(
+    v: Option<&str>,
+    name: &str,
+    allowed: &[&str],
+    default: &str,
+) -> Result<String, ApiError> {
+    match v {
+        None => Ok(default.to_owned()),
+        Some(s) if allowed.contains(&s) => Ok(s.to_owned()),
+        Some(_) => Err(ApiError::invalid(name)),
+    }
+}
+
+pub fn state_of(f: &Factor) -> Option<PasskeyState> {
+    f.passkey.as_deref().and_then(PasskeyState::from_json)
+}
+
+/// The factor's `config` as Twilio shows it.
+pub fn config(st: &PasskeyState) -> Value {
+    json!({
+        "relying_party": { "id": st.rp_id, "name": st.rp_name, "origins": st.origins },
+        "authenticator_attachment": st.authenticator_attachment,
+        "discoverable_credentials": st.discoverable_credentials,
+        "user_verification": st.user_verification,
+    })
+}
+
+fn render(base: &str, f: &Factor) -> Value {
+    let mut v = super::factors::render(base, f);
+    v["config"] = state_of(f).map(|st| config(&st)).unwrap_or(Value::Null);
+    v
+}
+
+/// The `publicKey` creation options of an unverified factor.
+fn creation_options(f: &Factor, st: &PasskeyState) -> Value {
+    let mut selection = json!({
+        "residentKey": st.discoverable_credentials,
+        "requireResidentKey": st.discoverable_credentials == "required",
+        "userVerification": st.user_verification,
+    });
+    if st.authenticator_attachment != "any" {
+        selection["authenticatorAttachment"] = json!(st.authenticator_attachment);
+    }
+    json!({
+        "publicKey": {
+            "rp": { "id": st.rp_id, "name": st.rp_name },
+            "user": { "id": st.user_id, "name": f.identity, "displayName": f.friendly_name },
+            "challenge": st.challenge,
+            "pubKeyCredParams": [ { "type": "public-key", "alg": -7 } ],
+            "timeout": TIMEOUT_MS,
+            "excludeCredentials": [],
+            "authenticatorSelection": selection,
+            "attestation": "none",
+        }
+    })
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    Path(service): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let node = service_node(&state, &caller.account, &service)?;
+    let friendly_name = required(&body, "friendly_name")?.to_owned();
+    let identity = entities::identity(required(&body, "identity")?)?;
+    let empty = Map::new();
+    let cfg = match body.get("config") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(ApiError::invalid("config")),
+    };
+    let rp = match cfg.get("relying_party") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(ApiError::invalid("config.relying_party")),
+    };
+    let settings = &node.record.settings.passkeys;
+    let rp_id = text(rp, "id")?
+        .map(str::to_owned)
+        .or_else(|| settings.relying_party.id.clone())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::missing("config.relying_party.id"))?;
+    let rp_name = text(rp, "name")?
+        .map(str::to_owned)
+        .or_else(|| settings.relying_party.name.clone())
+        .unwrap_or_else(|| rp_id.clone());
+    let origins = match rp.get("origins") {
+        None | Some(Value::Null) => settings
+            .relying_party
+            .origins
+            .clone()
+            .unwrap_or_else(|| vec![format!("https://{rp_id}")]),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|o| o.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| ApiError::invalid("config.relying_party.origins"))?,
+        Some(_) => return Err(ApiError::invalid("config.relying_party.origins")),
+    };
+    let levels = ["required", "preferred", "discouraged"];
+    let st = PasskeyState {
+        rp_id,
+        rp_name,
+        origins,
+        user_id: webauthn::b64url(&rand::random::<[u8; 16]>()),
+        authenticator_attachment: one_of(
+            text(cfg, "authenticator_attachment")?.or(settings.authenticator_attachment.as_deref()),
+            "config.authenticator_attachment",
+            &["platform", "cross-platform", "any"],
+            "any",
+        )?,
+        discoverable_credentials: one_of(
+            text(cfg, "discoverable_credentials")?.or(settings.discoverable_credentials.as_deref()),
+            "config.discoverable_credentials",
+            &levels,
+            "preferred",
+        )?,
+        user_verification: one_of(
+            text(cfg, "user_verification")?.or(settings.user_verification.as_deref()),
+            "config.user_verification",
+            &levels,
+            "preferred",
+        )?,
+        challenge: Some(webauthn::b64url(&rand::random::<[u8; 32]>())),
+        credential: None,
+    };
+    let now = state.now(&caller.account);
+    let entity = Entity {
+        sid: sid::generate(sid::ENTITY),
+        service_sid: node.record.sid.clone(),
+        account_sid: caller.account.clone(),
+        identity: identity.clone(),
+        date_created: now,
+        date_updated: now,
+    };
+    let factor = Factor {
+        sid: sid::generate(sid::FACTOR),
+        entity_sid: String::new(),
+        service_sid: node.record.sid.clone(),
+        account_sid: caller.account.clone(),
+        identity,
+        friendly_name,
+        status: FactorStatus::Unverified,
+        secret: String::new(),
+        config: Config::default(),
+        last_used_s: None,
+        metadata: None,
+        date_created: now,
+        date_updated: now,
+        push: None,
+        passkey: Some(st.to_json()),
+    };
+    let saved = state.create_factor(entity, factor).await?;
+    let mut v = render(&base, &saved);
+    v["binding"] = Value::Null;
+    v["options"] = creation_options(&saved, &st);
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+/// The parts of a `PublicKeyCredential` JSON body every ceremony needs.
+pub struct CredentialBody {
+    pub id: String,
+    pub client_data: String,
+    /// The challenge its clientDataJSON names.
+    pub challenge: String,
+    pub response: Map<String, Value>,
+}
+
+pub fn credential_body(body: &Map<String, Value>) -> Result<CredentialBody, ApiError> {
+    let response = match body.get("response") {
+        Some(Value::Object(m)) => m.clone(),
+        None | Some(Value::Null) => return Err(ApiError::missing("response")),
+        Some(_) => return Err(ApiError::invalid("response")),
+    };
+    if let Some(t) = text(body, "type")?
+        && t != "public-key"
+    {
+        return Err(ApiError::invalid("type"));
+    }
+    let id = text(body, "id")?
+        .or(text(body, "rawId")?)
+        .unwrap_or_default()
+        .to_owned();
+    let client_data = required(&response, "clientDataJSON")
+        .map_err(|_| ApiError::missing("response.clientDataJSON"))?
+        .to_owned();
+    let challenge = webauthn::unb64(&client_data)
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| {
+            v.get("challenge")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .ok_or_else(|| {
+            ApiError::invalid_because(
+                "response.clientDataJSON",
+                "not base64url of a JSON object with a challenge",
+            )
+        })?;
+    Ok(CredentialBody {
+        id,
+        client_data,
+        challenge,
+        response,
+    })
+}
+
+pub fn refused(r: Refused) -> ApiError {
+    let why = match r {
+        Refused::Malformed => "the credential is malformed",
+        Refused::WrongType => "clientDataJSON type is not the ceremony's",
+        Refused::WrongChallenge => "the challenge is not the one issued",
+        Refused::WrongOrigin => "the origin is not one of the relying party's",
+        Refused::WrongRpId => "rpIdHash is not the relying party id's",
+        Refused::NotPresent => "user presence (or required verification) is not flagged",
+        Refused::Unsupported => {
+            "only attestation none or packed self-attestation of an ES256 P-256 key is supported"
+        }
+        Refused::UnknownCredential => "the credential is not the factor's",
+        Refused::BadSignature => "the signature does not verify",
+        Refused::Counter => "the signature counter did not increase",
+    };
+    ApiError::invalid_because("response", why)
+}
+
+async fn verify(
+    State(state): State<AppState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    Path(service): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let node = service_node(&state, &caller.account, &service)?;
+    let cred = credential_body(&body)?;
+    let attestation = required(&cred.response, "attestationObject")
+        .map_err(|_| ApiError::missing("response.attestationObject"))?
+        .to_owned();
+    let now = state.now(&caller.account);
+    let client_data = cred.client_data.clone();
+    let f = state
+        .verify_passkey_factor(&node.record.sid, &cred.challenge, move |before| {
+            let mut st = state_of(before).ok_or_else(|| ApiError::invalid("response"))?;
+            let challenge = st.challenge.clone().unwrap_or_default();
+            let expect = Expect {
+                challenge: &challenge,
+                rp_id: &st.rp_id,
+                origins: &st.origins,
+                user_verification: st.uv_required(),
+            };
+            let credential = webauthn::verify_registration(&client_data, &attestation, &expect)
+                .map_err(refused)?;
+            st.credential = Some(credential);
+            st.challenge = None;
+            let mut f = before.clone();
+            f.passkey = Some(st.to_json());
+            f.status = FactorStatus::Verified;
+            f.date_updated = now.max(f.date_created);
+            Ok(f)
+        })
+        .await?;
+    Ok(Json(render(&base, &f)))
+}
