@@ -17,7 +17,9 @@ use serde_json::{Map, Value, json};
 
 use super::entities;
 use super::{BaseUrl, service_node};
-use crate::core::mfa::{Entity, Factor, FactorStatus};
+use crate::core::mfa::{
+    self, CHALLENGE_TTL_MS, Challenge, ChallengeStatus, Entity, Factor, FactorStatus,
+};
 use crate::core::totp::Config;
 use crate::core::webauthn::{self, Expect, PasskeyState, Refused};
 use crate::state::AppState;
@@ -31,6 +33,14 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v2/Services/{service}/Passkeys/Factors", post(create))
         .route("/v2/Services/{service}/Passkeys/VerifyFactor", post(verify))
+        .route(
+            "/v2/Services/{service}/Passkeys/Challenges",
+            post(challenge),
+        )
+        .route(
+            "/v2/Services/{service}/Passkeys/ApproveChallenge",
+            post(approve),
+        )
 }
 
 /// WebAuthn timeout of the creation options, in milliseconds.
@@ -261,7 +271,11 @@ pub fn credential_body(body: &Map<String, Value>) -> Result<CredentialBody, ApiE
 }
 
 pub fn refused(r: Refused) -> ApiError {
-    let why = match r {
+    ApiError::invalid_because("response", why(r))
+}
+
+fn why(r: Refused) -> &'static str {
+    match r {
         Refused::Malformed => "the credential is malformed",
         Refused::WrongType => "clientDataJSON type is not the ceremony's",
         Refused::WrongChallenge => "the challenge is not the one issued",
@@ -274,8 +288,7 @@ pub fn refused(r: Refused) -> ApiError {
         Refused::UnknownCredential => "the credential is not the factor's",
         Refused::BadSignature => "the signature does not verify",
         Refused::Counter => "the signature counter did not increase",
-    };
-    ApiError::invalid_because("response", why)
+    }
 }
 
 async fn verify(
@@ -314,4 +327,168 @@ async fn verify(
         })
         .await?;
     Ok(Json(render(&base, &f)))
+}
+
+/// A passkeys challenge as Twilio shows it: the generic challenge plus `options.publicKey`
+/// (WebAuthn request options) while it is pending.
+fn render_challenge(base: &str, c: &Challenge, f: Option<&Factor>, now: i64) -> Value {
+    let mut v = super::challenges::render(base, c, now);
+    let st = f.and_then(state_of);
+    v["options"] = match (&c.passkey, st) {
+        (Some(ch), Some(st)) if c.status_at(now) == ChallengeStatus::Pending => json!({
+            "publicKey": {
+                "challenge": ch,
+                "timeout": TIMEOUT_MS,
+                "rpId": st.rp_id,
+                "allowCredentials": st.credential.iter().map(|cr| json!({
+                    "type": "public-key",
+                    "id": cr.id,
+                    "transports": ["usb", "nfc", "ble", "internal", "hybrid"],
+                })).collect::<Vec<_>>(),
+                "userVerification": st.user_verification,
+            }
+        }),
+        _ => json!({}),
+    };
+    v
+}
+
+async fn challenge(
+    State(state): State<AppState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    Path(service): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let node = service_node(&state, &caller.account, &service)?;
+    // Without an identity Twilio would let a discoverable credential name the user; verilimit
+    // needs the identity to pick the factor.
+    let identity = entities::identity(required(&body, "identity")?)?;
+    let factor = match text(&body, "factor_sid")? {
+        Some(yf) if sid::is_valid(yf, sid::FACTOR) => {
+            state.factor(&node.record.sid, &identity, yf).await?
+        }
+        Some(_) => return Err(ApiError::invalid("factor_sid")),
+        None => state
+            .factors(&node.record.sid, &identity)
+            .await?
+            .into_iter()
+            .filter(|f| f.passkey.is_some())
+            .min_by_key(|f| (f.status != FactorStatus::Verified, f.date_created))
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "/Services/{}/Entities/{identity}/Factors (passkeys)",
+                    node.record.sid
+                ))
+            })?,
+    };
+    if factor.passkey.is_none() {
+        return Err(ApiError::invalid_because(
+            "factor_sid",
+            "not a passkeys factor",
+        ));
+    }
+    let now = state.now(&caller.account);
+    let fresh = Challenge {
+        sid: sid::generate(sid::CHALLENGE),
+        factor_sid: factor.sid.clone(),
+        entity_sid: String::new(),
+        service_sid: node.record.sid.clone(),
+        account_sid: caller.account.clone(),
+        identity,
+        factor_type: "passkeys".to_owned(),
+        status: ChallengeStatus::Pending,
+        message: None,
+        fields: None,
+        hidden_details: None,
+        metadata: None,
+        expiration_ms: now + CHALLENGE_TTL_MS,
+        date_responded: None,
+        date_created: now,
+        date_updated: now,
+        passkey: Some(webauthn::b64url(&rand::random::<[u8; 32]>())),
+    };
+    let saved = state.create_challenge(fresh, None).await?;
+    let now = state.now(&caller.account);
+    Ok((
+        StatusCode::CREATED,
+        Json(render_challenge(&base, &saved, Some(&factor), now)),
+    )
+        .into_response())
+}
+
+async fn approve(
+    State(state): State<AppState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    Path(service): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let node = service_node(&state, &caller.account, &service)?;
+    let cred = credential_body(&body)?;
+    let field = |name: &str| {
+        required(&cred.response, name)
+            .map(str::to_owned)
+            .map_err(|_| ApiError::missing(&format!("response.{name}")))
+    };
+    let auth_data = field("authenticatorData")?;
+    let signature = field("signature")?;
+    let now = state.now(&caller.account);
+    let (client_data, id) = (cred.client_data.clone(), cred.id.clone());
+    let c = state
+        .approve_passkey_challenge(&node.record.sid, &cred.challenge, move |c, f| {
+            match c.status_at(now) {
+                ChallengeStatus::Pending => {}
+                ChallengeStatus::Expired => return Err(mfa::Refused::Expired),
+                _ => {
+                    return Err(mfa::Refused::Invalid(
+                        "response",
+                        "the challenge was answered already",
+                    ));
+                }
+            }
+            let st =
+                state_of(f).ok_or(mfa::Refused::Invalid("response", "not a passkeys factor"))?;
+            let Some(stored) = st.credential.clone() else {
+                return Err(mfa::Refused::FactorUnverified);
+            };
+            let expect = Expect {
+                challenge: c.passkey.as_deref().unwrap_or_default(),
+                rp_id: &st.rp_id,
+                origins: &st.origins,
+                user_verification: st.uv_required(),
+            };
+            let count = webauthn::verify_assertion(
+                &stored,
+                &id,
+                &client_data,
+                &auth_data,
+                &signature,
+                &expect,
+            )
+            .map_err(|r| mfa::Refused::Invalid("response", why(r)))?;
+            let mut st = st;
+            st.credential = Some(webauthn::Credential {
+                sign_count: count,
+                ..stored
+            });
+            let mut f = f.clone();
+            f.passkey = Some(st.to_json());
+            let mut c = c.clone();
+            c.status = ChallengeStatus::Approved;
+            c.date_responded = Some(now);
+            c.date_updated = now;
+            Ok((c, f))
+        })
+        .await?;
+    let f = state
+        .factor(&node.record.sid, &c.identity, &c.factor_sid)
+        .await
+        .ok();
+    Ok(Json(render_challenge(
+        &base,
+        &c,
+        f.as_ref(),
+        state.now(&caller.account),
+    )))
 }

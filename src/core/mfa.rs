@@ -138,6 +138,8 @@ pub struct Challenge {
     pub date_responded: Option<i64>,
     pub date_created: i64,
     pub date_updated: i64,
+    /// A passkeys challenge's WebAuthn assertion challenge (base64url); `None` otherwise.
+    pub passkey: Option<String>,
 }
 
 impl Challenge {
@@ -325,6 +327,7 @@ mod tests {
             date_responded: None,
             date_created: NOW,
             date_updated: NOW,
+            passkey: None,
         }
     }
 

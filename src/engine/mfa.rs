@@ -386,6 +386,57 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The passkeys challenge of `service` whose WebAuthn challenge is `passkey`, answered by
+    /// `decide` (against it and its locked factor: the approved challenge and the factor with
+    /// its new signature counter, or why not); 404 if there is none.
+    pub async fn approve_passkey_challenge(
+        &self,
+        service: &str,
+        passkey: &str,
+        decide: impl FnOnce(&Challenge, &Factor) -> Result<(Challenge, Factor), Refused>
+        + Send
+        + 'static,
+    ) -> Result<Challenge, ApiError> {
+        let Some((identity, sid)) = self.store.challenge_by_passkey(service, passkey).await? else {
+            return Err(ApiError::not_found(format!(
+                "/Services/{service}/Passkeys/Challenges (challenge)"
+            )));
+        };
+        let names = Names {
+            service,
+            identity: &identity,
+            sid: &sid,
+        };
+        let was = Seen::default();
+        let seen = was.clone();
+        let found = self
+            .store
+            .update_challenge(
+                service.to_owned(),
+                identity.clone(),
+                sid.clone(),
+                move |c, f| {
+                    seen.put(&(c.status, f.clone()));
+                    decide(c, f)
+                        .map(|(c, f)| (c, Some(f)))
+                        .map_err(Miss::Refused)
+                },
+            )
+            .await;
+        let c = names.answer(found)?;
+        let event = was
+            .take()
+            .and_then(|(before, f): (ChallengeStatus, Factor)| {
+                FactorEvent::challenge(Some(before), &c, &f)
+            });
+        if let Some(e) = event {
+            self.factor_event(e);
+        }
+        Ok(c)
+    }
+}
+
 /// What a store job's decision saw (the stored factor or challenge before the change), for the
 /// event sent once the job committed.
 struct Seen<T>(Arc<Mutex<Option<T>>>);

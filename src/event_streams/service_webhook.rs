@@ -277,6 +277,7 @@ mod tests {
             date_responded: None,
             date_created: 0,
             date_updated: 0,
+            passkey: None,
         };
         use ChallengeStatus::*;
         let denied = FactorEvent::challenge(Some(Pending), &c(Denied), &f).unwrap();

@@ -23,7 +23,7 @@ macro_rules! statements {
         const ENTITY_COLUMNS: &str =
             "sid, service_sid, account_sid, identity, date_created, date_updated";
         const FACTOR_COLUMNS: &str = "sid, entity_sid, service_sid, account_sid, identity, friendly_name, status, secret, alg, code_length, time_step, skew, last_used_s, metadata, date_created, date_updated, push, passkey";
-        const CHALLENGE_COLUMNS: &str = "sid, factor_sid, entity_sid, service_sid, account_sid, identity, factor_type, status, message, hidden_details, metadata, expiration_ms, date_responded, date_created, date_updated, fields";
+        const CHALLENGE_COLUMNS: &str = "sid, factor_sid, entity_sid, service_sid, account_sid, identity, factor_type, status, message, hidden_details, metadata, expiration_ms, date_responded, date_created, date_updated, fields, passkey";
 
         fn entity(r: &$row) -> Entity {
             Entity {
@@ -81,6 +81,7 @@ macro_rules! statements {
                 date_created: r.get(13),
                 date_updated: r.get(14),
                 fields: r.get(15),
+                passkey: r.get(16),
             }
         }
 
@@ -246,7 +247,7 @@ macro_rules! statements {
 
         /// Inserts or updates a challenge.
         pub async fn save_challenge(c: &mut $conn, ch: &Challenge) -> Result<(), StoreError> {
-            sqlx::query(&$sql("INSERT INTO challenges (sid, factor_sid, entity_sid, service_sid, account_sid, identity, factor_type, status, message, hidden_details, metadata, expiration_ms, date_responded, date_created, date_updated, fields) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+            sqlx::query(&$sql("INSERT INTO challenges (sid, factor_sid, entity_sid, service_sid, account_sid, identity, factor_type, status, message, hidden_details, metadata, expiration_ms, date_responded, date_created, date_updated, fields, passkey) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (sid) DO UPDATE SET status = excluded.status, metadata = excluded.metadata, date_responded = excluded.date_responded, date_updated = excluded.date_updated"))
                 .bind(&ch.sid)
                 .bind(&ch.factor_sid)
@@ -264,6 +265,7 @@ macro_rules! statements {
                 .bind(ch.date_created)
                 .bind(ch.date_updated)
                 .bind(&ch.fields)
+                .bind(&ch.passkey)
                 .execute(c)
                 .await?;
             Ok(())
@@ -282,6 +284,20 @@ macro_rules! statements {
                 .await?
                 .as_ref()
                 .map(challenge))
+        }
+
+        /// The (identity, SID) of the challenge of `service` with WebAuthn challenge `passkey`.
+        pub async fn challenge_by_passkey(
+            c: &mut $conn,
+            service: &str,
+            passkey: &str,
+        ) -> Result<Option<(String, String)>, StoreError> {
+            Ok(sqlx::query(&$sql("SELECT identity, sid FROM challenges WHERE service_sid = ? AND passkey = ?"))
+                .bind(service)
+                .bind(passkey)
+                .fetch_optional(c)
+                .await?
+                .map(|r| (r.get(0), r.get(1))))
         }
 
         pub async fn challenges(c: &mut $conn, entity_sid: &str) -> Result<Vec<Challenge>, StoreError> {
@@ -605,6 +621,17 @@ impl Store {
             }
             Ok(Ok(challenge))
         })
+    }
+
+    /// The (identity, SID) of the passkeys challenge of `service` with WebAuthn challenge
+    /// `passkey`.
+    pub async fn challenge_by_passkey(
+        &self,
+        service: &str,
+        passkey: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        read!(self, |c, q| q::challenge_by_passkey(c, service, passkey)
+            .await)
     }
 
     /// An entity's challenges (`None`: no such entity).

@@ -17,6 +17,8 @@ const RP: &str = "example.com";
 const ORIGIN: &str = "https://example.com";
 const CREATE: &str = "/v2/Services/{ServiceSid}/Passkeys/Factors";
 const VERIFY: &str = "/v2/Services/{ServiceSid}/Passkeys/VerifyFactor";
+const CHALLENGES: &str = "/v2/Services/{ServiceSid}/Passkeys/Challenges";
+const APPROVE: &str = "/v2/Services/{ServiceSid}/Passkeys/ApproveChallenge";
 
 fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
@@ -107,6 +109,33 @@ impl Authenticator {
                 "clientDataJSON": Self::client_data("webauthn.create", challenge, origin),
                 "attestationObject": b64(&att),
                 "transports": ["internal"],
+            }
+        })
+    }
+}
+
+impl Authenticator {
+    /// The `navigator.credentials.get()` answer, as JSON: ES256 (DER) over
+    /// authenticatorData || SHA-256(clientDataJSON).
+    fn assert(&self, rp: &str, challenge: &str, origin: &str, count: u32) -> Value {
+        let cd = Self::client_data("webauthn.get", challenge, origin);
+        let ad = Self::auth_data(rp, 0x01 | 0x04, count);
+        let cd_raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&cd)
+            .unwrap();
+        let mut msg = ad.clone();
+        msg.extend(digest::digest(&digest::SHA256, &cd_raw).as_ref());
+        let sig = self.key.sign(&SystemRandom::new(), &msg).unwrap();
+        json!({
+            "id": b64(&self.id),
+            "rawId": b64(&self.id),
+            "authenticatorAttachment": "platform",
+            "type": "public-key",
+            "response": {
+                "clientDataJSON": cd,
+                "authenticatorData": b64(&ad),
+                "signature": b64(sig.as_ref()),
+                "userHandle": null,
             }
         })
     }
@@ -292,4 +321,131 @@ async fn passkeys_bodies_are_json_and_bad_ones_are_twilio_errors() {
     .await
     .expect(400);
     assert_eq!(garbage["code"], 60200);
+}
+
+/// A verified passkeys factor of `auth` in service `vs`; its SID.
+async fn verified(a: &Client, vs: &str, auth: &Authenticator) -> String {
+    let f = new_factor(a, vs).await;
+    let challenge = str_of(&f["options"]["publicKey"]["challenge"]);
+    post_json(
+        a,
+        &format!("/v2/Services/{vs}/Passkeys/VerifyFactor"),
+        &auth.register(RP, &challenge, ORIGIN),
+    )
+    .await
+    .expect(200);
+    str_of(&f["sid"])
+}
+
+async fn new_challenge(a: &Client, vs: &str) -> Value {
+    post_json(
+        a,
+        &format!("/v2/Services/{vs}/Passkeys/Challenges"),
+        &json!({"identity": IDENTITY}),
+    )
+    .await
+    .expect(201)
+}
+
+#[tokio::test]
+async fn a_passkey_challenge_is_approved_by_a_signed_assertion_and_refusals_leave_it_pending() {
+    let server = TestServer::start(ServerOptions::new()).await;
+    let a = server.a();
+    let vs = str_of(&create_service(&a, "Bank").await["sid"]);
+    let auth = Authenticator::new();
+    let yf = verified(&a, &vs, &auth).await;
+
+    let c = new_challenge(&a, &vs).await;
+    assert_valid(
+        &verify_response(CHALLENGES, "post", "201"),
+        &c,
+        "a passkeys challenge",
+    );
+    let yc = assert_sid(&c["sid"], "YC");
+    assert_eq!(c["factor_sid"], yf);
+    assert_eq!(c["factor_type"], "passkeys");
+    assert_eq!(c["status"], "pending");
+    let pk = &c["options"]["publicKey"];
+    assert_eq!(pk["rpId"], RP);
+    assert_eq!(pk["allowCredentials"][0]["id"], b64(&auth.id));
+    assert_eq!(pk["allowCredentials"][0]["type"], "public-key");
+    let challenge = str_of(&pk["challenge"]);
+    let path = format!("/v2/Services/{vs}/Passkeys/ApproveChallenge");
+
+    // Refusals: the challenge stays pending after each.
+    let refused = [
+        auth.assert(RP, &challenge, "https://evil.example", 1),
+        auth.assert("evil.example", &challenge, ORIGIN, 1),
+        {
+            let mut bad = auth.assert(RP, &challenge, ORIGIN, 1);
+            let other = auth.assert(RP, &challenge, ORIGIN, 2);
+            bad["response"]["signature"] = other["response"]["signature"].clone();
+            bad
+        },
+        Authenticator::new().assert(RP, &challenge, ORIGIN, 1),
+    ];
+    for body in &refused {
+        let e = post_json(&a, &path, body).await.expect(400);
+        assert_eq!(e["code"], 60200, "{e}");
+    }
+    let e = post_json(&a, &path, &auth.assert(RP, &b64(&[1u8; 32]), ORIGIN, 1))
+        .await
+        .expect(404);
+    assert_eq!(e["code"], 20404);
+
+    let approved = post_json(&a, &path, &auth.assert(RP, &challenge, ORIGIN, 1))
+        .await
+        .expect(200);
+    assert_valid(
+        &verify_response(APPROVE, "post", "200"),
+        &approved,
+        "an approved challenge",
+    );
+    assert_eq!(approved["sid"], yc);
+    assert_eq!(approved["status"], "approved");
+    assert!(approved["date_responded"].is_string());
+
+    // Answered once only.
+    post_json(&a, &path, &auth.assert(RP, &challenge, ORIGIN, 2))
+        .await
+        .expect(400);
+
+    // The challenge is one of the entity's.
+    let listed = a
+        .get(&format!("/v2/Services/{vs}/Entities/{IDENTITY}/Challenges"))
+        .await
+        .expect(200);
+    let listed = listed["challenges"].as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["status"], "approved");
+    assert_eq!(listed[0]["factor_type"], "passkeys");
+
+    // The signature counter must increase: a next challenge signed with counter 1 is refused,
+    // with 2 approved.
+    let c2 = new_challenge(&a, &vs).await;
+    let ch2 = str_of(&c2["options"]["publicKey"]["challenge"]);
+    let e = post_json(&a, &path, &auth.assert(RP, &ch2, ORIGIN, 1))
+        .await
+        .expect(400);
+    assert_eq!(e["code"], 60200);
+    assert!(str_of(&e["message"]).contains("counter"), "{e}");
+    post_json(&a, &path, &auth.assert(RP, &ch2, ORIGIN, 2))
+        .await
+        .expect(200);
+}
+
+#[tokio::test]
+async fn a_challenge_of_an_unverified_passkey_is_refused() {
+    let server = TestServer::start(ServerOptions::new()).await;
+    let a = server.a();
+    let vs = str_of(&create_service(&a, "Bank").await["sid"]);
+    new_factor(&a, &vs).await;
+    let e = post_json(
+        &a,
+        &format!("/v2/Services/{vs}/Passkeys/Challenges"),
+        &json!({"identity": IDENTITY}),
+    )
+    .await
+    .expect(403);
+    assert_eq!(e["code"], 60318);
 }
