@@ -94,6 +94,17 @@ fn render(base: &str, f: &Factor) -> Value {
     v
 }
 
+/// Twilio's 60371: the relying party (request `config.relying_party`, else the service's
+/// `Passkeys.RelyingParty.*`) is missing or malformed (an id with a scheme or port, origins not
+/// a non-empty list of strings).
+fn rp_invalid() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        60371,
+        "Relying party invalid or not provided",
+    )
+}
+
 /// The `publicKey` creation options of an unverified factor.
 fn creation_options(f: &Factor, st: &PasskeyState) -> Value {
     let mut selection = json!({
@@ -137,14 +148,15 @@ async fn create(
     let rp = match cfg.get("relying_party") {
         None | Some(Value::Null) => &empty,
         Some(Value::Object(m)) => m,
-        Some(_) => return Err(ApiError::invalid("config.relying_party")),
+        Some(_) => return Err(rp_invalid()),
     };
     let settings = &node.record.settings.passkeys;
     let rp_id = text(rp, "id")?
         .map(str::to_owned)
         .or_else(|| settings.relying_party.id.clone())
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::missing("config.relying_party.id"))?;
+        .filter(|id| !id.contains("://") && !id.contains(':') && !id.contains('/'))
+        .ok_or_else(rp_invalid)?;
     let rp_name = text(rp, "name")?
         .map(str::to_owned)
         .or_else(|| settings.relying_party.name.clone())
@@ -159,29 +171,54 @@ async fn create(
             .iter()
             .map(|o| o.as_str().map(str::to_owned))
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| ApiError::invalid("config.relying_party.origins"))?,
-        Some(_) => return Err(ApiError::invalid("config.relying_party.origins")),
+            .filter(|o: &Vec<String>| !o.is_empty())
+            .ok_or_else(rp_invalid)?,
+        Some(_) => return Err(rp_invalid()),
     };
     let levels = ["required", "preferred", "discouraged"];
+    let attachment =
+        text(cfg, "authenticator_attachment")?.or(settings.authenticator_attachment.as_deref());
+    let discoverable =
+        text(cfg, "discoverable_credentials")?.or(settings.discoverable_credentials.as_deref());
+    let verification = text(cfg, "user_verification")?.or(settings.user_verification.as_deref());
+    let missing: Vec<&str> = [
+        ("authenticator_attachment", attachment),
+        ("discoverable_credentials", discoverable),
+        ("user_verification", verification),
+    ]
+    .iter()
+    .filter(|(_, v)| v.is_none())
+    .map(|(n, _)| *n)
+    .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            60393,
+            format!(
+                "Authenticator criteria are missing from the request: {}",
+                missing.join(", ")
+            ),
+        ));
+    }
     let st = PasskeyState {
         rp_id,
         rp_name,
         origins,
         user_id: webauthn::b64url(&rand::random::<[u8; 16]>()),
         authenticator_attachment: one_of(
-            text(cfg, "authenticator_attachment")?.or(settings.authenticator_attachment.as_deref()),
+            attachment,
             "config.authenticator_attachment",
             &["platform", "cross-platform", "any"],
             "any",
         )?,
         discoverable_credentials: one_of(
-            text(cfg, "discoverable_credentials")?.or(settings.discoverable_credentials.as_deref()),
+            discoverable,
             "config.discoverable_credentials",
             &levels,
             "preferred",
         )?,
         user_verification: one_of(
-            text(cfg, "user_verification")?.or(settings.user_verification.as_deref()),
+            verification,
             "config.user_verification",
             &levels,
             "preferred",

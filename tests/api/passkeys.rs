@@ -301,6 +301,25 @@ async fn passkeys_bodies_are_json_and_bad_ones_are_twilio_errors() {
         .await
         .expect(400);
     assert_eq!(bad["code"], 60200);
+    // Twilio's documented codes: no relying party (60371), no authenticator criteria (60393).
+    let no_rp = post_json(
+        &a,
+        &path,
+        &json!({"friendly_name": "x", "identity": IDENTITY}),
+    )
+    .await
+    .expect(400);
+    assert_eq!(no_rp["code"], 60371);
+    let no_criteria = post_json(
+        &a,
+        &path,
+        &json!({"friendly_name": "x", "identity": IDENTITY,
+                "config": {"relying_party": {"id": RP, "name": "Ex", "origins": [ORIGIN]}}}),
+    )
+    .await
+    .expect(400);
+    assert_eq!(no_criteria["code"], 60393);
+    assert!(str_of(&no_criteria["message"]).contains("user_verification"));
     let missing = post_json(&a, &path, &json!({"friendly_name": "x"}))
         .await
         .expect(400);
