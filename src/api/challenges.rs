@@ -182,6 +182,7 @@ async fn create(
         date_responded: None,
         date_created: now,
         date_updated: now,
+        passkey: None,
     };
     let saved = state.create_challenge(fresh, code).await?;
     let now = state.now(&caller.account);

@@ -68,6 +68,9 @@ fn push_config(f: &Factor, b: &PushBinding) -> Value {
 
 pub fn render(base: &str, f: &Factor) -> Value {
     let config = match &f.push {
+        _ if f.passkey.is_some() => super::passkeys::state_of(f)
+            .map(|st| super::passkeys::config(&st))
+            .unwrap_or(Value::Null),
         Some(b) => push_config(f, b),
         None => json!({
             "alg": f.config.alg.as_str(),
@@ -443,6 +446,7 @@ async fn create(
         date_created: now,
         date_updated: now,
         push,
+        passkey: None,
     };
     let saved = state.create_factor(entity, factor).await?;
     let issuer = service_totp
@@ -566,6 +570,7 @@ mod tests {
             date_created: 0,
             date_updated: 0,
             push: None,
+            passkey: None,
         };
         // The example of Twilio's own API definition tests.
         assert_eq!(

@@ -9,6 +9,7 @@ pub mod event_streams;
 pub mod factors;
 pub mod forms;
 pub mod messaging_configurations;
+pub mod passkeys;
 pub mod rate_limits;
 pub mod safe_list;
 pub mod services;
@@ -48,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         .merge(entities::routes())
         .merge(factors::routes())
         .merge(challenges::routes())
+        .merge(passkeys::routes())
 }
 
 /// Twilio's answer to a refused value: 60209 for a UniqueName, else 60200 naming the parameter

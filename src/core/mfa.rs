@@ -63,11 +63,20 @@ pub struct Factor {
     pub date_updated: i64,
     /// A push factor's binding; `None` for TOTP.
     pub push: Option<PushBinding>,
+    /// A passkeys factor's state (`crate::core::webauthn::PasskeyState` as JSON); `None`
+    /// otherwise.
+    pub passkey: Option<String>,
 }
 
 impl Factor {
     pub fn factor_type(&self) -> &'static str {
-        if self.push.is_some() { "push" } else { "totp" }
+        if self.passkey.is_some() {
+            "passkeys"
+        } else if self.push.is_some() {
+            "push"
+        } else {
+            "totp"
+        }
     }
 
     /// Whether `code` is accepted now; if so, the step start it uses up.
@@ -129,6 +138,8 @@ pub struct Challenge {
     pub date_responded: Option<i64>,
     pub date_created: i64,
     pub date_updated: i64,
+    /// A passkeys challenge's WebAuthn assertion challenge (base64url); `None` otherwise.
+    pub passkey: Option<String>,
 }
 
 impl Challenge {
@@ -294,6 +305,7 @@ mod tests {
             date_created: NOW,
             date_updated: NOW,
             push: None,
+            passkey: None,
         }
     }
 
@@ -315,6 +327,7 @@ mod tests {
             date_responded: None,
             date_created: NOW,
             date_updated: NOW,
+            passkey: None,
         }
     }
 

@@ -18,6 +18,7 @@ pub mod push;
 pub mod push_auth;
 pub mod totp;
 pub mod verification;
+pub mod webauthn;
 pub mod window;
 
 pub use limits::{Admission, LimitCheck, Refusal};

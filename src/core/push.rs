@@ -272,6 +272,7 @@ mod tests {
             date_responded: None,
             date_created: 1_700_000_000_000,
             date_updated: 1_700_000_000_000,
+            passkey: None,
         }
     }
 

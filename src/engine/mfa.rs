@@ -122,6 +122,38 @@ impl Engine {
         Ok(())
     }
 
+    /// Changes the unverified passkeys factor of `service` waiting for registration challenge
+    /// `challenge` (`change`: the verified factor, or why not); 404 if none waits for it.
+    pub async fn verify_passkey_factor(
+        &self,
+        service: &str,
+        challenge: &str,
+        change: impl FnOnce(&Factor) -> Result<Factor, ApiError> + Send + 'static,
+    ) -> Result<Factor, ApiError> {
+        let refused = std::sync::Arc::new(std::sync::Mutex::new(None::<ApiError>));
+        let slot = refused.clone();
+        let found = self
+            .store
+            .update_passkey_factor(service.to_owned(), challenge.to_owned(), move |before| {
+                match change(before) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        before.clone()
+                    }
+                }
+            })
+            .await?;
+        if let Some(e) = refused.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(e);
+        }
+        let f = found.map_err(|_| {
+            ApiError::not_found(format!("/Services/{service}/Passkeys/Factors (challenge)"))
+        })?;
+        self.factor_event(FactorEvent::factor(FACTOR_VERIFIED, &f));
+        Ok(f)
+    }
+
     /// Creates a factor, and `entity` with it unless its identity has one already.
     pub async fn create_factor(&self, entity: Entity, f: Factor) -> Result<Factor, ApiError> {
         let f = self.store.insert_factor(entity, f).await?;
@@ -339,6 +371,57 @@ impl Engine {
                 identity.to_owned(),
                 sid.to_owned(),
                 decide,
+            )
+            .await;
+        let c = names.answer(found)?;
+        let event = was
+            .take()
+            .and_then(|(before, f): (ChallengeStatus, Factor)| {
+                FactorEvent::challenge(Some(before), &c, &f)
+            });
+        if let Some(e) = event {
+            self.factor_event(e);
+        }
+        Ok(c)
+    }
+}
+
+impl Engine {
+    /// The passkeys challenge of `service` whose WebAuthn challenge is `passkey`, answered by
+    /// `decide` (against it and its locked factor: the approved challenge and the factor with
+    /// its new signature counter, or why not); 404 if there is none.
+    pub async fn approve_passkey_challenge(
+        &self,
+        service: &str,
+        passkey: &str,
+        decide: impl FnOnce(&Challenge, &Factor) -> Result<(Challenge, Factor), Refused>
+        + Send
+        + 'static,
+    ) -> Result<Challenge, ApiError> {
+        let Some((identity, sid)) = self.store.challenge_by_passkey(service, passkey).await? else {
+            return Err(ApiError::not_found(format!(
+                "/Services/{service}/Passkeys/Challenges (challenge)"
+            )));
+        };
+        let names = Names {
+            service,
+            identity: &identity,
+            sid: &sid,
+        };
+        let was = Seen::default();
+        let seen = was.clone();
+        let found = self
+            .store
+            .update_challenge(
+                service.to_owned(),
+                identity.clone(),
+                sid.clone(),
+                move |c, f| {
+                    seen.put(&(c.status, f.clone()));
+                    decide(c, f)
+                        .map(|(c, f)| (c, Some(f)))
+                        .map_err(Miss::Refused)
+                },
             )
             .await;
         let c = names.answer(found)?;

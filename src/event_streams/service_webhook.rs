@@ -256,6 +256,7 @@ mod tests {
             last_used_s: None,
             metadata: None,
             push: None,
+            passkey: None,
             date_created: 0,
             date_updated: 0,
         };
@@ -276,6 +277,7 @@ mod tests {
             date_responded: None,
             date_created: 0,
             date_updated: 0,
+            passkey: None,
         };
         use ChallengeStatus::*;
         let denied = FactorEvent::challenge(Some(Pending), &c(Denied), &f).unwrap();

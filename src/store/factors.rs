@@ -22,8 +22,8 @@ macro_rules! statements {
 
         const ENTITY_COLUMNS: &str =
             "sid, service_sid, account_sid, identity, date_created, date_updated";
-        const FACTOR_COLUMNS: &str = "sid, entity_sid, service_sid, account_sid, identity, friendly_name, status, secret, alg, code_length, time_step, skew, last_used_s, metadata, date_created, date_updated, push";
-        const CHALLENGE_COLUMNS: &str = "sid, factor_sid, entity_sid, service_sid, account_sid, identity, factor_type, status, message, hidden_details, metadata, expiration_ms, date_responded, date_created, date_updated, fields";
+        const FACTOR_COLUMNS: &str = "sid, entity_sid, service_sid, account_sid, identity, friendly_name, status, secret, alg, code_length, time_step, skew, last_used_s, metadata, date_created, date_updated, push, passkey";
+        const CHALLENGE_COLUMNS: &str = "sid, factor_sid, entity_sid, service_sid, account_sid, identity, factor_type, status, message, hidden_details, metadata, expiration_ms, date_responded, date_created, date_updated, fields, passkey";
 
         fn entity(r: &$row) -> Entity {
             Entity {
@@ -59,6 +59,7 @@ macro_rules! statements {
                 push: r
                     .get::<Option<&str>, _>(16)
                     .and_then(crate::core::push::PushBinding::from_json),
+                passkey: r.get(17),
             }
         }
 
@@ -80,6 +81,7 @@ macro_rules! statements {
                 date_created: r.get(13),
                 date_updated: r.get(14),
                 fields: r.get(15),
+                passkey: r.get(16),
             }
         }
 
@@ -136,7 +138,7 @@ macro_rules! statements {
         }
 
         pub async fn insert_factor(c: &mut $conn, f: &Factor) -> Result<(), StoreError> {
-            sqlx::query(&$sql("INSERT INTO factors (sid, entity_sid, service_sid, account_sid, identity, friendly_name, factor_type, status, secret, alg, code_length, time_step, skew, last_used_s, metadata, date_created, date_updated, push) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+            sqlx::query(&$sql("INSERT INTO factors (sid, entity_sid, service_sid, account_sid, identity, friendly_name, factor_type, status, secret, alg, code_length, time_step, skew, last_used_s, metadata, date_created, date_updated, push, passkey, passkey_challenge) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
                 .bind(&f.sid)
                 .bind(&f.entity_sid)
                 .bind(&f.service_sid)
@@ -155,6 +157,8 @@ macro_rules! statements {
                 .bind(f.date_created)
                 .bind(f.date_updated)
                 .bind(f.push.as_ref().map(|b| b.to_json()))
+                .bind(&f.passkey)
+                .bind(crate::core::webauthn::pending_challenge(f))
                 .execute(c)
                 .await?;
             Ok(())
@@ -194,7 +198,7 @@ macro_rules! statements {
 
         /// Saves what a factor update or a used-up code changed.
         pub async fn save_factor(c: &mut $conn, f: &Factor) -> Result<(), StoreError> {
-            sqlx::query(&$sql("UPDATE factors SET friendly_name = ?, status = ?, alg = ?, code_length = ?, time_step = ?, skew = ?, last_used_s = ?, metadata = ?, date_updated = ? WHERE sid = ?"))
+            sqlx::query(&$sql("UPDATE factors SET friendly_name = ?, status = ?, alg = ?, code_length = ?, time_step = ?, skew = ?, last_used_s = ?, metadata = ?, date_updated = ?, passkey = ?, passkey_challenge = ? WHERE sid = ?"))
                 .bind(&f.friendly_name)
                 .bind(f.status.as_str())
                 .bind(f.config.alg.as_str())
@@ -204,10 +208,32 @@ macro_rules! statements {
                 .bind(f.last_used_s)
                 .bind(&f.metadata)
                 .bind(f.date_updated)
+                .bind(&f.passkey)
+                .bind(crate::core::webauthn::pending_challenge(f))
                 .bind(&f.sid)
                 .execute(c)
                 .await?;
             Ok(())
+        }
+
+        /// The unverified passkeys factor of a service waiting for the registration challenge
+        /// `challenge`, locked like `factor_of`.
+        pub async fn factor_by_passkey_challenge(
+            c: &mut $conn,
+            service: &str,
+            challenge: &str,
+        ) -> Result<Option<Factor>, StoreError> {
+            let sql = format!(
+                "SELECT {FACTOR_COLUMNS} FROM factors WHERE service_sid = ? AND passkey_challenge = ?{}",
+                $lock
+            );
+            Ok(sqlx::query(&$sql(&sql))
+                .bind(service)
+                .bind(challenge)
+                .fetch_optional(c)
+                .await?
+                .as_ref()
+                .map(factor))
         }
 
         pub async fn delete_factor(c: &mut $conn, entity_sid: &str, sid: &str) -> Result<bool, StoreError> {
@@ -221,7 +247,7 @@ macro_rules! statements {
 
         /// Inserts or updates a challenge.
         pub async fn save_challenge(c: &mut $conn, ch: &Challenge) -> Result<(), StoreError> {
-            sqlx::query(&$sql("INSERT INTO challenges (sid, factor_sid, entity_sid, service_sid, account_sid, identity, factor_type, status, message, hidden_details, metadata, expiration_ms, date_responded, date_created, date_updated, fields) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+            sqlx::query(&$sql("INSERT INTO challenges (sid, factor_sid, entity_sid, service_sid, account_sid, identity, factor_type, status, message, hidden_details, metadata, expiration_ms, date_responded, date_created, date_updated, fields, passkey) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (sid) DO UPDATE SET status = excluded.status, metadata = excluded.metadata, date_responded = excluded.date_responded, date_updated = excluded.date_updated"))
                 .bind(&ch.sid)
                 .bind(&ch.factor_sid)
@@ -239,6 +265,7 @@ macro_rules! statements {
                 .bind(ch.date_created)
                 .bind(ch.date_updated)
                 .bind(&ch.fields)
+                .bind(&ch.passkey)
                 .execute(c)
                 .await?;
             Ok(())
@@ -257,6 +284,20 @@ macro_rules! statements {
                 .await?
                 .as_ref()
                 .map(challenge))
+        }
+
+        /// The (identity, SID) of the challenge of `service` with WebAuthn challenge `passkey`.
+        pub async fn challenge_by_passkey(
+            c: &mut $conn,
+            service: &str,
+            passkey: &str,
+        ) -> Result<Option<(String, String)>, StoreError> {
+            Ok(sqlx::query(&$sql("SELECT identity, sid FROM challenges WHERE service_sid = ? AND passkey = ?"))
+                .bind(service)
+                .bind(passkey)
+                .fetch_optional(c)
+                .await?
+                .map(|r| (r.get(0), r.get(1))))
         }
 
         pub async fn challenges(c: &mut $conn, entity_sid: &str) -> Result<Vec<Challenge>, StoreError> {
@@ -452,6 +493,27 @@ impl Store {
         })
     }
 
+    /// Changes the passkeys factor of `service` waiting for registration challenge `challenge`
+    /// with `change`, and saves it; `Miss::Factor` if there is none.
+    pub async fn update_passkey_factor(
+        &self,
+        service: String,
+        challenge: String,
+        change: impl FnOnce(&Factor) -> Factor + Send + 'static,
+    ) -> Result<Found<Factor>, StoreError> {
+        job!(self, |c, q| {
+            let Some(before) = q::factor_by_passkey_challenge(c, &service, &challenge).await?
+            else {
+                return Ok(Err(Miss::Factor));
+            };
+            let after = change(&before);
+            if after != before {
+                q::save_factor(c, &after).await?;
+            }
+            Ok(Ok(after))
+        })
+    }
+
     /// Changes a factor with `change` (a pure function of the stored factor), and saves it.
     pub async fn update_factor(
         &self,
@@ -559,6 +621,17 @@ impl Store {
             }
             Ok(Ok(challenge))
         })
+    }
+
+    /// The (identity, SID) of the passkeys challenge of `service` with WebAuthn challenge
+    /// `passkey`.
+    pub async fn challenge_by_passkey(
+        &self,
+        service: &str,
+        passkey: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        read!(self, |c, q| q::challenge_by_passkey(c, service, passkey)
+            .await)
     }
 
     /// An entity's challenges (`None`: no such entity).

@@ -225,6 +225,40 @@ pub fn query(uri: &axum::http::Uri) -> Params {
     Params::parse(uri.query().unwrap_or_default().as_bytes())
 }
 
+/// A JSON object body (the Passkeys operations'): `application/json` or no content type; a body
+/// that is not a JSON object is 400 / 60200, never a 500.
+pub struct JsonBody(pub serde_json::Map<String, serde_json::Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
+            let mime = ct.split(';').next().unwrap_or_default().trim();
+            if !mime.is_empty() && mime != "application/json" {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    20415,
+                    "Unsupported Media Type: send application/json",
+                ));
+            }
+        }
+        let body = axum::body::to_bytes(req.into_body(), BODY_LIMIT)
+            .await
+            .map_err(|_| too_large())?;
+        let _ = state;
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(serde_json::Value::Object(m)) => Ok(Self(m)),
+            _ => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                60200,
+                "Invalid parameter: the body must be a JSON object",
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ mod auth;
 mod buckets;
 mod errors;
 mod paging;
+mod passkeys;
 mod persistence;
 mod push;
 mod rate_limits;
