@@ -158,6 +158,7 @@ mod tests {
                 notification_platform: "none".into(),
                 notification_token: None,
             }),
+            passkey: None,
         }
     }
 
