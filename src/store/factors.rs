@@ -7,8 +7,6 @@
 //! write of the next one cannot interleave with another request's: two requests with the same
 //! code never both succeed.
 
-use sqlx::{PgConnection, SqliteConnection};
-
 use super::{Store, StoreError};
 use crate::core::mfa::{Challenge, Entity, Factor};
 
@@ -344,64 +342,10 @@ pub enum Miss {
 
 pub type Found<T> = Result<T, Miss>;
 
-/// Runs the same statements as one write job on either backend (`$q`: the backend's module
-/// of statements above).
-macro_rules! job {
-    ($store:expr, |$c:ident, $q:ident| $body:expr) => {
-        match $store {
-            Store::Sqlite(s) => {
-                s.writer
-                    .write(
-                        move |$c| {
-                            Box::pin(async move {
-                                use self::sqlite as $q;
-                                $body
-                            })
-                        },
-                        |_: &_| {},
-                    )
-                    .await
-            }
-            Store::Postgres(p) => {
-                p.write(
-                    move |$c| {
-                        Box::pin(async move {
-                            use self::pg as $q;
-                            $body
-                        })
-                    },
-                    |_: &_| {},
-                )
-                .await
-            }
-        }
-    };
-}
-
-/// Runs the same reads on a pooled connection of either backend (committed state only).
-macro_rules! read {
-    ($store:expr, |$c:ident, $q:ident| $body:expr) => {
-        match $store {
-            Store::Sqlite(s) => {
-                let mut conn = s.pool.acquire().await?;
-                let $c: &mut SqliteConnection = &mut conn;
-                use self::sqlite as $q;
-                $body
-            }
-            Store::Postgres(p) => {
-                let mut conn = p.pool.acquire().await?;
-                let $c: &mut PgConnection = &mut conn;
-                use self::pg as $q;
-                $body
-            }
-        }
-    };
-}
-
 impl Store {
     /// Creates an entity (`Miss::Duplicate` if its identity is taken in the service).
     pub async fn insert_entity(&self, e: Entity) -> Result<Found<Entity>, StoreError> {
-        job!(self, |c, q| {
+        dual!(self, write, |_: &_| {}, factors, |c, q| {
             if q::insert_entity(c, &e).await? {
                 Ok(Ok(e))
             } else {
@@ -415,11 +359,12 @@ impl Store {
         service: &str,
         identity: &str,
     ) -> Result<Option<Entity>, StoreError> {
-        read!(self, |c, q| q::entity_of(c, service, identity).await)
+        read!(self, factors, |c, q| q::entity_of(c, service, identity)
+            .await)
     }
 
     pub async fn entities(&self, service: &str) -> Result<Vec<Entity>, StoreError> {
-        read!(self, |c, q| q::entities(c, service).await)
+        read!(self, factors, |c, q| q::entities(c, service).await)
     }
 
     /// Deletes an entity; the factors it had (`None`: no such entity).
@@ -428,7 +373,7 @@ impl Store {
         service: String,
         identity: String,
     ) -> Result<Option<Vec<Factor>>, StoreError> {
-        job!(self, |c, q| {
+        dual!(self, write, |_: &_| {}, factors, |c, q| {
             let Some(e) = q::entity_of(c, &service, &identity).await? else {
                 return Ok(None);
             };
@@ -445,7 +390,7 @@ impl Store {
         fresh_entity: Entity,
         mut f: Factor,
     ) -> Result<Factor, StoreError> {
-        job!(self, |c, q| {
+        dual!(self, write, |_: &_| {}, factors, |c, q| {
             let entity =
                 match q::entity_of(c, &fresh_entity.service_sid, &fresh_entity.identity).await? {
                     Some(e) => e,
@@ -469,7 +414,7 @@ impl Store {
         service: &str,
         identity: &str,
     ) -> Result<Option<Vec<Factor>>, StoreError> {
-        read!(self, |c, q| {
+        read!(self, factors, |c, q| {
             match q::entity_of(c, service, identity).await? {
                 None => Ok(None),
                 Some(e) => Ok(Some(q::factors(c, &e.sid).await?)),
@@ -483,7 +428,7 @@ impl Store {
         identity: &str,
         sid: &str,
     ) -> Result<Found<Factor>, StoreError> {
-        read!(self, |c, q| {
+        read!(self, factors, |c, q| {
             let Some(e) = q::entity_of(c, service, identity).await? else {
                 return Ok(Err(Miss::Entity));
             };
@@ -501,7 +446,7 @@ impl Store {
         challenge: String,
         change: impl FnOnce(&Factor) -> Factor + Send + 'static,
     ) -> Result<Found<Factor>, StoreError> {
-        job!(self, |c, q| {
+        dual!(self, write, |_: &_| {}, factors, |c, q| {
             let Some(before) = q::factor_by_passkey_challenge(c, &service, &challenge).await?
             else {
                 return Ok(Err(Miss::Factor));
@@ -522,7 +467,7 @@ impl Store {
         sid: String,
         change: impl FnOnce(&Factor) -> Factor + Send + 'static,
     ) -> Result<Found<Factor>, StoreError> {
-        job!(self, |c, q| {
+        dual!(self, write, |_: &_| {}, factors, |c, q| {
             let Some(e) = q::entity_of(c, &service, &identity).await? else {
                 return Ok(Err(Miss::Entity));
             };
@@ -543,7 +488,7 @@ impl Store {
         identity: String,
         sid: String,
     ) -> Result<Found<Factor>, StoreError> {
-        job!(self, |c, q| {
+        dual!(self, write, |_: &_| {}, factors, |c, q| {
             let Some(e) = q::entity_of(c, &service, &identity).await? else {
                 return Ok(Err(Miss::Entity));
             };
@@ -569,7 +514,7 @@ impl Store {
         + Send
         + 'static,
     ) -> Result<Found<Challenge>, StoreError> {
-        job!(self, |c, q| {
+        dual!(self, write, |_: &_| {}, factors, |c, q| {
             let Some(e) = q::entity_of(c, &service, &identity).await? else {
                 return Ok(Err(Miss::Entity));
             };
@@ -599,7 +544,7 @@ impl Store {
         + Send
         + 'static,
     ) -> Result<Found<Challenge>, StoreError> {
-        job!(self, |c, q| {
+        dual!(self, write, |_: &_| {}, factors, |c, q| {
             let Some(e) = q::entity_of(c, &service, &identity).await? else {
                 return Ok(Err(Miss::Entity));
             };
@@ -630,8 +575,10 @@ impl Store {
         service: &str,
         passkey: &str,
     ) -> Result<Option<(String, String)>, StoreError> {
-        read!(self, |c, q| q::challenge_by_passkey(c, service, passkey)
-            .await)
+        read!(self, factors, |c, q| q::challenge_by_passkey(
+            c, service, passkey
+        )
+        .await)
     }
 
     /// An entity's challenges (`None`: no such entity).
@@ -640,7 +587,7 @@ impl Store {
         service: &str,
         identity: &str,
     ) -> Result<Option<Vec<Challenge>>, StoreError> {
-        read!(self, |c, q| {
+        read!(self, factors, |c, q| {
             match q::entity_of(c, service, identity).await? {
                 None => Ok(None),
                 Some(e) => Ok(Some(q::challenges(c, &e.sid).await?)),
@@ -654,7 +601,7 @@ impl Store {
         identity: &str,
         sid: &str,
     ) -> Result<Found<Challenge>, StoreError> {
-        read!(self, |c, q| {
+        read!(self, factors, |c, q| {
             let Some(e) = q::entity_of(c, service, identity).await? else {
                 return Ok(Err(Miss::Entity));
             };
