@@ -105,3 +105,44 @@ def test_a_webhook_receives_the_signed_events_of_a_totp_enrolment(service, contr
     assert seen[2]["challenge_sid"] == challenge.sid
     assert seen[2]["status"] == "approved"
     assert len({e["uuid"] for e in seen}) == 4
+
+
+def test_a_webhook_receives_the_signed_challenge_answers_of_a_push_device(service, control, base_url, receiver):
+    from test_push import IDENTITY as PUSH_IDENTITY
+    from test_push import device_post, enrol, new_device, phone_client
+
+    service.webhooks.create(
+        friendly_name="answers",
+        event_types=["challenge.approved", "challenge.denied"],
+        webhook_url=receiver.url,
+    )
+    device = new_device(control)
+    token = service.access_tokens.create(identity=PUSH_IDENTITY, factor_type="push").token
+    factor = enrol(phone_client(base_url, token), service.sid, device)
+    device_post(
+        control,
+        f"Devices/{device['id']}/Factors/{factor.sid}/Verify",
+        {"ServiceSid": service.sid, "Identity": PUSH_IDENTITY},
+    )
+    entity = service.entities(PUSH_IDENTITY)
+    first = entity.challenges.create(
+        factor_sid=factor.sid,
+        details_message="Log in?",
+        details_fields=[{"label": "IP", "value": "10.0.0.1"}],
+    )
+    second = entity.challenges.create(factor_sid=factor.sid, details_message="Pay 10 EUR?")
+    device_post(control, f"Devices/{device['id']}/Challenges/{first.sid}", {"Status": "approved"})
+    device_post(control, f"Devices/{device['id']}/Challenges/{second.sid}", {"Status": "denied"})
+
+    approved, denied = receiver.next_event(), receiver.next_event()
+    assert (approved["type"], approved["challenge_sid"], approved["status"]) == (
+        "challenge.approved",
+        first.sid,
+        "approved",
+    )
+    assert (denied["type"], denied["challenge_sid"], denied["status"]) == ("challenge.denied", second.sid, "denied")
+    for e in (approved, denied):
+        assert e["factor_sid"] == factor.sid
+        assert e["factor_type"] == "push"
+        assert e["entity_identity"] == PUSH_IDENTITY
+    assert '"label": "IP"' in approved["challenge_details"] or '"label":"IP"' in approved["challenge_details"]
