@@ -63,7 +63,7 @@ impl Devices {
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/emulator/v1/Devices", post(create))
+        .route("/emulator/v1/Devices", get(list).post(create))
         .route("/emulator/v1/Devices/{id}", get(fetch))
         .route("/emulator/v1/Devices/{id}/Sign", post(sign_message))
         .route(
@@ -78,13 +78,18 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn render(id: &str, d: &Device) -> Value {
-    json!({
+    let mut body = json!({
         "id": id,
         "account_sid": d.account,
         "public_key": d.public_key,
         "alg": push::ALG,
         "date_created": date::format(d.date_created),
-    })
+    });
+    // The push factors it verified, once there are any.
+    if !d.factors.is_empty() {
+        body["factor_sids"] = json!(d.factors.iter().map(|(_, _, f)| f).collect::<Vec<_>>());
+    }
+    body
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -116,6 +121,18 @@ fn sign_jwt(pkcs8: &[u8], payload: &Value) -> Result<String, ApiError> {
         .sign(&rng, input.as_bytes())
         .map_err(ApiError::internal)?;
     Ok(format!("{input}.{}", b64(sig.as_ref())))
+}
+
+/// The caller's devices (oldest first), each with the factors it verified: what the dashboard
+/// needs to offer approve and deny on a factor's pending challenges.
+async fn list(State(state): State<AppState>, caller: Caller) -> Json<Value> {
+    let all = state.0.devices.0.lock().unwrap_or_else(|p| p.into_inner());
+    let mut mine: Vec<(&String, &Device)> = all
+        .iter()
+        .filter(|(_, d)| d.account == caller.account)
+        .collect();
+    mine.sort_by(|a, b| a.0.cmp(b.0));
+    Json(json!({ "devices": mine.into_iter().map(|(id, d)| render(id, d)).collect::<Vec<_>>() }))
 }
 
 async fn create(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {

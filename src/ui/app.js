@@ -495,7 +495,36 @@
   /** Entities shown with their factors (the first ones, by SID). */
   const ENTITIES_SHOWN = 25;
 
-  function renderFactors(entities) {
+  /** Approves or denies a push challenge as the simulated device that verified its factor. */
+  async function answerChallenge(device, challengeSid, status) {
+    const url = new URL(`/emulator/v1/Devices/${enc(device)}/Challenges/${enc(challengeSid)}`, location.origin);
+    const res = await fetch(url.href, {
+      method: 'POST',
+      headers: { Accept: 'application/json', 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ Status: status }).toString(),
+      cache: 'no-store',
+      credentials: 'same-origin',
+    });
+    if (!res.ok) setStatus('error', `answering ${challengeSid}: HTTP ${res.status}`);
+    refreshNow();
+  }
+
+  /** A pending challenge: its SID, and approve/deny buttons when a simulated device holds its factor. */
+  function pendingChallenge(c, device) {
+    const chip = el('code', { class: 'chip', text: shortSid(c.sid), title: c.sid });
+    if (!device) return chip;
+    const button = (status, label) => {
+      const b = el('button', { class: `answer ${status}`, text: label, attrs: { type: 'button', 'data-status': status } });
+      b.addEventListener('click', () => {
+        b.disabled = true;
+        answerChallenge(device, c.sid, status);
+      });
+      return b;
+    };
+    return el('span', { class: 'challenge', attrs: { 'data-challenge': c.sid } }, chip, button('approved', 'Approve'), button('denied', 'Deny'));
+  }
+
+  function renderFactors(entities, deviceOf) {
     const rows = [];
     for (const { entity, factors, challenges } of entities) {
       const pendingOf = (sid) => challenges.filter((c) => c.factor_sid === sid);
@@ -514,9 +543,7 @@
             el(
               'td',
               { class: 'pending' },
-              ...(pending.length
-                ? pending.map((c) => el('code', { class: 'chip', text: shortSid(c.sid), title: c.sid }))
-                : [dash()]),
+              ...(pending.length ? pending.map((c) => pendingChallenge(c, deviceOf.get(f.sid))) : [dash()]),
             ),
           ),
         );
@@ -529,7 +556,12 @@
   /** The service's entities, each with its factors and pending challenges. */
   async function loadFactors(base) {
     const entities = await listAll(`${base}/Entities?PageSize=${ENTITIES_SHOWN}`, 'entities', 1);
-    return Promise.all(
+    const devices = await getJson('/emulator/v1/Devices').catch(() => ({ devices: [] }));
+    const deviceOf = new Map();
+    for (const d of Array.isArray(devices.devices) ? devices.devices : []) {
+      for (const f of d.factor_sids || []) deviceOf.set(f, d.id);
+    }
+    const loaded = await Promise.all(
       entities.map(async (entity) => {
         const e = `${base}/Entities/${enc(entity.identity)}`;
         const [factors, challenges] = await Promise.all([
@@ -539,6 +571,7 @@
         return { entity, factors, challenges };
       }),
     );
+    return { entities: loaded, deviceOf };
   }
 
   // ---------------------------------------------------------------- polling
@@ -566,7 +599,7 @@
     renderEvents();
     renderChart();
     renderOutbox(Array.isArray(outbox.messages) ? outbox.messages : []);
-    renderFactors(entities);
+    renderFactors(entities.entities, entities.deviceOf);
   }
 
   // ---------------------------------------------------------------- Event Streams

@@ -35,6 +35,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/emulator/v1/Events"),
     ("post", "/emulator/v1/Maintenance"),
     ("get", "/emulator/v1/openapi.json"),
+    ("get", "/emulator/v1/Devices"),
     ("post", "/emulator/v1/Devices"),
     ("get", "/emulator/v1/Devices/{Id}"),
     ("post", "/emulator/v1/Devices/{Id}/Sign"),
@@ -59,10 +60,17 @@ const SELF_PATH: &str = "/emulator/v1/openapi.json";
 
 /// Properties a real response may leave out: (component schema, property). The document must
 /// list every other property of every component as required.
-const OPTIONAL: &[(&str, &str)] = &[("ExportRateLimit", "description")];
+const OPTIONAL: &[(&str, &str)] = &[
+    ("ExportRateLimit", "description"),
+    ("Device", "factor_sids"),
+];
 
 /// The same properties as JSON pointers into responses (`*` for any array index).
-const OPTIONAL_POINTERS: &[&str] = &["/services/*/rate_limits/*/description"];
+const OPTIONAL_POINTERS: &[&str] = &[
+    "/services/*/rate_limits/*/description",
+    "/factor_sids",
+    "/devices/*/factor_sids",
+];
 
 /// A form body for each documented POST (the happy path); `{Param}` in a value is replaced
 /// like a path parameter.

@@ -344,3 +344,36 @@ test("a service's entities and factors are listed with their status", async () =
   await page.locator('#factors-count', { hasText: /^1$/ }).waitFor({ timeout: WAIT_MS });
   assert.deepEqual(pageProblems, []);
 });
+
+test("a simulated device's pending push challenges are approved and denied from the dashboard", async () => {
+  const identity = 'dashboard-phone-0001';
+  const device = await created('POST', '/emulator/v1/Devices');
+  const factor = await created('POST', `/v2/Services/${ids.service}/Entities/${identity}/Factors`, {
+    FriendlyName: 'Pixel',
+    FactorType: 'push',
+    'Binding.Alg': 'ES256',
+    'Binding.PublicKey': device.public_key,
+    'Config.AppId': 'com.example.bank',
+    'Config.NotificationPlatform': 'none',
+    'Config.SdkVersion': '0.12.0',
+  });
+  const verified = await api('POST', `/emulator/v1/Devices/${device.id}/Factors/${factor.sid}/Verify`, {
+    ServiceSid: ids.service,
+    Identity: identity,
+  });
+  assert.equal(verified.status, 200, JSON.stringify(verified.body));
+  const challenges = `/v2/Services/${ids.service}/Entities/${identity}/Challenges`;
+  const first = await created('POST', challenges, { FactorSid: factor.sid, 'Details.Message': 'Log in?' });
+  const second = await created('POST', challenges, { FactorSid: factor.sid, 'Details.Message': 'Pay 10 EUR?' });
+
+  for (const [c, status] of [[first, 'approved'], [second, 'denied']]) {
+    const pending = page.locator(`#factors span.challenge[data-challenge="${c.sid}"]`);
+    await pending.locator(`button[data-status="${status}"]`).click({ timeout: WAIT_MS });
+    // Once answered it is no longer pending, so the page drops it.
+    await pending.waitFor({ state: 'detached', timeout: WAIT_MS });
+    const fetched = await api('GET', `${challenges}/${c.sid}`);
+    assert.equal(fetched.status, 200);
+    assert.equal(fetched.body.status, status);
+  }
+  assert.deepEqual(pageProblems, []);
+});
