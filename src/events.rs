@@ -53,10 +53,6 @@ pub struct Event {
     /// with its value, for `GET /emulator/v1/Events?Format=replay`.
     #[serde(skip)]
     pub start: Option<Box<StartInfo>>,
-    /// The verification as this event left it, for Event Streams; taken out before the event
-    /// is kept in the log.
-    #[serde(skip)]
-    pub verification: Option<Box<crate::core::Verification>>,
 }
 
 /// What a start asked for, as `verilimit replay` reads it.
@@ -97,13 +93,13 @@ impl Event {
             error_code: None,
             at_ms: v.date_updated,
             start: None,
-            verification: Some(Box::new(v.clone())),
         }
     }
 }
 
-/// Called with every event about a verification as it is recorded (Event Streams delivery).
-pub type Tap = Box<dyn Fn(&str, &Event, Box<crate::core::Verification>) + Send + Sync>;
+/// Called with every event about a verification as it is recorded, with the verification as the
+/// event left it (Event Streams delivery); it copies what it keeps.
+pub type Tap = Box<dyn Fn(&str, &Event, &crate::core::Verification) + Send + Sync>;
 
 #[derive(Default)]
 pub struct Events {
@@ -117,11 +113,16 @@ impl Events {
         let _ = self.tap.set(tap);
     }
 
-    pub fn record(&self, account: &str, mut event: Event) {
-        crate::metrics::verification_event(event.kind.as_str());
-        if let (Some(v), Some(tap)) = (event.verification.take(), self.tap.get()) {
-            tap(account, &event, v);
+    /// Records an event about `verification` (the tap sees it first).
+    pub fn record_of(&self, account: &str, event: Event, verification: &crate::core::Verification) {
+        if let Some(tap) = self.tap.get() {
+            tap(account, &event, verification);
         }
+        self.record(account, event);
+    }
+
+    pub fn record(&self, account: &str, event: Event) {
+        crate::metrics::verification_event(event.kind.as_str());
         let mut accounts = self.accounts.lock();
         let log = accounts.entry(account.to_owned()).or_default();
         if log.len() == PER_ACCOUNT {

@@ -148,11 +148,12 @@ impl Engine {
         }
         let event_streams = Arc::new(crate::event_streams::Delivery::default());
         let events = Arc::new(Events::default());
-        events.set_tap(Box::new(event_streams.tap()));
+        let catalog = Arc::new(RwLock::new(catalog));
+        events.set_tap(Box::new(event_streams.tap(catalog.clone())));
         Ok((
             Self {
                 settings,
-                catalog: Arc::new(RwLock::new(catalog)),
+                catalog,
                 clocks: Arc::new(clocks),
                 events,
                 store,
@@ -217,7 +218,6 @@ impl Engine {
             error_code: Some(error_code),
             at_ms: self.now(&account),
             start: Some(Box::new(start_info.clone())),
-            verification: None,
         };
         match &started {
             Started::TooManySends => self.events.record(&account, refused(None, 60203)),
@@ -231,7 +231,8 @@ impl Engine {
                     crate::metrics::decision(&service, &rl.record.unique_name, true);
                 }
                 if let Some(old) = &a.expired {
-                    self.events.record(&account, Event::of(old, Kind::Expired));
+                    self.events
+                        .record_of(&account, Event::of(old, Kind::Expired), old);
                 }
                 let kind = if a.is_new {
                     Kind::Started
@@ -241,7 +242,7 @@ impl Engine {
                 let mut e = Event::of(&a.verification, kind);
                 e.at_ms = a.attempt.at_ms;
                 e.start = Some(Box::new(start_info));
-                self.events.record(&account, e);
+                self.events.record_of(&account, e, &a.verification);
             }
         }
         Ok(started)
@@ -279,7 +280,8 @@ impl Engine {
         let (before, outcome) = match modified {
             Modified::Missing => return Ok(None),
             Modified::Expired(old) => {
-                self.events.record(account, Event::of(&old, Kind::Expired));
+                self.events
+                    .record_of(account, Event::of(&old, Kind::Expired), &old);
                 return Ok(None);
             }
             Modified::Live(live) => *live,
@@ -292,7 +294,7 @@ impl Engine {
             Checked::MaxAttempts(after) => {
                 let mut e = Event::of(&after, Kind::MaxAttemptsReached);
                 e.error_code = Some(60202);
-                self.events.record(account, e);
+                self.events.record_of(account, e, &after);
                 Err(ApiError::too_many(60202, "Max check attempts reached"))
             }
             Checked::Done(after) => {
@@ -305,7 +307,8 @@ impl Engine {
                     _ => None,
                 };
                 if let Some(kind) = kind {
-                    self.events.record(account, Event::of(&after, kind));
+                    self.events
+                        .record_of(account, Event::of(&after, kind), &after);
                 }
                 Ok(Some(after))
             }
@@ -412,7 +415,7 @@ impl Engine {
         };
         for v in &expired {
             self.events
-                .record(&v.account_sid, Event::of(v, Kind::Expired));
+                .record_of(&v.account_sid, Event::of(v, Kind::Expired), v);
         }
         let horizons: Vec<(i64, i64)> = {
             let catalog = self.catalog.read();

@@ -28,12 +28,13 @@ use hyper::header::{CONTENT_TYPE, USER_AGENT};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc};
 
 use super::cloudevent::{self, signature, signed_url, split_credentials};
 use super::service_webhook::{self, FactorEvent};
+use crate::catalog::Catalog;
 use crate::core::Verification;
 use crate::events::{Event, Kind};
 use crate::metrics;
@@ -121,17 +122,31 @@ impl Default for Delivery {
 }
 
 impl Delivery {
-    /// What the engine's event log calls for every event it records: never blocks.
-    pub fn tap(&self) -> impl Fn(&str, &Event, Box<Verification>) + Send + Sync + 'static {
+    /// What the engine's event log calls for every event it records: never blocks, and copies
+    /// nothing unless the event may be delivered. The request already brought `catalog` up to
+    /// date, so a service it knows without `verify_event_subscription_enabled` is the end of it
+    /// (no copy, no hand-off); one it does not know yet (a service made on another instance,
+    /// found expired by maintenance) goes to the router, which refreshes first.
+    pub fn tap(
+        &self,
+        catalog: Arc<RwLock<Catalog>>,
+    ) -> impl Fn(&str, &Event, &Verification) + Send + Sync + 'static {
         let intake = self.intake.clone();
-        move |account: &str, event: &Event, verification: Box<Verification>| {
+        move |account: &str, event: &Event, verification: &Verification| {
             if cloudevent::verify_type(event.kind).is_none() {
+                return;
+            }
+            let enabled = catalog
+                .read()
+                .service(account, &verification.service_sid)
+                .map(|n| n.record.settings.verify_event_subscription_enabled);
+            if enabled == Some(false) {
                 return;
             }
             let offered = Offered::Verification {
                 account: account.to_owned(),
                 kind: event.kind,
-                verification,
+                verification: Box::new(verification.clone()),
                 at_ms: event.at_ms,
             };
             if let Err(mpsc::error::TrySendError::Full(_)) = intake.try_send(offered) {
@@ -314,16 +329,22 @@ async fn route_verification(
         return;
     };
     let engine = &inner.engine;
-    // On PostgreSQL, an expiry found by maintenance may be this instance's first sight of
-    // a service made on another: bring the catalog up to date first (a no-op on SQLite).
-    if let Err(e) = engine.refresh().await {
-        tracing::warn!(error = %e, "event streams: cannot refresh the configuration");
+    let known = |engine: &crate::engine::Engine| {
+        engine
+            .catalog
+            .read()
+            .service(account, &verification.service_sid)
+            .map(|n| n.record.clone())
+    };
+    // On PostgreSQL, an expiry found by maintenance may be this instance's first sight of a
+    // service made on another: then bring the catalog up to date (a no-op on SQLite).
+    let mut service = known(engine);
+    if service.is_none() {
+        if let Err(e) = engine.refresh().await {
+            tracing::warn!(error = %e, "event streams: cannot refresh the configuration");
+        }
+        service = known(engine);
     }
-    let service = engine
-        .catalog
-        .read()
-        .service(account, &verification.service_sid)
-        .map(|n| n.record.clone());
     let Some(service) = service.filter(|s| s.settings.verify_event_subscription_enabled) else {
         return;
     };
@@ -455,7 +476,8 @@ mod tests {
     #[test]
     fn the_tap_passes_on_only_the_five_verification_status_events() {
         let d = Delivery::default();
-        let tap = d.tap();
+        let catalog = Arc::new(RwLock::new(Catalog::default()));
+        let tap = d.tap(catalog.clone());
         let v = crate::core::Verification {
             sid: "VE1".into(),
             service_sid: "VA1".into(),
@@ -479,8 +501,32 @@ mod tests {
             Kind::CheckFailed,
             Kind::Approved,
         ] {
-            tap("AC1", &Event::of(&v, kind), Box::new(v.clone()));
+            tap("AC1", &Event::of(&v, kind), &v);
         }
+        // A service this instance knows without `verify_event_subscription_enabled`: nothing is
+        // handed off (the request path copies nothing).
+        let service = |enabled: bool| crate::catalog::ServiceRecord {
+            sid: "VA2".into(),
+            account_sid: "AC1".into(),
+            friendly_name: "s".into(),
+            code_length: 6,
+            custom_code_enabled: false,
+            settings: crate::catalog::ServiceSettings {
+                verify_event_subscription_enabled: enabled,
+                ..Default::default()
+            },
+            date_created: 0,
+            date_updated: 0,
+        };
+        let off = crate::core::Verification {
+            sid: "VE2".into(),
+            service_sid: "VA2".into(),
+            ..v.clone()
+        };
+        catalog.write().put_service(service(false));
+        tap("AC1", &Event::of(&off, Kind::Approved), &off);
+        catalog.write().put_service(service(true));
+        tap("AC1", &Event::of(&off, Kind::Canceled), &off);
         let mut rx = d.intake_rx.lock().take().unwrap();
         let kinds: Vec<Kind> = std::iter::from_fn(|| rx.try_recv().ok())
             .filter_map(|o| match o {
@@ -488,6 +534,6 @@ mod tests {
                 Offered::Factor(_) => None,
             })
             .collect();
-        assert_eq!(kinds, [Kind::Started, Kind::Approved]);
+        assert_eq!(kinds, [Kind::Started, Kind::Approved, Kind::Canceled]);
     }
 }
