@@ -40,20 +40,9 @@ pub async fn start(
     }
     lock_all(&mut tx, keys).await?;
 
-    let sends: Vec<i64> = if policy.send_attempts_limit > 0 {
-        sqlx::query_scalar(
-            "SELECT at_ms FROM send_attempts WHERE service_sid = $1 AND recipient = $2 AND at_ms > $3",
-        )
-        .bind(&request.service_sid)
-        .bind(&request.to)
-        .bind(now - policy.send_window_ms)
-        .fetch_all(&mut *tx)
-        .await?
-    } else {
-        Vec::new()
-    };
-
-    // Every (rate limit, value)'s admissions still in some window, in one round trip.
+    // Every (rate limit, value)'s admissions still in some window, and the recipient's sends the
+    // send-attempts rule counts, in one round trip (after the locks: a statement's snapshot is
+    // taken when it starts). Row 0 holds sends; row i the admissions of check i.
     let lowers: Vec<i64> = counted
         .iter()
         .map(|(rl, _)| {
@@ -65,19 +54,29 @@ pub async fn start(
         })
         .collect();
     let rows: Vec<(i32, i64)> = sqlx::query_as(
-        "SELECT q.i::int4, a.at_ms FROM unnest($1::int8[], $2::text[], $3::int8[]) WITH ORDINALITY AS q(id, v, lower, i) \
-         JOIN admissions a ON a.rate_limit_id = q.id AND a.value = q.v AND a.at_ms >= q.lower \
-         ORDER BY q.i, a.at_ms",
+        "SELECT 0::int4, s.at_ms FROM send_attempts s \
+           WHERE $4 AND s.service_sid = $5 AND s.recipient = $6 AND s.at_ms > $7 \
+         UNION ALL \
+         SELECT q.i::int4, a.at_ms FROM unnest($1::int8[], $2::text[], $3::int8[]) WITH ORDINALITY AS q(id, v, lower, i) \
+           JOIN admissions a ON a.rate_limit_id = q.id AND a.value = q.v AND a.at_ms >= q.lower \
+         ORDER BY 1, 2",
     )
     .bind(counted.iter().map(|(rl, _)| rl.record.id).collect::<Vec<i64>>())
     .bind(counted.iter().map(|(_, v)| v.as_str()).collect::<Vec<&str>>())
     .bind(&lowers)
+    .bind(policy.send_attempts_limit > 0)
+    .bind(&request.service_sid)
+    .bind(&request.to)
+    .bind(now - policy.send_window_ms)
     .fetch_all(&mut *tx)
     .await?;
+    let mut sends: Vec<i64> = Vec::new();
     let mut logs: Vec<VecDeque<i64>> = vec![VecDeque::new(); counted.len()];
     for (i, at) in rows {
+        if i == 0 {
+            sends.push(at);
         // WITH ORDINALITY counts from 1.
-        if let Some(log) = usize::try_from(i - 1).ok().and_then(|i| logs.get_mut(i)) {
+        } else if let Some(log) = usize::try_from(i - 1).ok().and_then(|i| logs.get_mut(i)) {
             log.push_back(at);
         }
     }
@@ -100,7 +99,7 @@ pub async fn start(
         if let Some(old) = &a.expired {
             q::save_verification(&mut tx, old, None, &[]).await?;
         }
-        q::save_verification(&mut tx, &a.verification, Some(&a.attempt), &a.admissions).await?;
+        crate::store::pg::save_start(&mut tx, &a.verification, &a.attempt, &a.admissions).await?;
         tx.commit().await?;
     }
     Ok(started)
