@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{BaseUrl, printable, service_node};
 use crate::catalog::{RateLimitNode, ServiceNode};
@@ -34,35 +34,82 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-pub fn render(base: &str, v: &Verification) -> Value {
-    json!({
-        "sid": v.sid,
-        "service_sid": v.service_sid,
-        "account_sid": v.account_sid,
-        "to": v.to,
-        "channel": v.channel,
-        "status": v.status.as_str(),
-        "valid": v.status == Status::Approved,
-        "lookup": {},
-        "amount": v.amount,
-        "payee": v.payee,
-        "send_code_attempts": v.attempts.iter().map(|a| json!({
-            "time": date::format(a.at_ms),
-            "channel": attempt_channel(&a.channel),
-            "attempt_sid": a.sid,
-        })).collect::<Vec<_>>(),
-        "date_created": date::format(v.date_created),
-        "date_updated": date::format(v.date_updated),
-        "sna": null,
-        "url": format!("{base}/v2/Services/{}/Verifications/{}", v.service_sid, v.sid),
-    })
+/// A verification as Twilio renders it (`verify.v2.service.verification`), borrowed from the
+/// state: serialized straight to the response body.
+#[derive(serde::Serialize)]
+pub struct Rendered<'a> {
+    sid: &'a str,
+    service_sid: &'a str,
+    account_sid: &'a str,
+    to: &'a str,
+    channel: &'a str,
+    status: &'static str,
+    valid: bool,
+    lookup: EmptyObject,
+    amount: Option<&'a str>,
+    payee: Option<&'a str>,
+    send_code_attempts: Vec<RenderedAttempt<'a>>,
+    date_created: String,
+    date_updated: String,
+    sna: Option<()>,
+    url: String,
+}
+
+#[derive(serde::Serialize)]
+struct RenderedAttempt<'a> {
+    time: String,
+    channel: &'a str,
+    attempt_sid: &'a str,
+}
+
+/// `{}`.
+struct EmptyObject;
+
+impl serde::Serialize for EmptyObject {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        s.serialize_map(Some(0))?.end()
+    }
+}
+
+pub fn render<'a>(base: &str, v: &'a Verification) -> Rendered<'a> {
+    Rendered {
+        sid: &v.sid,
+        service_sid: &v.service_sid,
+        account_sid: &v.account_sid,
+        to: &v.to,
+        channel: &v.channel,
+        status: v.status.as_str(),
+        valid: v.status == Status::Approved,
+        lookup: EmptyObject,
+        amount: v.amount.as_deref(),
+        payee: v.payee.as_deref(),
+        send_code_attempts: v
+            .attempts
+            .iter()
+            .map(|a| RenderedAttempt {
+                time: date::format(a.at_ms),
+                channel: attempt_channel(&a.channel),
+                attempt_sid: &a.sid,
+            })
+            .collect(),
+        date_created: date::format(v.date_created),
+        date_updated: date::format(v.date_updated),
+        sna: None,
+        url: format!(
+            "{base}/v2/Services/{}/Verifications/{}",
+            v.service_sid, v.sid
+        ),
+    }
 }
 
 /// Send attempts name the channel as the spec's examples do (`SMS`, `EMAIL`, `whatsapp`).
-fn attempt_channel(c: &str) -> String {
+fn attempt_channel(c: &str) -> &str {
     match c {
-        "sms" | "email" | "call" => c.to_ascii_uppercase(),
-        other => other.to_owned(),
+        "sms" => "SMS",
+        "email" => "EMAIL",
+        "call" => "CALL",
+        other => other,
     }
 }
 
@@ -310,13 +357,13 @@ async fn fetch(
     caller: Caller,
     BaseUrl(base): BaseUrl,
     Path((service, key)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     service_node(&state, &caller.account, &service)?;
     let v = state
         .fetch(&caller.account, &service, &key)
         .await?
         .ok_or_else(|| not_found_at(&service, &key))?;
-    Ok(Json(render(&base, &v)))
+    Ok(Json(render(&base, &v)).into_response())
 }
 
 async fn update(
@@ -325,7 +372,7 @@ async fn update(
     BaseUrl(base): BaseUrl,
     Path((service, key)): Path<(String, String)>,
     FormBody(p): FormBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     service_node(&state, &caller.account, &service)?;
     let status = match p.required("Status")? {
         "canceled" => Status::Canceled,
@@ -341,7 +388,7 @@ async fn update(
         .change(&caller.account, &service, &key, Change::Update(status))
         .await?
         .ok_or_else(|| not_found_at(&service, &key))?;
-    Ok(Json(render(&base, &v)))
+    Ok(Json(render(&base, &v)).into_response())
 }
 
 #[cfg(test)]
