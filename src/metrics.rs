@@ -138,6 +138,13 @@ pub fn batch(jobs: usize, seconds: f64, committed: bool) {
     }
 }
 
+/// Verification states in the SQLite writer's journal, not yet applied to their tables.
+static JOURNAL: AtomicU64 = AtomicU64::new(0);
+
+pub fn journal(items: usize) {
+    JOURNAL.store(items as u64, Ordering::Relaxed);
+}
+
 pub fn db_error() {
     METRICS.db_errors.fetch_add(1, Ordering::Relaxed);
 }
@@ -271,7 +278,8 @@ pub fn render(
     );
     let _ = writeln!(
         out,
-        "# HELP verilimit_recipients_tracked Recipients with a pending verification or recent sends.\n# TYPE verilimit_recipients_tracked gauge\nverilimit_recipients_tracked {recipients_tracked}"
+        "# HELP verilimit_sqlite_journal_items Verification states committed to the SQLite journal and not yet applied to their tables.\n# TYPE verilimit_sqlite_journal_items gauge\nverilimit_sqlite_journal_items {}\n# HELP verilimit_recipients_tracked Recipients with a pending verification or recent sends.\n# TYPE verilimit_recipients_tracked gauge\nverilimit_recipients_tracked {recipients_tracked}",
+        JOURNAL.load(Ordering::Relaxed)
     );
     if let Some((sizes, durations)) = METRICS.store.lock().as_ref() {
         out.push_str("# HELP verilimit_store_batch_jobs Write jobs per committed transaction.\n# TYPE verilimit_store_batch_jobs histogram\n");

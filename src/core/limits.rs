@@ -15,7 +15,7 @@ pub struct LimitCheck<'a> {
 }
 
 /// An admission to record: (rate limit id, value, time).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Admission {
     pub rate_limit_id: i64,
     pub value: Box<str>,

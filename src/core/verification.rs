@@ -9,7 +9,8 @@ use std::collections::VecDeque;
 
 use super::limits::{self, Admission, LimitCheck, Refusal};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     Pending,
     Approved,
@@ -48,14 +49,14 @@ impl Status {
 }
 
 /// One code sent.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Attempt {
     pub sid: String,
     pub channel: String,
     pub at_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Verification {
     pub sid: String,
     pub service_sid: String,

@@ -15,12 +15,27 @@
 //!
 //! Nothing is acknowledged before the transaction that holds it has committed (WAL,
 //! `synchronous=FULL`), so a 2xx is never sent for anything a crash could lose.
+//!
+//! **The journal.** A batch of decisions commits as *one* row of the `journal` table (its
+//! verification states, send attempts and admissions, encoded together): one append at the end
+//! of one B-tree, where writing them to their tables costs a row and up to four index entries
+//! each (the writer's whole cost at speed). The tables are brought up to date from the journal
+//! later, in the journal's order (`apply`): when the writer has had nothing to do for a moment,
+//! in steps while the journal holds more than `JOURNAL_BACKLOG` items, before every statement job
+//! (configuration, maintenance: they see the tables as every acknowledged decision left them),
+//! before any read of the tables (`Writer::sync`, through `SqliteStore::reader`), and at
+//! start-up, before anything else reads the database. The cache, which decisions read, is
+//! published after each commit as before: the journal never delays a decision.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use sqlx::{Connection, SqliteConnection};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use sqlx::{Connection, Row, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::cache::{Cache, Overlay};
@@ -43,6 +58,8 @@ enum Job {
     /// Shares a transaction (begun and committed by the writer) with the jobs around it.
     Batched(JobFn),
     Decide(DecideFn),
+    /// Answered once the tables hold everything the journal held when it arrived.
+    Sync(oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// A verification state to save, with its new send attempt (if any) and the admissions that
@@ -66,16 +83,60 @@ impl Batch<'_> {
 /// The most jobs one transaction takes.
 const MAX_BATCH: usize = 1024;
 
+/// Journal items (verification states) beyond which the writer applies some after each batch
+/// of decisions, however busy: bounds the work a read or a restart may have to wait for.
+const JOURNAL_BACKLOG: usize = 50_000;
+/// The most journal items one apply transaction takes.
+const APPLY_CHUNK: usize = 4096;
+/// How long the writer waits for work before it applies the journal.
+const IDLE: Duration = Duration::from_millis(2);
+
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Job>,
+    /// Journal items committed and not yet applied to the tables.
+    journal: Arc<AtomicUsize>,
 }
 
 impl Writer {
-    pub fn spawn(conn: SqliteConnection, cache: Arc<Cache>) -> (Self, tokio::task::JoinHandle<()>) {
+    /// Starts the writer on `conn`; `journal`: the items of each journal row not yet applied
+    /// (oldest first; empty unless applying them at start-up failed).
+    pub fn spawn(
+        conn: SqliteConnection,
+        cache: Arc<Cache>,
+        journal: Vec<usize>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel::<Job>(8192);
-        let handle = tokio::spawn(run(conn, cache, rx));
-        (Self { tx }, handle)
+        let items = journal.iter().sum();
+        let counter = Arc::new(AtomicUsize::new(items));
+        let journal = Journal {
+            rows: journal.into(),
+            items,
+            counter: counter.clone(),
+            failed_at: None,
+        };
+        let handle = tokio::spawn(run(conn, cache, journal, rx));
+        (
+            Self {
+                tx,
+                journal: counter,
+            },
+            handle,
+        )
+    }
+
+    /// Returns once the tables hold every decision acknowledged so far (at once when the
+    /// journal is empty). Reads of the tables call this first.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        if self.journal.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
+        let (done_tx, done_rx) = oneshot::channel();
+        self.tx
+            .send(Job::Sync(done_tx))
+            .await
+            .map_err(|_| StoreError::Unavailable)?;
+        done_rx.await.map_err(|_| StoreError::Unavailable)?
     }
 
     /// Decides with `decide` in the next batch of decisions; answers once that batch has
@@ -152,13 +213,40 @@ where
     (boxed, done_rx)
 }
 
-async fn run(mut conn: SqliteConnection, cache: Arc<Cache>, mut rx: mpsc::Receiver<Job>) {
+async fn run(
+    mut conn: SqliteConnection,
+    cache: Arc<Cache>,
+    mut journal: Journal,
+    mut rx: mpsc::Receiver<Job>,
+) {
     let mut received: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut received, MAX_BATCH).await > 0 {
+    loop {
+        let got = if journal.items > 0 && rx.is_empty() && journal.may_retry() {
+            // Idle for a moment: bring the tables up to date, a chunk at a time.
+            match tokio::time::timeout(IDLE, rx.recv_many(&mut received, MAX_BATCH)).await {
+                Ok(n) => n,
+                Err(_) => {
+                    journal.apply(&mut conn, APPLY_CHUNK).await;
+                    continue;
+                }
+            }
+        } else {
+            rx.recv_many(&mut received, MAX_BATCH).await
+        };
+        if got == 0 {
+            break;
+        }
         // In arrival order: each run of statement jobs shares one transaction, and so does each
         // run of decisions.
         let mut jobs = std::mem::take(&mut received).into_iter().peekable();
-        while jobs.peek().is_some() {
+        while let Some(next) = jobs.peek() {
+            if let Job::Sync(_) = next {
+                let Some(Job::Sync(done)) = jobs.next() else {
+                    continue;
+                };
+                let _ = done.send(journal.apply_all(&mut conn).await);
+                continue;
+            }
             let mut group = Vec::new();
             while let Some(Job::Batched(_)) = jobs.peek() {
                 if let Some(Job::Batched(job)) = jobs.next() {
@@ -166,9 +254,14 @@ async fn run(mut conn: SqliteConnection, cache: Arc<Cache>, mut rx: mpsc::Receiv
                 }
             }
             if !group.is_empty() {
+                // Statement jobs see (and change) the tables as every acknowledged decision
+                // left them.
                 let started = std::time::Instant::now();
                 let count = group.len();
-                let (committed, finishes) = run_batch(&mut conn, group).await;
+                let (committed, finishes) = match journal.apply_all(&mut conn).await {
+                    Ok(()) => run_batch(&mut conn, group).await,
+                    Err(_) => (false, Vec::new()),
+                };
                 crate::metrics::batch(count, started.elapsed().as_secs_f64(), committed);
                 for finish in finishes {
                     finish(committed);
@@ -181,7 +274,13 @@ async fn run(mut conn: SqliteConnection, cache: Arc<Cache>, mut rx: mpsc::Receiv
                 }
             }
             if !decisions.is_empty() {
-                run_decisions(&mut conn, &cache, decisions).await;
+                let saved = run_decisions(&mut conn, &cache, &mut journal, decisions).await;
+                if journal.items > JOURNAL_BACKLOG && journal.may_retry() {
+                    // Keep up: apply more than the batch added.
+                    journal
+                        .apply(&mut conn, (2 * saved).clamp(256, APPLY_CHUNK))
+                        .await;
+                }
             }
         }
     }
@@ -190,9 +289,138 @@ async fn run(mut conn: SqliteConnection, cache: Arc<Cache>, mut rx: mpsc::Receiv
     }
 }
 
-/// Decides each job in order over one overlay, writes all their rows in one transaction, and
-/// publishes the overlay only once it has committed.
-async fn run_decisions(conn: &mut SqliteConnection, cache: &Cache, jobs: Vec<DecideFn>) {
+/// The journal rows committed and not yet applied, oldest first: how many items each holds.
+struct Journal {
+    rows: VecDeque<usize>,
+    items: usize,
+    /// `items`, for `Writer::sync` (raised before a batch is answered, lowered after an apply
+    /// has committed).
+    counter: Arc<AtomicUsize>,
+    /// When an apply last failed (a full disk, say): the idle applies wait a while.
+    failed_at: Option<std::time::Instant>,
+}
+
+impl Journal {
+    fn may_retry(&self) -> bool {
+        self.failed_at
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+    }
+
+    fn appended(&mut self, items: usize) {
+        self.rows.push_back(items);
+        self.items += items;
+        self.counter.store(self.items, Ordering::Release);
+        crate::metrics::journal(self.items);
+    }
+
+    /// Applies the oldest rows, at least one and about `max_items` items, in one transaction.
+    async fn apply(&mut self, conn: &mut SqliteConnection, max_items: usize) -> bool {
+        let mut rows = 0;
+        let mut items = 0;
+        for n in &self.rows {
+            if rows > 0 && items + n > max_items {
+                break;
+            }
+            rows += 1;
+            items += n;
+        }
+        if rows == 0 {
+            return true;
+        }
+        match apply_rows(conn, rows).await {
+            Ok(()) => {
+                self.failed_at = None;
+                self.rows.drain(..rows);
+                self.items -= items;
+                self.counter.store(self.items, Ordering::Release);
+                crate::metrics::journal(self.items);
+                true
+            }
+            Err(e) => {
+                self.failed_at = Some(std::time::Instant::now());
+                tracing::error!(error = %e, "applying the journal to the tables failed (it stays, and is tried again)");
+                crate::metrics::db_error();
+                false
+            }
+        }
+    }
+
+    async fn apply_all(&mut self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
+        while !self.rows.is_empty() {
+            if !self.apply(conn, APPLY_CHUNK).await {
+                return Err(StoreError::NotCommitted);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies the oldest `rows` journal rows to the tables and deletes them, in one transaction.
+pub(crate) async fn apply_rows(conn: &mut SqliteConnection, rows: usize) -> Result<(), StoreError> {
+    let read = sqlx::query("SELECT id, body FROM journal ORDER BY id LIMIT ?")
+        .bind(rows as i64)
+        .fetch_all(&mut *conn)
+        .await?;
+    let Some(last) = read.last().map(|r| r.get::<i64, _>(0)) else {
+        return Ok(());
+    };
+    let mut items: Vec<SaveItem> = Vec::new();
+    for row in &read {
+        let body: &str = row.get(1);
+        let decoded: Vec<SaveItem> = serde_json::from_str(body)?;
+        items.extend(decoded);
+    }
+    drop(read);
+    let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("BEGIN IMMEDIATE;\n");
+    save_statements(&mut q, &items);
+    q.push("DELETE FROM journal WHERE id <= ")
+        .push_bind(last)
+        .push(";\nCOMMIT;");
+    drop(items);
+    if let Err(e) = q.build().persistent(false).execute(&mut *conn).await {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// The items of each journal row, oldest first.
+pub async fn journal_rows(conn: &mut SqliteConnection) -> Result<Vec<usize>, StoreError> {
+    let rows: Vec<i64> = sqlx::query_scalar("SELECT items FROM journal ORDER BY id")
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|n| usize::try_from(n).unwrap_or(0))
+        .collect())
+}
+
+/// Applies the whole journal (at start-up, before anything reads the tables); returns the
+/// items it held.
+pub async fn apply_journal(conn: &mut SqliteConnection) -> Result<usize, StoreError> {
+    let (rows, items): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COALESCE(SUM(items), 0) FROM journal")
+            .fetch_one(&mut *conn)
+            .await?;
+    if rows > 0 {
+        // Rows of about APPLY_CHUNK items per transaction.
+        let per_row = usize::try_from(items / rows).unwrap_or(1).max(1);
+        let step = (APPLY_CHUNK / per_row).max(1);
+        for _ in 0..(usize::try_from(rows).unwrap_or(0)).div_ceil(step) {
+            apply_rows(conn, step).await?;
+        }
+    }
+    Ok(usize::try_from(items).unwrap_or(0))
+}
+
+/// Decides each job in order over one overlay, writes all their rows as one journal row in one
+/// transaction, and publishes the overlay only once it has committed. Returns the items saved.
+async fn run_decisions(
+    conn: &mut SqliteConnection,
+    cache: &Cache,
+    journal: &mut Journal,
+    jobs: Vec<DecideFn>,
+) -> usize {
     let started = std::time::Instant::now();
     let count = jobs.len();
     let mut batch = Batch {
@@ -202,14 +430,10 @@ async fn run_decisions(conn: &mut SqliteConnection, cache: &Cache, jobs: Vec<Dec
     };
     let finishes: Vec<Finish> = jobs.into_iter().map(|job| job(&mut batch)).collect();
     let Batch { overlay, rows, .. } = batch;
+    let saved = rows.len();
     let committed = rows.is_empty() || {
-        // A few dozen row counts on the request path: their statements stay in the
-        // connection's cache; a big sweep's is prepared for this run only.
-        let mut query = save_query(&rows);
-        let small = rows.len() <= 128;
-        drop(rows);
-        match query.build().persistent(small).execute(&mut *conn).await {
-            Ok(_) => true,
+        match append(conn, &rows).await {
+            Ok(()) => true,
             Err(e) => {
                 tracing::error!(error = %e, "a batch of verification changes failed");
                 // It may have failed inside its transaction; "no transaction is active"
@@ -219,13 +443,32 @@ async fn run_decisions(conn: &mut SqliteConnection, cache: &Cache, jobs: Vec<Dec
             }
         }
     };
+    drop(rows);
     if committed {
+        if saved > 0 {
+            journal.appended(saved);
+        }
         cache.publish(overlay);
     }
     crate::metrics::batch(count, started.elapsed().as_secs_f64(), committed);
     for finish in finishes {
         finish(committed);
     }
+    saved
+}
+
+/// Commits a batch's rows as one journal row (one round trip to the connection's worker).
+pub(crate) async fn append(
+    conn: &mut SqliteConnection,
+    rows: &[SaveItem],
+) -> Result<(), StoreError> {
+    let body = serde_json::to_string(rows)?;
+    sqlx::query("BEGIN IMMEDIATE; INSERT INTO journal (items, body) VALUES (?, ?); COMMIT;")
+        .bind(rows.len() as i64)
+        .bind(body)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 fn run_batch(conn: &mut SqliteConnection, batch: Vec<JobFn>) -> BoxFuture<'_, (bool, Vec<Finish>)> {
@@ -285,13 +528,11 @@ fn run_batch(conn: &mut SqliteConnection, batch: Vec<JobFn>) -> BoxFuture<'_, (b
 /// Rows per multi-row statement (SQLite allows 32766 parameters).
 const ROWS_PER_STATEMENT: usize = 1000;
 
-/// The transaction that saves many verification states, attempts and admissions with multi-row
-/// statements, as one multi-statement query (one round trip to the connection's worker thread,
-/// which matters more than the statements themselves on a busy machine). Rows whose service,
-/// verification or rate limit was deleted meanwhile are skipped; a verification's row is only
-/// replaced by a newer version.
-fn save_query(items: &[SaveItem]) -> sqlx::QueryBuilder<'static, sqlx::Sqlite> {
-    let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("BEGIN IMMEDIATE;\n");
+/// Statements that save many verification states, attempts and admissions with multi-row
+/// statements (applied from the journal as one multi-statement query: one round trip to the
+/// connection's worker thread). Rows whose service, verification or rate limit was deleted
+/// meanwhile are skipped; a verification's row is only replaced by a newer version.
+fn save_statements(q: &mut sqlx::QueryBuilder<'static, sqlx::Sqlite>, items: &[SaveItem]) {
     for chunk in items.chunks(ROWS_PER_STATEMENT) {
         q.push(
             "INSERT INTO verifications (sid, service_sid, account_sid, recipient, channel, status, code, amount, payee, checks_failed, expires_ms, date_created, date_updated, version) \
@@ -351,6 +592,4 @@ fn save_query(items: &[SaveItem]) -> sqlx::QueryBuilder<'static, sqlx::Sqlite> {
         });
         q.push(") AS x WHERE EXISTS (SELECT 1 FROM rate_limits WHERE id = x.column1);\n");
     }
-    q.push("COMMIT;");
-    q
 }

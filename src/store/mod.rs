@@ -2,7 +2,9 @@
 //! databases). Chosen by the database URL:
 //! - SQLite (default): one instance. WAL with `synchronous=FULL`; every write goes through the
 //!   engine's one writer task (`crate::engine::writer`), which also keeps the cache of what
-//!   decisions need at speed, rebuilt from the database at start-up.
+//!   decisions need at speed, rebuilt from the database at start-up. Decisions commit to a
+//!   journal first; reads of the tables go through `SqliteStore::reader`, which waits until
+//!   the journal has reached them.
 //! - PostgreSQL: any number of instances share everything (`pg`).
 
 mod error;
@@ -30,7 +32,101 @@ pub struct SqliteStore {
     pub pool: SqlitePool,
     pub writer: Writer,
     pub cache: std::sync::Arc<Cache>,
+    /// How to open the reader of last resort (`reader`); the options are `Send`, not `Sync`.
+    options: parking_lot::Mutex<SqliteConnectOptions>,
+    /// The reader of last resort, opened when first needed: sees the journal through views.
+    degraded: tokio::sync::Mutex<Option<sqlx::SqliteConnection>>,
 }
+
+/// Opens the reader of last resort with its views (a boxed future: the statement's executor
+/// lifetimes would otherwise leak into every handler's future).
+fn open_degraded(
+    options: SqliteConnectOptions,
+) -> BoxFuture<'static, Result<sqlx::SqliteConnection, sqlx::Error>> {
+    Box::pin(async move {
+        let mut conn = options.connect().await?;
+        sqlx::Executor::execute(&mut conn, JOURNAL_VIEWS).await?;
+        Ok(conn)
+    })
+}
+
+/// A read connection: pooled, or the reader of last resort (`SqliteStore::reader`).
+pub enum ReadConn<'a> {
+    Pooled(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Degraded(tokio::sync::MutexGuard<'a, Option<sqlx::SqliteConnection>>),
+}
+
+impl std::ops::Deref for ReadConn<'_> {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        match self {
+            ReadConn::Pooled(c) => c,
+            ReadConn::Degraded(g) => g.as_ref().expect("opened before use"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for ReadConn<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            ReadConn::Pooled(c) => c,
+            ReadConn::Degraded(g) => g.as_mut().expect("opened before use"),
+        }
+    }
+}
+
+/// Temporary views of the reader of last resort: `verifications`, `send_attempts` and
+/// `admissions` as their tables plus what the journal holds (a verification's newest version:
+/// only its state columns change after it is created), under the tables' names (a temporary object hides the table of the same name), so
+/// every read statement runs on it unchanged. The journal's JSON is the writer's `SaveItem`:
+/// `[verification, attempt or null, [admission, …]]`.
+const JOURNAL_VIEWS: &str = "
+CREATE TEMP VIEW IF NOT EXISTS journal_items AS
+  SELECT e.value AS item FROM main.journal AS j, json_each(j.body) AS e;
+CREATE TEMP VIEW IF NOT EXISTS journal_verifications AS
+  SELECT json_extract(item, '$[0].sid') AS sid,
+         json_extract(item, '$[0].service_sid') AS service_sid,
+         json_extract(item, '$[0].account_sid') AS account_sid,
+         json_extract(item, '$[0].to') AS recipient,
+         json_extract(item, '$[0].channel') AS channel,
+         json_extract(item, '$[0].status') AS status,
+         json_extract(item, '$[0].code') AS code,
+         json_extract(item, '$[0].amount') AS amount,
+         json_extract(item, '$[0].payee') AS payee,
+         json_extract(item, '$[0].checks_failed') AS checks_failed,
+         json_extract(item, '$[0].expires_ms') AS expires_ms,
+         json_extract(item, '$[0].date_created') AS date_created,
+         json_extract(item, '$[0].date_updated') AS date_updated,
+         json_extract(item, '$[0].version') AS version
+  FROM temp.journal_items;
+CREATE TEMP VIEW IF NOT EXISTS verifications AS
+  SELECT sid, service_sid, account_sid, recipient, channel, status, code, amount, payee,
+         checks_failed, expires_ms, date_created, date_updated, version
+  FROM main.verifications WHERE sid NOT IN (SELECT sid FROM temp.journal_verifications)
+  UNION ALL
+  SELECT * FROM temp.journal_verifications AS jv
+  WHERE EXISTS (SELECT 1 FROM main.services WHERE sid = jv.service_sid)
+    AND NOT EXISTS (SELECT 1 FROM temp.journal_verifications AS n
+                    WHERE n.sid = jv.sid AND n.version > jv.version);
+CREATE TEMP VIEW IF NOT EXISTS send_attempts AS
+  SELECT sid, verification_sid, service_sid, account_sid, recipient, channel, code, at_ms
+  FROM main.send_attempts
+  UNION ALL
+  SELECT json_extract(item, '$[1].sid'), json_extract(item, '$[0].sid'),
+         json_extract(item, '$[0].service_sid'), json_extract(item, '$[0].account_sid'),
+         json_extract(item, '$[0].to'), json_extract(item, '$[1].channel'),
+         json_extract(item, '$[0].code'), json_extract(item, '$[1].at_ms')
+  FROM temp.journal_items
+  WHERE json_type(item, '$[1]') = 'object'
+    AND EXISTS (SELECT 1 FROM main.services WHERE sid = json_extract(item, '$[0].service_sid'));
+CREATE TEMP VIEW IF NOT EXISTS admissions AS
+  SELECT rate_limit_id, value, at_ms FROM main.admissions
+  UNION ALL
+  SELECT json_extract(a.value, '$.rate_limit_id'), json_extract(a.value, '$.value'),
+         json_extract(a.value, '$.at_ms')
+  FROM temp.journal_items AS i, json_each(i.item, '$[2]') AS a
+  WHERE EXISTS (SELECT 1 FROM main.rate_limits WHERE id = json_extract(a.value, '$.rate_limit_id'));
+";
 
 pub enum Store {
     Sqlite(SqliteStore),
@@ -102,7 +198,7 @@ macro_rules! read {
     ($store:expr, $module:ident, |$c:ident, $q:ident| $body:expr) => {
         match $store {
             Store::Sqlite(s) => {
-                let mut conn = s.pool.acquire().await?;
+                let mut conn = s.reader().await?;
                 let $c = &mut *conn;
                 use crate::store::$module::sqlite as $q;
                 $body
@@ -158,19 +254,36 @@ impl Store {
             .run(&mut conn)
             .await
             .map_err(|e| format!("cannot migrate the database: {e}"))?;
+        // Decisions a crash left in the journal reach their tables before anything reads them
+        // (when that fails — a full disk —, reads see them through the journal's views).
+        match crate::engine::writer::apply_journal(&mut conn).await {
+            Ok(0) => {}
+            Ok(applied) => {
+                tracing::info!(items = applied, "applied the journal left by the last run");
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                "cannot apply the journal left by the last run yet; reads see it meanwhile"
+            ),
+        }
+        let journal = crate::engine::writer::journal_rows(&mut conn)
+            .await
+            .map_err(|e| format!("cannot read the journal: {e}"))?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| format!("cannot open the database: {e}"))?;
         let cache = std::sync::Arc::new(Cache::default());
-        let (writer, handle) = Writer::spawn(conn, cache.clone());
+        let (writer, handle) = Writer::spawn(conn, cache.clone(), journal);
         Ok((
             Store::Sqlite(SqliteStore {
                 pool,
                 writer,
                 cache,
+                options: parking_lot::Mutex::new(options),
+                degraded: tokio::sync::Mutex::new(None),
             }),
             Some(handle),
         ))
@@ -214,14 +327,7 @@ impl Store {
     ) -> Result<(Vec<OutboxMessage>, bool), sqlx::Error> {
         match self {
             Store::Sqlite(s) => {
-                sql::sqlite::outbox(
-                    &mut *s.pool.acquire().await?,
-                    account,
-                    filter,
-                    cursor,
-                    limit,
-                )
-                .await
+                sql::sqlite::outbox(&mut *s.reader().await?, account, filter, cursor, limit).await
             }
             Store::Postgres(p) => {
                 sql::pg::outbox(
@@ -240,7 +346,7 @@ impl Store {
     pub async fn outbox_has_before(&self, account: &str, sid: &str) -> Result<bool, sqlx::Error> {
         match self {
             Store::Sqlite(s) => {
-                sql::sqlite::outbox_has_before(&mut *s.pool.acquire().await?, account, sid).await
+                sql::sqlite::outbox_has_before(&mut *s.reader().await?, account, sid).await
             }
             Store::Postgres(p) => {
                 sql::pg::outbox_has_before(&mut *p.pool.acquire().await?, account, sid).await
@@ -405,18 +511,181 @@ impl Store {
 }
 
 impl SqliteStore {
+    /// A read connection that sees every decision acknowledged so far (the writer first
+    /// applies its journal, if it holds anything).
+    ///
+    /// When the journal cannot be applied (a full disk), the read runs on the reader of last
+    /// resort instead, whose views show the tables plus the journal: reads stay whole and
+    /// answer while writes cannot.
+    pub async fn reader(&self) -> Result<ReadConn<'_>, sqlx::Error> {
+        match self.writer.sync().await {
+            Ok(()) => Ok(ReadConn::Pooled(self.pool.acquire().await?)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the journal cannot reach its tables: reading through its views");
+                let mut guard = self.degraded.lock().await;
+                if guard.is_none() {
+                    let options = self.options.lock().clone();
+                    *guard = Some(open_degraded(options).await?);
+                }
+                Ok(ReadConn::Degraded(guard))
+            }
+        }
+    }
+
     pub async fn load_admissions(&self) -> Result<Vec<(i64, String, i64)>, sqlx::Error> {
-        sql::sqlite::load_admissions(&mut *self.pool.acquire().await?).await
+        sql::sqlite::load_admissions(&mut *self.reader().await?).await
     }
 
     pub async fn load_pending(&self) -> Result<Vec<Verification>, sqlx::Error> {
-        sql::sqlite::load_pending(&mut *self.pool.acquire().await?).await
+        sql::sqlite::load_pending(&mut *self.reader().await?).await
     }
 
     pub async fn load_recent_sends(
         &self,
         since_ms: i64,
     ) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
-        sql::sqlite::load_recent_sends(&mut *self.pool.acquire().await?, since_ms).await
+        sql::sqlite::load_recent_sends(&mut *self.reader().await?, since_ms).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Admission, Attempt, Status};
+    use crate::engine::writer::{SaveItem, append, apply_rows};
+
+    fn verification(sid: &str, to: &str, version: u64, status: Status) -> Verification {
+        Verification {
+            sid: sid.into(),
+            service_sid: "VA1".into(),
+            account_sid: "AC1".into(),
+            to: to.into(),
+            channel: "sms".into(),
+            status,
+            code: "123456".into(),
+            amount: Some("€1".into()),
+            payee: None,
+            checks_failed: u32::try_from(version).unwrap_or(0) - 1,
+            expires_ms: 600_000 + i64::try_from(version).unwrap_or(0),
+            date_created: 1,
+            date_updated: i64::try_from(version).unwrap_or(0),
+            version,
+            attempts: Vec::new(),
+        }
+    }
+
+    const DUMP: [&str; 3] = [
+        "SELECT sid, service_sid, account_sid, recipient, channel, status, code, amount, payee, checks_failed, expires_ms, date_created, date_updated, version FROM verifications ORDER BY sid",
+        "SELECT sid, verification_sid, service_sid, account_sid, recipient, channel, code, at_ms FROM send_attempts ORDER BY sid",
+        "SELECT rate_limit_id, value, at_ms FROM admissions ORDER BY rate_limit_id, value, at_ms",
+    ];
+
+    async fn dump(c: &mut sqlx::SqliteConnection) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        for q in DUMP {
+            let rows = sqlx::query(q).fetch_all(&mut *c).await.unwrap();
+            let mut lines = Vec::new();
+            for r in rows {
+                use sqlx::{Column, Row, ValueRef};
+                let mut cols = Vec::new();
+                for (i, col) in r.columns().iter().enumerate() {
+                    let raw = r.try_get_raw(i).unwrap();
+                    let v = if raw.is_null() {
+                        "NULL".to_owned()
+                    } else if let Ok(n) = r.try_get::<i64, _>(i) {
+                        n.to_string()
+                    } else {
+                        r.get::<String, _>(i)
+                    };
+                    cols.push(format!("{}={v}", col.name()));
+                }
+                lines.push(cols.join(" "));
+            }
+            out.push(lines);
+        }
+        out
+    }
+
+    /// The views of the reader of last resort show exactly what applying the journal writes:
+    /// newest versions, attempts, admissions, and nothing of a deleted rate limit.
+    #[tokio::test]
+    async fn the_journal_views_show_what_applying_the_journal_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::from_str(&format!(
+            "sqlite://{}",
+            dir.path().join("db").display()
+        ))
+        .unwrap()
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .foreign_keys(true);
+        let mut w = options.connect().await.unwrap();
+        sqlx::migrate!("./migrations").run(&mut w).await.unwrap();
+        sqlx::Executor::execute(
+            &mut w,
+            "INSERT INTO services VALUES ('VA1', 'AC1', 'x', 6, 0, '{}', 0, 0);
+             INSERT INTO rate_limits (id, sid, service_sid, account_sid, unique_name, date_created, date_updated) VALUES (1, 'RK1', 'VA1', 'AC1', 'ip', 0, 0);
+             INSERT INTO verifications VALUES ('VE0', 'VA1', 'AC1', '+15550000000', 'sms', 'pending', '123456', '€1', NULL, 0, 9, 1, 0, 1);
+             INSERT INTO send_attempts VALUES ('VL0', 'VE0', 'VA1', 'AC1', '+15550000000', 'sms', '123456', 0);
+             INSERT INTO admissions VALUES (1, 'old', 0);",
+        )
+        .await
+        .unwrap();
+        let attempt = |sid: &str, at_ms| Attempt {
+            sid: sid.into(),
+            channel: "sms".into(),
+            at_ms,
+        };
+        let admission = |id, value: &str, at_ms| Admission {
+            rate_limit_id: id,
+            value: value.into(),
+            at_ms,
+        };
+        let first: Vec<SaveItem> = vec![
+            (
+                verification("VE1", "+15550000001", 1, Status::Pending),
+                Some(attempt("VL1", 10)),
+                vec![
+                    admission(1, "a \"quoted\" value", 10),
+                    admission(2, "gone", 10),
+                ],
+            ),
+            (
+                verification("VE0", "+15550000000", 2, Status::Approved),
+                None,
+                Vec::new(),
+            ),
+        ];
+        let second: Vec<SaveItem> = vec![
+            (
+                verification("VE1", "+15550000001", 3, Status::Canceled),
+                None,
+                Vec::new(),
+            ),
+            (
+                verification("VE2", "+15550000002", 1, Status::Pending),
+                Some(attempt("VL2", 20)),
+                vec![admission(1, "b", 20)],
+            ),
+        ];
+        append(&mut w, &first).await.unwrap();
+        append(&mut w, &second).await.unwrap();
+
+        let mut degraded = open_degraded(options.clone()).await.unwrap();
+        let seen = dump(&mut degraded).await;
+        apply_rows(&mut w, 2).await.unwrap();
+        let applied = dump(&mut w).await;
+        assert_eq!(seen, applied);
+        assert_eq!(applied[0].len(), 3, "{applied:?}");
+        assert!(applied[0][1].contains("status=canceled"), "{applied:?}");
+        assert_eq!(applied[1].len(), 3, "{applied:?}");
+        assert_eq!(applied[2].len(), 3, "{applied:?}");
+        let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM journal")
+            .fetch_one(&mut w)
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
+        // With the journal applied, the views show the tables as they are.
+        assert_eq!(dump(&mut degraded).await, applied);
     }
 }

@@ -134,12 +134,22 @@ async fn a_full_disk_loses_nothing_acknowledged_and_shows_nothing_unacknowledged
         0,
         "an unacknowledged admission"
     );
-    // Everything acknowledged is.
+    // Everything acknowledged is, its code too (reads stay whole while writes cannot).
     for &i in acknowledged.iter().rev().take(20) {
         assert_eq!(
             fetch_status(&c, &service, i).await,
             200,
             "acknowledged start {i}"
+        );
+        assert_eq!(
+            codes(&c, i).await,
+            1,
+            "the code of acknowledged start {i} on a full disk"
+        );
+        assert_eq!(
+            counted(&c, &service, i).await,
+            1,
+            "the admission of acknowledged start {i} on a full disk"
         );
     }
 
