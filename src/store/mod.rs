@@ -33,7 +33,7 @@ pub struct SqliteStore {
     pub writer: Writer,
     pub cache: std::sync::Arc<Cache>,
     /// How to open the reader of last resort (`reader`); the options are `Send`, not `Sync`.
-    options: parking_lot::Mutex<SqliteConnectOptions>,
+    options: Box<parking_lot::Mutex<SqliteConnectOptions>>,
     /// The reader of last resort, opened when first needed: sees the journal through views.
     degraded: tokio::sync::Mutex<Option<sqlx::SqliteConnection>>,
 }
@@ -282,7 +282,7 @@ impl Store {
                 pool,
                 writer,
                 cache,
-                options: parking_lot::Mutex::new(options),
+                options: Box::new(parking_lot::Mutex::new(options)),
                 degraded: tokio::sync::Mutex::new(None),
             }),
             Some(handle),
