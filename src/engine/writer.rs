@@ -55,8 +55,9 @@ type JobFn =
 type DecideFn = Box<dyn FnOnce(&mut Batch<'_>) -> Finish + Send>;
 
 enum Job {
-    /// Shares a transaction (begun and committed by the writer) with the jobs around it.
-    Batched(JobFn),
+    /// Shares a transaction (begun and committed by the writer) with the jobs around it; runs
+    /// after the journal has been applied unless `false` (`Writer::write_beside_journal`).
+    Batched(JobFn, bool),
     Decide(DecideFn),
     /// Answered once the tables hold everything the journal held when it arrived.
     Sync(oneshot::Sender<Result<(), StoreError>>),
@@ -88,6 +89,9 @@ const MAX_BATCH: usize = 1024;
 const JOURNAL_BACKLOG: usize = 50_000;
 /// The most journal items one apply transaction takes.
 const APPLY_CHUNK: usize = 4096;
+/// The journal items one apply takes while the writer is idle: what a request arriving
+/// meanwhile may wait for.
+const IDLE_CHUNK: usize = 1024;
 /// How long the writer waits for work before it applies the journal.
 const IDLE: Duration = Duration::from_millis(2);
 
@@ -174,9 +178,40 @@ impl Writer {
             + 'static,
         A: FnOnce(&T) + Send + 'static,
     {
+        self.send_job(job, on_commit, true).await
+    }
+
+    /// `write`, without first applying the journal: for a job that neither reads nor deletes
+    /// what the journal feeds (`verifications`, `send_attempts`, `admissions`) in a way the
+    /// journal's later rows could contradict — configuration updates, buckets, clocks, and the
+    /// maintenance prunes (a pruned row the journal brings back is pruned again next round).
+    pub async fn write_beside_journal<T, F, A>(&self, job: F, on_commit: A) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+        A: FnOnce(&T) + Send + 'static,
+    {
+        self.send_job(job, on_commit, false).await
+    }
+
+    async fn send_job<T, F, A>(
+        &self,
+        job: F,
+        on_commit: A,
+        after_journal: bool,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+        A: FnOnce(&T) + Send + 'static,
+    {
         let (job, done) = boxed(job, on_commit);
         self.tx
-            .send(Job::Batched(job))
+            .send(Job::Batched(job, after_journal))
             .await
             .map_err(|_| StoreError::Unavailable)?;
         done.await.map_err(|_| StoreError::Unavailable)?
@@ -226,7 +261,7 @@ async fn run(
             match tokio::time::timeout(IDLE, rx.recv_many(&mut received, MAX_BATCH)).await {
                 Ok(n) => n,
                 Err(_) => {
-                    journal.apply(&mut conn, APPLY_CHUNK).await;
+                    journal.apply(&mut conn, IDLE_CHUNK).await;
                     continue;
                 }
             }
@@ -248,17 +283,24 @@ async fn run(
                 continue;
             }
             let mut group = Vec::new();
-            while let Some(Job::Batched(_)) = jobs.peek() {
-                if let Some(Job::Batched(job)) = jobs.next() {
+            let mut after_journal = false;
+            while let Some(Job::Batched(..)) = jobs.peek() {
+                if let Some(Job::Batched(job, after)) = jobs.next() {
                     group.push(job);
+                    after_journal |= after;
                 }
             }
             if !group.is_empty() {
                 // Statement jobs see (and change) the tables as every acknowledged decision
-                // left them.
+                // left them (unless none of them needs to).
                 let started = std::time::Instant::now();
                 let count = group.len();
-                let (committed, finishes) = match journal.apply_all(&mut conn).await {
+                let applied = if after_journal {
+                    journal.apply_all(&mut conn).await
+                } else {
+                    Ok(())
+                };
+                let (committed, finishes) = match applied {
                     Ok(()) => run_batch(&mut conn, group).await,
                     Err(_) => (false, Vec::new()),
                 };

@@ -158,14 +158,22 @@ pub struct OutboxMessage {
 /// every instance must notice, or `write`).
 macro_rules! dual {
     ($store:expr, $method:ident, $on_commit:expr, |$c:ident, $q:ident| $body:expr) => {
-        dual!($store, $method, $on_commit, sql, |$c, $q| $body)
+        dual!(@sqlite write; $store, $method, $on_commit, sql, |$c, $q| $body)
     };
     // `$module`: the statements module (`sql`, or one of a resource's own).
     ($store:expr, $method:ident, $on_commit:expr, $module:ident, |$c:ident, $q:ident| $body:expr) => {
+        dual!(@sqlite write; $store, $method, $on_commit, $module, |$c, $q| $body)
+    };
+    (@sqlite $sqlite:ident; $store:expr, $method:ident, $on_commit:expr, |$c:ident, $q:ident| $body:expr) => {
+        dual!(@sqlite $sqlite; $store, $method, $on_commit, sql, |$c, $q| $body)
+    };
+    // `$sqlite`: the writer's method — `write`, or `write_beside_journal` for a job that does
+    // not need the journal applied first (`crate::engine::writer`).
+    (@sqlite $sqlite:ident; $store:expr, $method:ident, $on_commit:expr, $module:ident, |$c:ident, $q:ident| $body:expr) => {
         match $store {
             Store::Sqlite(s) => {
                 s.writer
-                    .write(
+                    .$sqlite(
                         move |$c| {
                             Box::pin(async move {
                                 use crate::store::$module::sqlite as $q;
@@ -369,7 +377,7 @@ impl Store {
         r: ServiceRecord,
         on_commit: impl FnOnce(&ServiceRecord) + Send + 'static,
     ) -> Result<ServiceRecord, StoreError> {
-        dual!(self, write_config, on_commit, |c, q| {
+        dual!(@sqlite write_beside_journal; self, write_config, on_commit, |c, q| {
             q::update_service(c, &r).await.map(|_| r)
         })
     }
@@ -401,7 +409,7 @@ impl Store {
         r: RateLimitRecord,
         on_commit: impl FnOnce(&RateLimitRecord) + Send + 'static,
     ) -> Result<RateLimitRecord, StoreError> {
-        dual!(self, write_config, on_commit, |c, q| {
+        dual!(@sqlite write_beside_journal; self, write_config, on_commit, |c, q| {
             q::update_rate_limit(c, &r).await.map(|_| r)
         })
     }
@@ -423,7 +431,7 @@ impl Store {
         max_per_rate_limit: u32,
         on_commit: impl FnOnce(&BucketRecord) + Send + 'static,
     ) -> Result<BucketRecord, StoreError> {
-        dual!(self, write_config, on_commit, |c, q| {
+        dual!(@sqlite write_beside_journal; self, write_config, on_commit, |c, q| {
             q::insert_bucket(c, &b, rate_limit_id, max_per_rate_limit)
                 .await
                 .map(|_| b)
@@ -435,7 +443,7 @@ impl Store {
         b: BucketRecord,
         on_commit: impl FnOnce(&BucketRecord) + Send + 'static,
     ) -> Result<BucketRecord, StoreError> {
-        dual!(self, write_config, on_commit, |c, q| {
+        dual!(@sqlite write_beside_journal; self, write_config, on_commit, |c, q| {
             q::update_bucket(c, &b).await.map(|_| b)
         })
     }
@@ -445,7 +453,7 @@ impl Store {
         sid: String,
         on_commit: impl FnOnce(&()) + Send + 'static,
     ) -> Result<(), StoreError> {
-        dual!(self, write_config, on_commit, |c, q| {
+        dual!(@sqlite write_beside_journal; self, write_config, on_commit, |c, q| {
             q::delete_bucket(c, &sid).await
         })
     }
@@ -456,7 +464,7 @@ impl Store {
         offset_ms: i64,
         on_commit: impl FnOnce(&()) + Send + 'static,
     ) -> Result<(), StoreError> {
-        dual!(self, write_config, on_commit, |c, q| {
+        dual!(@sqlite write_beside_journal; self, write_config, on_commit, |c, q| {
             q::set_clock_offset(c, &account, offset_ms).await
         })
     }
@@ -486,7 +494,7 @@ impl Store {
 
     /// Deletes admissions no bucket counts any more: (rate limit id, oldest time still counted).
     pub async fn prune_admissions(&self, horizons: Vec<(i64, i64)>) -> Result<u64, StoreError> {
-        dual!(self, write, |_: &u64| {}, |c, q| {
+        dual!(@sqlite write_beside_journal; self, write, |_: &u64| {}, |c, q| {
             let mut pruned = 0;
             for (id, keep_from) in horizons {
                 pruned += q::prune_admissions(c, id, keep_from).await?;
@@ -500,7 +508,7 @@ impl Store {
         &self,
         cutoffs: Vec<(String, i64)>,
     ) -> Result<u64, StoreError> {
-        dual!(self, write, |_: &u64| {}, |c, q| {
+        dual!(@sqlite write_beside_journal; self, write, |_: &u64| {}, |c, q| {
             let mut purged = 0;
             for (account, before) in cutoffs {
                 purged += q::purge_verifications(c, &account, before).await?;
