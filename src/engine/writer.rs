@@ -91,7 +91,7 @@ const JOURNAL_BACKLOG: usize = 50_000;
 const APPLY_CHUNK: usize = 4096;
 /// The journal items one apply takes while the writer is idle: what a request arriving
 /// meanwhile may wait for.
-const IDLE_CHUNK: usize = 1024;
+const IDLE_CHUNK: usize = 256;
 /// How long the writer waits for work before it applies the journal.
 const IDLE: Duration = Duration::from_millis(2);
 
