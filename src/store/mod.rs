@@ -696,4 +696,57 @@ mod tests {
         // With the journal applied, the views show the tables as they are.
         assert_eq!(dump(&mut degraded).await, applied);
     }
+
+    /// What a crash left in the journal is in the tables once the store has opened, before
+    /// anything reads them; the journal is then empty.
+    #[tokio::test]
+    async fn opening_the_store_applies_the_journal_a_crash_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db").display());
+        {
+            let (store, writer) = Store::open(&url, 1).await.unwrap();
+            let Store::Sqlite(s) = &store else {
+                panic!("a SQLite store")
+            };
+            let mut c = s.pool.acquire().await.unwrap();
+            sqlx::Executor::execute(
+                &mut *c,
+                "INSERT INTO services VALUES ('VA1', 'AC1', 'x', 6, 0, '{}', 0, 0);",
+            )
+            .await
+            .unwrap();
+            // Journal rows as a batch of decisions leaves them, written behind the writer's
+            // back so that it never applies them (as if the process died right after).
+            let item: SaveItem = (
+                verification("VE1", "+15550000001", 1, Status::Pending),
+                Some(Attempt {
+                    sid: "VL1".into(),
+                    channel: "sms".into(),
+                    at_ms: 5,
+                }),
+                Vec::new(),
+            );
+            append(&mut c, &[item]).await.unwrap();
+            drop(c);
+            drop(store);
+            if let Some(w) = writer {
+                w.await.unwrap();
+            }
+        }
+        let (store, _writer) = Store::open(&url, 1).await.unwrap();
+        let Store::Sqlite(s) = &store else {
+            panic!("a SQLite store")
+        };
+        let pending = s.load_pending().await.unwrap();
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert_eq!(pending[0].sid, "VE1");
+        let mut c = s.pool.acquire().await.unwrap();
+        let (journal, attempts): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM journal), (SELECT COUNT(*) FROM send_attempts WHERE verification_sid = 'VE1')",
+        )
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+        assert_eq!((journal, attempts), (0, 1));
+    }
 }
