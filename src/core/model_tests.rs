@@ -482,3 +482,88 @@ fn a_check_with_another_recipients_to_changes_nothing() {
         Checked::ToMismatch
     );
 }
+
+/// Two rate limits' rules (max, interval), their admission logs, send times, the send limit,
+/// `now`, and times to add.
+type RefusalCase = (
+    Vec<Vec<(u32, i64)>>,
+    Vec<Vec<i64>>,
+    Vec<i64>,
+    u32,
+    i64,
+    Vec<i64>,
+);
+
+fn refusal_case() -> impl Strategy<Value = RefusalCase> {
+    (
+        prop::collection::vec(prop::collection::vec((1u32..4, 1i64..60), 0..3), 2),
+        prop::collection::vec(prop::collection::vec(0i64..100, 0..8), 2),
+        prop::collection::vec(0i64..100, 0..6),
+        0u32..4,
+        0i64..120,
+        prop::collection::vec(0i64..100, 1..4),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// `refusal` answers exactly what `start` answers when `start` refuses, and `None` when it
+    /// admits; and a refusal stays a refusal when more admissions and sends are added (what the
+    /// SQLite engine relies on to refuse against committed state without waiting for the writer).
+    #[test]
+    fn refusal_is_starts_refusal_and_is_monotonic(case in refusal_case()) {
+        let (rules, logs, sends, send_limit, now, extra) = case;
+        let rules: Vec<Vec<Rule>> = rules
+            .iter()
+            .map(|r| r.iter().map(|&(max, interval_ms)| Rule { max, interval_ms, live_since_ms: 0 }).collect())
+            .collect();
+        let mut logs: Vec<VecDeque<i64>> = logs
+            .into_iter()
+            .map(|mut l| { l.sort_unstable(); l.into_iter().filter(|t| *t <= now).collect() })
+            .collect();
+        let names = ["a", "b"];
+        let policy = Policy {
+            send_attempts_limit: send_limit,
+            send_window_ms: 50,
+            check_attempts_limit: 5,
+            code_ttl_ms: 600,
+        };
+        let decide = |logs: &[VecDeque<i64>], sends: &[i64]| {
+            let checks: Vec<(LimitCheck<'_>, Option<&VecDeque<i64>>)> = (0..2)
+                .map(|i| (LimitCheck { rate_limit_id: i as i64, unique_name: names[i], value: "v", rules: &rules[i] }, Some(&logs[i])))
+                .collect();
+            let request = StartRequest {
+                service_sid: "VA".into(),
+                account_sid: "AC".into(),
+                to: "+15550000000".into(),
+                channel: "sms".into(),
+                custom_code: None,
+                amount: None,
+                payee: None,
+            };
+            let fresh = Fresh { verification_sid: "VE".into(), attempt_sid: "VL".into(), code: "123456".into() };
+            let started = verification::start(request, None, sends.iter().copied(), &checks, &policy, fresh, now);
+            (verification::refusal(sends.iter().copied(), &checks, &policy, now), started)
+        };
+        let (refused, started) = decide(&logs, &sends);
+        match &started {
+            Started::Admitted(_) => prop_assert_eq!(&refused, &None),
+            other => prop_assert_eq!(refused.as_ref(), Some(other)),
+        }
+        if refused.is_some() {
+            // More admissions (at or before now) and more sends: still refused.
+            for t in &extra {
+                let t = (*t).min(now);
+                for l in logs.iter_mut() {
+                    let at = l.partition_point(|x| *x <= t);
+                    l.insert(at, t);
+                }
+            }
+            let mut more_sends = sends.clone();
+            more_sends.extend(extra.iter().map(|t| (*t).min(now)));
+            let (still, _) = decide(&logs, &more_sends);
+            prop_assert!(still.is_some(), "a refusal turned into an admission");
+        }
+    }
+}

@@ -195,6 +195,36 @@ pub fn too_many_sends(sends: impl IntoIterator<Item = i64>, policy: &Policy, now
         && sends_in_window(sends, policy, now) >= policy.send_attempts_limit as usize
 }
 
+/// The refusal `start` would answer with these sends and logs, if any (the same rules in the
+/// same order; allocates only for a refusal). A refusal is monotonic: more sends or admissions
+/// at the same `now` never turn it into an admission — so a refusal found against committed
+/// state is the answer against any later state that includes it, and a start can be refused
+/// without waiting for the decisions in flight.
+pub fn refusal(
+    sends: impl IntoIterator<Item = i64>,
+    checks: &[(LimitCheck<'_>, Option<&VecDeque<i64>>)],
+    policy: &Policy,
+    now: i64,
+) -> Option<Started> {
+    if too_many_sends(sends, policy, now) {
+        return Some(Started::TooManySends);
+    }
+    let empty = VecDeque::new();
+    limits::longest_wait(
+        checks
+            .iter()
+            .map(|(c, log)| (c.rules, log.unwrap_or(&empty))),
+        now,
+        |_, _, _| {},
+    )
+    .map(|(i, retry_after_ms)| {
+        Started::Refused(Refusal {
+            retry_after_ms,
+            unique_name: checks[i].0.unique_name.to_owned(),
+        })
+    })
+}
+
 /// A verification start, checked in order: the send-attempts rule (60203), then every bucket of
 /// every rate limit named (20429, all or nothing); then a re-send of the live pending
 /// verification, or a new one (expiring the old one if its lifetime has passed).

@@ -83,6 +83,16 @@ impl Cache {
             .map(|r| (**r).clone())
     }
 
+    /// A recipient's recent send times (for the send-attempts rule).
+    pub fn sends(&self, service: &str, to: &str) -> Option<VecDeque<i64>> {
+        let key = (service.to_owned(), to.to_owned());
+        self.recipients
+            .shard(&key)
+            .lock()
+            .get(&key)
+            .map(|r| r.sends.clone())
+    }
+
     /// The pending verification of a recipient, if any (live or not).
     pub fn pending(&self, service: &str, to: &str) -> Option<Verification> {
         let key = (service.to_owned(), to.to_owned());

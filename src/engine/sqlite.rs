@@ -56,12 +56,43 @@ pub async fn start(
         .filter(|(rl, _)| !rl.rules.is_empty())
         .cloned()
         .collect();
+    // A start that committed state already refuses is refused now: refusals are monotonic
+    // (`core::verification::refusal`), so the decisions in flight could only confirm it.
+    if let Some(refused) = refused_by_committed(s, &clocks, &policy, &request, &limits) {
+        return Ok(refused);
+    }
     s.writer
         .decide(move |batch| {
             let now = clocks.now(&request.account_sid);
             decide_start(batch, &policy, request, &limits, fresh, now)
         })
         .await
+}
+
+/// The refusal the committed cache alone decides for a start, if any.
+fn refused_by_committed(
+    s: &SqliteStore,
+    clocks: &Clocks,
+    policy: &Policy,
+    request: &StartRequest,
+    limits: &[(Arc<RateLimitNode>, String)],
+) -> Option<Started> {
+    let now = clocks.now(&request.account_sid);
+    let sends = if policy.send_attempts_limit > 0 {
+        s.cache.sends(&request.service_sid, &request.to)
+    } else {
+        None
+    };
+    let logs: Vec<Option<VecDeque<i64>>> = limits
+        .iter()
+        .map(|(rl, value)| s.cache.log(rl.record.id, value))
+        .collect();
+    let checks: Vec<(LimitCheck<'_>, Option<&VecDeque<i64>>)> = limits
+        .iter()
+        .zip(&logs)
+        .map(|((rl, value), log)| (super::limit_check(rl, value), log.as_ref()))
+        .collect();
+    core::verification::refusal(sends.into_iter().flatten(), &checks, policy, now)
 }
 
 fn decide_start(
