@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use super::Path;
 use axum::extract::{OriginalUri, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -36,7 +36,7 @@ use crate::core::push_auth;
 use crate::core::totp::{self, Alg, Config};
 use crate::engine::mfa::FactorUpdate;
 use crate::state::AppState;
-use crate::twilio::auth::{Caller, parse_basic};
+use crate::twilio::auth::{Caller, basic_credentials};
 use crate::twilio::form::{FormBody, Params, query};
 use crate::twilio::paging::{self, PageRequest};
 use crate::twilio::{ApiError, date, sid};
@@ -203,14 +203,7 @@ async fn enroller(
     identity: &str,
     factor_type: Option<&str>,
 ) -> Result<String, ApiError> {
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(parse_basic);
-    let Some((user, password)) = basic else {
-        tracing::debug!("auth refused: no or malformed Authorization header");
-        return Err(ApiError::unauthorized());
-    };
+    let (user, password) = basic_credentials(headers)?;
     if user != "token" {
         return state
             .0
@@ -296,14 +289,7 @@ pub async fn signer(
     service: &str,
     identity: &str,
 ) -> Result<Signer, ApiError> {
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(parse_basic);
-    let Some((user, password)) = basic else {
-        tracing::debug!("auth refused: no or malformed Authorization header");
-        return Err(ApiError::unauthorized());
-    };
+    let (user, password) = basic_credentials(headers)?;
     if user != "token" {
         return state
             .0

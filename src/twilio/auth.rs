@@ -93,6 +93,18 @@ pub fn parse_basic(value: &str) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
+/// The (username, password) of a request's `Authorization: Basic …` header; 401 without one.
+pub fn basic_credentials(headers: &axum::http::HeaderMap) -> Result<(String, String), ApiError> {
+    let Some(header) = headers.get(header::AUTHORIZATION) else {
+        tracing::debug!("auth refused: no Authorization header");
+        return Err(ApiError::unauthorized());
+    };
+    header.to_str().ok().and_then(parse_basic).ok_or_else(|| {
+        tracing::debug!("auth refused: malformed Authorization header");
+        ApiError::unauthorized()
+    })
+}
+
 /// The authenticated caller: the account every resource of the request belongs to.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -108,14 +120,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let creds = Arc::<Credentials>::from_ref(state);
-        let Some(header) = parts.headers.get(header::AUTHORIZATION) else {
-            tracing::debug!("auth refused: no Authorization header");
-            return Err(ApiError::unauthorized());
-        };
-        let Some((user, password)) = header.to_str().ok().and_then(parse_basic) else {
-            tracing::debug!("auth refused: malformed Authorization header");
-            return Err(ApiError::unauthorized());
-        };
+        let (user, password) = basic_credentials(&parts.headers)?;
         creds
             .authenticate(&user, &password)
             .map(|account| Caller { account })
