@@ -62,20 +62,19 @@ pub fn count(log: &VecDeque<i64>, rule: &Rule, now: i64) -> usize {
 }
 
 /// `None` if one more admission fits at `now`; otherwise the milliseconds until it would.
+///
+/// O(1): the log is sorted, so at least `max` admissions are counted exactly when the `max`-th
+/// newest is; and room appears when that one leaves the window, at its time + interval (all but
+/// `max - 1` counted admissions have then left). No search: the decision reads one entry.
 pub fn wait_ms(log: &VecDeque<i64>, rule: &Rule, now: i64) -> Option<i64> {
-    let lower = rule.lower_bound(now);
-    let start = first_from(log, lower);
-    let counted = log.len() - start;
     let max = rule.max as usize;
-    if counted < max {
-        return None;
-    }
     if max == 0 {
         return Some(i64::MAX);
     }
-    // Room appears when all but max-1 of the counted admissions have left the window: the
-    // (counted - max)-th counted admission (0-based) leaves it at t + interval.
-    let t = log[start + (counted - max)];
+    let t = *log.get(log.len().checked_sub(max)?)?;
+    if t < rule.lower_bound(now) {
+        return None;
+    }
     Some((t + rule.interval_ms - now).max(1))
 }
 
@@ -114,6 +113,37 @@ mod tests {
                     "len {len}, lower {lower}"
                 );
             }
+        }
+    }
+
+    /// The definition `wait_ms` answers in O(1): with `counted` admissions in the window, none
+    /// if fewer than `max`; else the (counted - max)-th counted one's exit.
+    fn wait_by_counting(l: &VecDeque<i64>, r: &Rule, now: i64) -> Option<i64> {
+        let start = first_from(l, r.lower_bound(now));
+        let counted = l.len() - start;
+        let max = r.max as usize;
+        if counted < max {
+            return None;
+        }
+        if max == 0 {
+            return Some(i64::MAX);
+        }
+        Some((l[start + (counted - max)] + r.interval_ms - now).max(1))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn wait_is_the_counting_definition(
+            mut ts in proptest::collection::vec(0i64..5_000, 0..60),
+            max in 0u32..8,
+            interval_ms in 1i64..3_000,
+            live_since_ms in proptest::prop_oneof![proptest::strategy::Just(i64::MIN), 0i64..4_000],
+            now in 0i64..8_000,
+        ) {
+            ts.sort_unstable();
+            let l: VecDeque<i64> = ts.into_iter().collect();
+            let r = Rule { max, interval_ms, live_since_ms };
+            proptest::prop_assert_eq!(wait_ms(&l, &r, now), wait_by_counting(&l, &r, now));
         }
     }
 
