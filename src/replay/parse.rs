@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 /// One start of the traffic.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Record<'a> {
     pub time_ms: i64,
     pub service_sid: Cow<'a, str>,
@@ -31,8 +31,16 @@ struct Line<'a> {
     rate_limits: Limits<'a>,
 }
 
-/// Parses one JSON line.
+/// Parses one JSON line: the common shape (the fields above, strings without escapes, integer
+/// times and values) by `fast::line`, anything else by serde_json, which also words the errors.
 pub fn json_line(line: &[u8]) -> Result<Record<'_>, String> {
+    if let Some(r) = fast::line(line) {
+        return Ok(r);
+    }
+    serde_json_line(line)
+}
+
+fn serde_json_line(line: &[u8]) -> Result<Record<'_>, String> {
     let l: Line<'_> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
     Ok(Record {
         time_ms: l.time.0,
@@ -41,6 +49,172 @@ pub fn json_line(line: &[u8]) -> Result<Record<'_>, String> {
         channel: l.channel,
         rate_limits: l.rate_limits.0,
     })
+}
+
+/// A parser for the shape every generated or exported line has, written for speed (the JSON
+/// parse was the largest cost of a replay after the decision itself). It accepts a strict
+/// subset of what `serde_json_line` accepts and gives the same record (property-tested); on
+/// anything else — escapes, fractions, unknown or repeated fields, other types, bad syntax — it
+/// answers `None` and the line goes to serde_json.
+mod fast {
+    use std::borrow::Cow;
+
+    use super::{Record, parse_time};
+
+    struct P<'a> {
+        /// The line, checked as UTF-8 once: every string ends at an ASCII quote, so each is a
+        /// slice of it at character boundaries.
+        s: &'a str,
+        b: &'a [u8],
+        i: usize,
+    }
+
+    impl<'a> P<'a> {
+        fn ws(&mut self) {
+            while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
+                self.i += 1;
+            }
+        }
+
+        fn eat(&mut self, c: u8) -> Option<()> {
+            self.ws();
+            (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
+        }
+
+        fn peek(&mut self) -> Option<u8> {
+            self.ws();
+            self.b.get(self.i).copied()
+        }
+
+        /// A string without escapes or control characters.
+        fn str(&mut self) -> Option<&'a str> {
+            self.eat(b'"')?;
+            let start = self.i;
+            loop {
+                match *self.b.get(self.i)? {
+                    b'"' => break,
+                    b'\\' | 0..0x20 => return None,
+                    _ => self.i += 1,
+                }
+            }
+            let s = self.s.get(start..self.i)?;
+            self.i += 1;
+            Some(s)
+        }
+
+        /// An integer as JSON writes it (no leading zeros, no fraction or exponent), within i64.
+        fn int(&mut self) -> Option<(i64, &'a str)> {
+            self.ws();
+            let start = self.i;
+            if self.b.get(self.i) == Some(&b'-') {
+                self.i += 1;
+            }
+            let digits = self.i;
+            while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
+                self.i += 1;
+            }
+            let n = self.i - digits;
+            if n == 0
+                || n > 18
+                || (n > 1 && self.b[digits] == b'0')
+                || matches!(self.b.get(self.i), Some(b'.' | b'e' | b'E'))
+            {
+                return None;
+            }
+            let text = self.s.get(start..self.i)?;
+            // `-0` is written `0` by the server: leave it to serde_json.
+            if text == "-0" {
+                return None;
+            }
+            Some((text.parse().ok()?, text))
+        }
+
+        fn null(&mut self) -> Option<()> {
+            self.ws();
+            self.b[self.i..].starts_with(b"null").then(|| self.i += 4)
+        }
+    }
+
+    pub fn line(b: &[u8]) -> Option<Record<'_>> {
+        let mut p = P {
+            s: std::str::from_utf8(b).ok()?,
+            b,
+            i: 0,
+        };
+        let (mut time, mut sid, mut to, mut channel, mut limits) = (None, None, None, None, None);
+        p.eat(b'{')?;
+        if p.peek()? != b'}' {
+            loop {
+                let key = p.str()?;
+                p.eat(b':')?;
+                match key {
+                    "time" if time.is_none() => {
+                        time = Some(if p.peek()? == b'"' {
+                            parse_time(p.str()?)?
+                        } else {
+                            p.int()?.0
+                        });
+                    }
+                    "service_sid" if sid.is_none() => sid = Some(p.str()?),
+                    "to" if to.is_none() => to = Some(p.str()?),
+                    "channel" if channel.is_none() => {
+                        channel = Some(if p.peek()? == b'n' {
+                            p.null()?;
+                            None
+                        } else {
+                            Some(Cow::Borrowed(p.str()?))
+                        });
+                    }
+                    "rate_limits" if limits.is_none() => {
+                        let mut out: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
+                        if p.peek()? == b'n' {
+                            p.null()?;
+                        } else {
+                            p.eat(b'{')?;
+                            if p.peek()? != b'}' {
+                                loop {
+                                    let k = p.str()?;
+                                    p.eat(b':')?;
+                                    let v = if p.peek()? == b'"' {
+                                        p.str()?
+                                    } else {
+                                        p.int()?.1
+                                    };
+                                    match out.iter_mut().find(|(n, _)| n == k) {
+                                        Some(slot) => slot.1 = Cow::Borrowed(v),
+                                        None => out.push((Cow::Borrowed(k), Cow::Borrowed(v))),
+                                    }
+                                    if p.peek()? == b'}' {
+                                        break;
+                                    }
+                                    p.eat(b',')?;
+                                }
+                            }
+                            p.eat(b'}')?;
+                        }
+                        limits = Some(out);
+                    }
+                    _ => return None,
+                }
+                if p.peek()? == b'}' {
+                    break;
+                }
+                p.eat(b',')?;
+            }
+        }
+        p.eat(b'}')?;
+        p.ws();
+        if p.i != b.len() {
+            return None;
+        }
+        Some(Record {
+            time_ms: time?,
+            service_sid: Cow::Borrowed(sid?),
+            to: Cow::Borrowed(to?),
+            channel: channel.flatten(),
+            rate_limits: limits.unwrap_or_default(),
+        })
+    }
 }
 
 /// `time`: RFC 3339 or epoch milliseconds.
@@ -378,6 +552,129 @@ mod tests {
             vec![("ip".into(), "c".into()), ("n".into(), "7".into())]
         );
         assert!(json_line(b"{\"time\": 5}").is_err());
+    }
+
+    /// Lines of the common shape, each value sometimes swapped for what the fast parser must
+    /// leave to serde_json (escapes, fractions, exponents, leading zeros, `-0`, nesting, other
+    /// types, non-ASCII text), sometimes with an unknown or repeated field, in any field order,
+    /// sometimes cut short.
+    fn line() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let weird = || {
+            prop_oneof![
+                Just("\"a\\\"b\"".to_owned()),
+                Just("\"\\u00e9\"".to_owned()),
+                Just("\"é☃\"".to_owned()),
+                Just("\"\"".to_owned()),
+                Just("\"yesterday\"".to_owned()),
+                Just("-0".to_owned()),
+                Just("007".to_owned()),
+                Just("1.5".to_owned()),
+                Just("1e3".to_owned()),
+                Just("123456789012345678901".to_owned()),
+                Just("null".to_owned()),
+                Just("true".to_owned()),
+                Just("[1]".to_owned()),
+                Just("{}".to_owned()),
+            ]
+        };
+        let text = || {
+            prop_oneof![
+                Just("\"VA1\"".to_owned()),
+                Just("\"+15551234567\"".to_owned())
+            ]
+        };
+        let time = prop_oneof![
+            Just("1796040000000".to_owned()),
+            Just("-12".to_owned()),
+            Just("0".to_owned()),
+            Just("\"1970-01-01T00:00:01.250Z\"".to_owned()),
+            Just("\"2026-11-30T12:00:00+01:00\"".to_owned()),
+            Just("\"1234\"".to_owned()),
+        ];
+        let or_weird = |good: BoxedStrategy<String>| prop_oneof![4 => good, 1 => weird()];
+        let limit_value = prop_oneof![
+            Just("\"10.0.0.1\"".to_owned()),
+            Just("7".to_owned()),
+            Just("0".to_owned()),
+        ]
+        .boxed();
+        let limits = proptest::collection::vec(
+            (
+                prop_oneof![Just("ip"), Just("user"), Just("é"), Just("a\\\"b")],
+                or_weird(limit_value),
+            ),
+            0..4,
+        )
+        .prop_map(|kv| {
+            let body: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+            format!("{{{}}}", body.join(", "))
+        });
+        (
+            or_weird(time.boxed()),
+            or_weird(text().boxed()),
+            or_weird(text().boxed()),
+            proptest::option::of(or_weird(
+                prop_oneof![text(), Just("null".to_owned())].boxed(),
+            )),
+            proptest::option::of(prop_oneof![4 => limits, 1 => weird()]),
+            proptest::option::of((
+                prop_oneof![Just("time"), Just("to"), Just("other"), Just("t\\u0069me")],
+                weird(),
+            )),
+            prop_oneof![Just(""), Just(" "), Just("\t")],
+            proptest::option::of(0usize..160),
+        )
+            .prop_flat_map(|(time, sid, to, channel, limits, extra, ws, cut)| {
+                let mut fields = vec![
+                    format!("\"time\":{ws}{time}"),
+                    format!("\"service_sid\":{ws}{sid}"),
+                    format!("\"to\":{ws}{to}"),
+                ];
+                fields.extend(channel.map(|c| format!("\"channel\": {c}")));
+                fields.extend(limits.map(|l| format!("\"rate_limits\": {l}")));
+                fields.extend(extra.map(|(k, v)| format!("\"{k}\": {v}")));
+                Just(fields).prop_shuffle().prop_map(move |f| {
+                    let mut line = format!("{{{ws}{}}}", f.join(","));
+                    if let Some(c) = cut {
+                        line.truncate(line.floor_char_boundary(c.min(line.len())));
+                    }
+                    line
+                })
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+
+        /// Whatever the fast parser accepts, serde_json accepts and reads the same.
+        #[test]
+        fn the_fast_parser_reads_what_serde_json_reads(line in line()) {
+            if let Some(fast) = fast::line(line.as_bytes()) {
+                proptest::prop_assert_eq!(Ok(fast), serde_json_line(line.as_bytes()), "{}", line);
+            }
+        }
+    }
+
+    #[test]
+    fn the_common_shape_takes_the_fast_parser() {
+        for line in [
+            r#"{"time": 1796040000000, "service_sid": "VA1", "to": "+15551234567", "channel": "sms", "rate_limits": {"ip": "10.0.0.1", "user": "u1", "n": 7}}"#,
+            r#"{"time":"2026-11-30T12:00:00.250Z","service_sid":"VA1","to":"+1","rate_limits":{}}"#,
+            r#"{"to": "+1", "time": 5, "service_sid": "VA1", "channel": null, "rate_limits": null}"#,
+        ] {
+            let fast = fast::line(line.as_bytes());
+            assert!(fast.is_some(), "{line}");
+            assert_eq!(fast.ok_or(String::new()), serde_json_line(line.as_bytes()));
+        }
+        for line in [
+            r#"{"time": 5, "service_sid": "VA1", "to": "+1", "time": 6}"#,
+            r#"{"time": 5, "service_sid": "VA1", "to": "+1", "extra": 1}"#,
+            r#"{"time": 5, "service_sid": "VA1"}"#,
+            r#"{"time": 5, "service_sid": "VA1", "to": "+1"} x"#,
+        ] {
+            assert!(fast::line(line.as_bytes()).is_none(), "{line}");
+        }
     }
 
     #[test]
