@@ -12,6 +12,7 @@
 
 pub mod parse;
 pub mod sim;
+pub mod table;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::core::Policy;
 use parse::{CsvHeader, Record};
-use sim::{Config, Decision, Sim};
+use sim::{Config, Decision, Plans, Sim};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -202,7 +203,11 @@ pub fn run(args: &ReplayArgs) -> Result<(), String> {
         started: Instant::now(),
     };
     let mut invalid = 0u64;
-    let mut buf = Vec::with_capacity(4096);
+    // Records are read a batch at a time, so that the loads of the next ones overlap the
+    // decision of this one (`sim::Plan`, `table`).
+    let mut chunk: Vec<u8> = Vec::with_capacity(BATCH * 256);
+    let mut spans: Vec<(usize, usize, u64)> = Vec::with_capacity(BATCH);
+    let mut plans: Vec<Plans> = sims.iter().map(|_| Plans::default()).collect();
     for name in &args.traffic {
         let mut input = open(name, read.clone())?;
         let mut csv: Option<CsvHeader> = None;
@@ -212,62 +217,92 @@ pub fn run(args: &ReplayArgs) -> Result<(), String> {
         } else {
             name.as_str()
         };
-        loop {
-            buf.clear();
-            let n = input
-                .read_until(b'\n', &mut buf)
-                .map_err(|e| format!("{shown}: cannot read: {e}"))?;
-            if n == 0 {
-                break;
-            }
-            line_no += 1;
-            let line = trim(&buf);
-            if line.is_empty() {
-                continue;
-            }
-            if line_no == 1 && line[0] != b'{' {
-                let text = std::str::from_utf8(line)
-                    .map_err(|_| format!("{shown}:1: the CSV header is not UTF-8"))?;
-                csv = Some(CsvHeader::parse(text).map_err(|e| format!("{shown}:1: {e}"))?);
-                continue;
-            }
-            let record: Result<Record<'_>, String> = match &csv {
-                None => parse::json_line(line),
-                Some(h) => std::str::from_utf8(line)
-                    .map_err(|_| "not UTF-8".to_owned())
-                    .and_then(|t| h.record(t)),
-            };
-            let record = match record {
-                Ok(r) => r,
-                Err(e) if args.skip_invalid => {
-                    if invalid < 5 {
-                        eprintln!("verilimit replay: {shown}:{line_no}: {e} (skipped)");
-                    }
-                    invalid += 1;
+        let mut eof = false;
+        while !eof {
+            chunk.clear();
+            spans.clear();
+            while spans.len() < BATCH {
+                let start = chunk.len();
+                let n = input
+                    .read_until(b'\n', &mut chunk)
+                    .map_err(|e| format!("{shown}: cannot read: {e}"))?;
+                if n == 0 {
+                    eof = true;
+                    break;
+                }
+                line_no += 1;
+                let line = trim(&chunk[start..]);
+                let end = start + line.len();
+                if line.is_empty() {
                     continue;
                 }
-                Err(e) => {
-                    return Err(format!(
-                        "{shown}:{line_no}: {e} (--skip-invalid counts and skips such lines)"
-                    ));
+                if line_no == 1 && line[0] != b'{' {
+                    let text = std::str::from_utf8(line)
+                        .map_err(|_| format!("{shown}:1: the CSV header is not UTF-8"))?;
+                    csv = Some(CsvHeader::parse(text).map_err(|e| format!("{shown}:1: {e}"))?);
+                    chunk.truncate(start);
+                    continue;
                 }
-            };
-            for (i, sim) in sims.iter_mut().enumerate() {
-                let d = sim.step(&record);
-                if i == 0
-                    && let Some(out) = &mut decisions
-                {
-                    write_decision(out, sim, shown, line_no, d)
-                        .map_err(|e| format!("cannot write the decisions: {e}"))?;
+                spans.push((start, end, line_no));
+            }
+            let records: Vec<Result<Record<'_>, String>> = spans
+                .iter()
+                .map(|&(start, end, _)| {
+                    let line = &chunk[start..end];
+                    match &csv {
+                        None => parse::json_line(line),
+                        Some(h) => std::str::from_utf8(line)
+                            .map_err(|_| "not UTF-8".to_owned())
+                            .and_then(|t| h.record(t)),
+                    }
+                })
+                .collect();
+            let mut valid: Vec<&Record<'_>> = Vec::with_capacity(records.len());
+            for (record, &(_, _, line_no)) in records.iter().zip(&spans) {
+                match record {
+                    Ok(r) => valid.push(r),
+                    Err(e) if args.skip_invalid => {
+                        if invalid < 5 {
+                            eprintln!("verilimit replay: {shown}:{line_no}: {e} (skipped)");
+                        }
+                        invalid += 1;
+                    }
+                    Err(e) => {
+                        // What came before the bad line is decided (and written) first.
+                        let before = valid.len();
+                        decide(
+                            &mut sims,
+                            &mut plans,
+                            &valid[..before],
+                            &spans,
+                            shown,
+                            &mut decisions,
+                        )?;
+                        return Err(format!(
+                            "{shown}:{line_no}: {e} (--skip-invalid counts and skips such lines)"
+                        ));
+                    }
                 }
             }
-            if sims[0].starts & 0xffff == 0 {
-                progress.tick(
-                    read.load(std::sync::atomic::Ordering::Relaxed),
-                    sims[0].starts,
-                    false,
-                );
-            }
+            let ok_spans: Vec<(usize, usize, u64)> = records
+                .iter()
+                .zip(&spans)
+                .filter(|(r, _)| r.is_ok())
+                .map(|(_, s)| *s)
+                .collect();
+            decide(
+                &mut sims,
+                &mut plans,
+                &valid,
+                &ok_spans,
+                shown,
+                &mut decisions,
+            )?;
+            progress.tick(
+                read.load(std::sync::atomic::Ordering::Relaxed),
+                sims[0].starts,
+                false,
+            );
         }
     }
     progress.tick(
@@ -301,6 +336,52 @@ pub fn run(args: &ReplayArgs) -> Result<(), String> {
     stdout
         .write_all(text.as_bytes())
         .map_err(|e| format!("cannot write the report: {e}"))
+}
+
+/// Records read and decided at a time.
+const BATCH: usize = 1024;
+
+/// Records whose loads are prefetched together, a group or two ahead of their decisions.
+const GROUP: usize = 8;
+
+/// Decides a batch of records in every configuration and writes the first configuration's
+/// decisions. Group by group: the slots of the records two groups ahead and the log entries of
+/// the next group are loaded before the group's decisions (`Sim::touch_slots`, `touch_logs`).
+fn decide(
+    sims: &mut [Sim],
+    plans: &mut [Plans],
+    records: &[&Record<'_>],
+    spans: &[(usize, usize, u64)],
+    shown: &str,
+    decisions: &mut Option<std::io::BufWriter<File>>,
+) -> Result<(), String> {
+    for (s, (sim, plans)) in sims.iter_mut().zip(plans.iter_mut()).enumerate() {
+        plans.clear();
+        for r in records {
+            sim.plan(r, plans);
+        }
+        let n = records.len();
+        let group = |g: usize| (g * GROUP).min(n)..((g + 1) * GROUP).min(n);
+        for g in 0..n.div_ceil(GROUP) {
+            for j in group(g + 2) {
+                sim.touch_slots(&plans.plans[j], plans);
+            }
+            for j in group(g + 1) {
+                sim.touch_logs(records[j], &plans.plans[j], plans);
+            }
+            for j in group(g) {
+                let d = sim.step(records[j], &plans.plans[j], plans);
+                if s == 0
+                    && let Some(out) = decisions
+                {
+                    let line = spans.get(j).map_or(0, |s| s.2);
+                    write_decision(out, sim, shown, line, d)
+                        .map_err(|e| format!("cannot write the decisions: {e}"))?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn trim(b: &[u8]) -> &[u8] {

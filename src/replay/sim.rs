@@ -5,95 +5,18 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::ops::Range;
 
 use serde::Serialize;
 
 use super::parse::Record;
+use super::table::{Fx, Probe, Seen, Slots, hash_of, prefetch};
 use crate::core::limits::longest_wait;
 use crate::core::verification::too_many_sends;
 use crate::core::{Policy, Rule, window};
 use crate::seed::SeedFile;
 
-/// FxHash: fast for short keys; the keys come from the operator's own traffic.
-#[derive(Default, Clone, Copy)]
-pub struct Fx(u64);
-
-impl Hasher for Fx {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        let mut h = self.0;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let w = u64::from_le_bytes(c.try_into().unwrap_or_default());
-            h = (h.rotate_left(5) ^ w).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
-        }
-        self.0 = h;
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.0 = (self.0.rotate_left(5) ^ i as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn finish(&self) -> u64 {
-        // One more mix so the low bits the table uses depend on every byte.
-        let h = self.0;
-        (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (h >> 32)
-    }
-}
-
 pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
-
-/// A value or recipient as a table key: up to 22 bytes inline (no pointer to chase on a probe),
-/// longer ones on the heap. Hashes and compares as its bytes, so `&[u8]` looks it up.
-#[derive(Clone)]
-pub enum Key {
-    Inline(u8, [u8; 22]),
-    Heap(Box<[u8]>),
-}
-
-impl Key {
-    fn new(s: &str) -> Self {
-        let b = s.as_bytes();
-        if b.len() <= 22 {
-            let mut buf = [0u8; 22];
-            buf[..b.len()].copy_from_slice(b);
-            Key::Inline(b.len() as u8, buf)
-        } else {
-            Key::Heap(Box::from(b))
-        }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Key::Inline(len, buf) => &buf[..usize::from(*len)],
-            Key::Heap(b) => b,
-        }
-    }
-}
-
-impl PartialEq for Key {
-    fn eq(&self, other: &Self) -> bool {
-        self.bytes() == other.bytes()
-    }
-}
-
-impl Eq for Key {}
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.bytes().hash(state);
-    }
-}
-
-impl std::borrow::Borrow<[u8]> for Key {
-    fn borrow(&self) -> &[u8] {
-        self.bytes()
-    }
-}
 
 /// One bucket as configured.
 #[derive(Debug, Clone, Serialize)]
@@ -206,6 +129,18 @@ impl Config {
     }
 }
 
+/// Records `now` in the log `probe` found for `key`, or in a new one where it would go.
+fn record_in(table: &mut Slots<VecDeque<i64>>, probe: Probe, hash: u64, key: &[u8], now: i64) {
+    match probe {
+        Probe::Found(j) => {
+            if let Some(log) = table.at_mut(j) {
+                window::record(log, now);
+            }
+        }
+        Probe::Vacant(j) => table.fill(j, hash, key, VecDeque::from([now])),
+    }
+}
+
 /// What the server would have answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -230,15 +165,15 @@ struct RateLimitStats {
     counts: Counts,
     /// Per bucket: starts refused while it was full (a start may fill several).
     buckets: Vec<Counts>,
-    refused_values: FxMap<Key, u64>,
+    refused_values: Slots<u64>,
 }
 
 #[derive(Default)]
 struct ServiceState {
     /// Per rate limit: value → admission log.
-    logs: Vec<FxMap<Key, VecDeque<i64>>>,
+    logs: Vec<Slots<VecDeque<i64>>>,
     /// To → send times (admitted starts).
-    sends: FxMap<Key, VecDeque<i64>>,
+    sends: Slots<VecDeque<i64>>,
     stats: Vec<RateLimitStats>,
 }
 
@@ -248,6 +183,36 @@ const PRUNE_EVERY: u64 = 1 << 16;
 const PRUNE_SLACK_MS: i64 = 60_000;
 
 static EMPTY: VecDeque<i64> = VecDeque::new();
+
+/// What a record names in one configuration, resolved once (`Sim::plan`) for the loads ahead
+/// (`touch_slots`, `touch_logs`) and the decision (`step`).
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The service; `None` if the configuration has no such service.
+    service: Option<usize>,
+    to_hash: u64,
+    seen_hash: u64,
+    /// Into `Plans::checks`.
+    checks: Range<usize>,
+}
+
+/// (rate limit index, index of the value in the record, hash of the value), sorted by rate
+/// limit: the order the server checks them in.
+type Check = (usize, usize, u64);
+
+/// The plans of a batch of records.
+#[derive(Default)]
+pub struct Plans {
+    pub plans: Vec<Plan>,
+    checks: Vec<Check>,
+}
+
+impl Plans {
+    pub fn clear(&mut self) {
+        self.plans.clear();
+        self.checks.clear();
+    }
+}
 
 pub struct Sim {
     config: Config,
@@ -259,15 +224,15 @@ pub struct Sim {
     pub refused_60203: u64,
     pub first_refusal: Option<i64>,
     /// Every (service, To) seen, by a 64-bit hash: whether it ever met a 429.
-    tos: FxMap<u64, bool>,
+    tos: Seen,
     tos_429: u64,
     pub unknown_services: FxMap<String, u64>,
     pub unknown_rate_limits: FxMap<(usize, String), u64>,
     latest: i64,
     since_prune: u64,
     prune_after: u64,
-    /// Scratch: (rate limit index, value) of the current start.
-    checks: Vec<(usize, usize)>,
+    /// Scratch: where each check's value is in its table.
+    probes: Vec<Probe>,
 }
 
 /// A (service, To) as a 64-bit hash, for the distinct-To share.
@@ -284,8 +249,8 @@ impl Sim {
             .services
             .iter()
             .map(|s| ServiceState {
-                logs: s.rate_limits.iter().map(|_| FxMap::default()).collect(),
-                sends: FxMap::default(),
+                logs: s.rate_limits.iter().map(|_| Slots::default()).collect(),
+                sends: Slots::default(),
                 stats: s
                     .rate_limits
                     .iter()
@@ -305,34 +270,41 @@ impl Sim {
             refused_20429: 0,
             refused_60203: 0,
             first_refusal: None,
-            tos: FxMap::default(),
+            tos: Seen::default(),
             tos_429: 0,
             unknown_services: FxMap::default(),
             unknown_rate_limits: FxMap::default(),
             latest: i64::MIN,
             since_prune: 0,
             prune_after: PRUNE_EVERY,
-            checks: Vec::new(),
+            probes: Vec::new(),
         }
     }
 
-    /// Decides one start at the record's time; `None` if its service is not configured.
-    pub fn step(&mut self, r: &Record<'_>) -> Option<(usize, Decision)> {
-        let now = r.time_ms;
+    /// Resolves what `r` names (service, rate limits, hashes) into `plans`, counting the
+    /// services and rate limits the configuration does not have.
+    pub fn plan(&mut self, r: &Record<'_>, plans: &mut Plans) {
+        let from = plans.checks.len();
         let Some(si) = self.config.service(&r.service_sid) else {
             *self
                 .unknown_services
                 .entry(r.service_sid.to_string())
                 .or_default() += 1;
-            return None;
+            plans.plans.push(Plan {
+                service: None,
+                to_hash: 0,
+                seen_hash: 0,
+                checks: from..from,
+            });
+            return;
         };
         let svc = &self.config.services[si];
-        let st = &mut self.state[si];
-        self.checks.clear();
-        for (k, (name, _)) in r.rate_limits.iter().enumerate() {
+        for (k, (name, value)) in r.rate_limits.iter().enumerate() {
             match svc.by_name.get(name.as_ref()) {
                 // A rate limit without buckets records nothing (the server skips it).
-                Some(&i) if !svc.rate_limits[i].rules.is_empty() => self.checks.push((i, k)),
+                Some(&i) if !svc.rate_limits[i].rules.is_empty() => {
+                    plans.checks.push((i, k, hash_of(value.as_bytes())))
+                }
                 Some(_) => {}
                 None => {
                     *self
@@ -342,28 +314,93 @@ impl Sim {
                 }
             }
         }
-        self.checks.sort_unstable();
-        self.starts += 1;
-        let key = to_key(si, &r.to);
-        let met_429 = self.tos.entry(key).or_insert(false);
+        plans.checks[from..].sort_unstable_by_key(|c| c.0);
+        plans.plans.push(Plan {
+            service: Some(si),
+            to_hash: hash_of(r.to.as_bytes()),
+            seen_hash: to_key(si, &r.to),
+            checks: from..plans.checks.len(),
+        });
+    }
 
-        let mut sends = st.sends.get_mut(r.to.as_bytes());
-        let decision = if too_many_sends(
-            sends.iter().flat_map(|s| s.iter()).copied(),
-            &self.policy,
-            now,
-        ) {
+    /// The first of the loads ahead: prefetches the slots where the probes of a planned
+    /// record begin.
+    pub fn touch_slots(&self, plan: &Plan, plans: &Plans) {
+        let Some(si) = plan.service else { return };
+        let st = &self.state[si];
+        self.tos.touch(plan.seen_hash);
+        st.sends.touch(plan.to_hash);
+        for &(i, _, hash) in &plans.checks[plan.checks.clone()] {
+            st.logs[i].touch(hash);
+        }
+    }
+
+    /// The second: prefetches the log entries the decision reads (`window::wait_ms` reads the
+    /// `max`-th newest, `window::record` the newest); the slots are in the cache by now.
+    pub fn touch_logs(&self, r: &Record<'_>, plan: &Plan, plans: &Plans) {
+        let Some(si) = plan.service else { return };
+        let (svc, st) = (&self.config.services[si], &self.state[si]);
+        for &(i, k, hash) in &plans.checks[plan.checks.clone()] {
+            if let Some(log) = st.logs[i].get(hash, r.rate_limits[k].1.as_bytes()) {
+                for rule in &svc.rate_limits[i].rules {
+                    if let Some(t) = log
+                        .len()
+                        .checked_sub(rule.max as usize)
+                        .and_then(|at| log.get(at))
+                    {
+                        prefetch(t);
+                    }
+                }
+                if let Some(t) = log.back() {
+                    prefetch(t);
+                }
+            }
+        }
+        if let Some(t) = st
+            .sends
+            .get(plan.to_hash, r.to.as_bytes())
+            .and_then(|s| s.back())
+        {
+            prefetch(t);
+        }
+    }
+
+    /// Decides one planned start at the record's time; `None` if its service is not configured.
+    pub fn step(
+        &mut self,
+        r: &Record<'_>,
+        plan: &Plan,
+        plans: &Plans,
+    ) -> Option<(usize, Decision)> {
+        let now = r.time_ms;
+        let si = plan.service?;
+        let svc = &self.config.services[si];
+        let ServiceState { logs, sends, stats } = &mut self.state[si];
+        let checks = &plans.checks[plan.checks.clone()];
+        self.starts += 1;
+        self.tos.see(plan.seen_hash);
+
+        self.probes.clear();
+        for &(i, k, hash) in checks {
+            self.probes
+                .push(logs[i].probe(hash, r.rate_limits[k].1.as_bytes()));
+        }
+        let log_of = |c: usize| match self.probes[c] {
+            Probe::Found(j) => logs[checks[c].0].at(j).unwrap_or(&EMPTY),
+            Probe::Vacant(_) => &EMPTY,
+        };
+        let sent = sends.probe(plan.to_hash, r.to.as_bytes());
+        let sent_log = match sent {
+            Probe::Found(j) => sends.at(j),
+            Probe::Vacant(_) => None,
+        };
+        let decision = if too_many_sends(sent_log.into_iter().flatten().copied(), &self.policy, now)
+        {
             Decision::TooManySends
         } else {
-            let (logs, stats) = (&st.logs, &mut st.stats);
-            let checks = &self.checks;
             let refusal = longest_wait(
-                checks.iter().map(|&(i, k)| {
-                    (
-                        svc.rate_limits[i].rules.as_slice(),
-                        logs[i].get(r.rate_limits[k].1.as_bytes()).unwrap_or(&EMPTY),
-                    )
-                }),
+                (0..checks.len())
+                    .map(|c| (svc.rate_limits[checks[c].0].rules.as_slice(), log_of(c))),
                 now,
                 |c, b, _| {
                     let counts = &mut stats[checks[c].0].buckets[b];
@@ -373,7 +410,7 @@ impl Sim {
             );
             match refusal {
                 Some((c, _)) => Decision::Refused {
-                    rate_limit: self.checks[c].0,
+                    rate_limit: checks[c].0,
                 },
                 None => Decision::Admitted,
             }
@@ -381,22 +418,17 @@ impl Sim {
         match decision {
             Decision::Admitted => {
                 self.admitted += 1;
-                for &(i, k) in &self.checks {
-                    let value = r.rate_limits[k].1.as_ref();
-                    match st.logs[i].get_mut(value.as_bytes()) {
-                        Some(log) => window::record(log, now),
-                        None => {
-                            st.logs[i].insert(Key::new(value), VecDeque::from([now]));
-                        }
-                    }
-                    st.stats[i].counts.admitted += 1;
+                for (&(i, k, hash), probe) in checks.iter().zip(&self.probes) {
+                    record_in(
+                        &mut logs[i],
+                        *probe,
+                        hash,
+                        r.rate_limits[k].1.as_bytes(),
+                        now,
+                    );
+                    stats[i].counts.admitted += 1;
                 }
-                match sends.take() {
-                    Some(s) => s.push_back(now),
-                    None => {
-                        st.sends.insert(Key::new(&r.to), VecDeque::from([now]));
-                    }
-                }
+                record_in(sends, sent, plan.to_hash, r.to.as_bytes(), now);
             }
             Decision::TooManySends => {
                 self.refused_60203 += 1;
@@ -405,25 +437,17 @@ impl Sim {
             Decision::Refused { rate_limit } => {
                 self.refused_20429 += 1;
                 self.first_refusal.get_or_insert(now);
-                if !*met_429 {
-                    *met_429 = true;
+                if self.tos.flag(plan.seen_hash) {
                     self.tos_429 += 1;
                 }
-                let s = &mut st.stats[rate_limit];
+                let s = &mut stats[rate_limit];
                 s.counts.refused += 1;
                 s.counts.refused_since.get_or_insert(now);
-                let k = self
-                    .checks
+                let value = checks
                     .iter()
                     .find(|c| c.0 == rate_limit)
-                    .map_or(0, |c| c.1);
-                let value = r.rate_limits[k].1.as_ref();
-                match s.refused_values.get_mut(value.as_bytes()) {
-                    Some(n) => *n += 1,
-                    None => {
-                        s.refused_values.insert(Key::new(value), 1);
-                    }
-                }
+                    .map_or("", |c| r.rate_limits[c.1].1.as_ref());
+                s.refused_values.upsert(value.as_bytes(), || 0, |n| *n += 1);
             }
         }
         self.latest = self.latest.max(now);
@@ -442,12 +466,12 @@ impl Sim {
         let window = self.policy.send_window_ms;
         for (svc, st) in self.config.services.iter().zip(&mut self.state) {
             for (rl, logs) in svc.rate_limits.iter().zip(&mut st.logs) {
-                logs.retain(|_, log| {
+                logs.retain(|log| {
                     window::prune(log, &rl.rules, at);
                     !log.is_empty()
                 });
             }
-            st.sends.retain(|_, s| {
+            st.sends.retain(|s| {
                 while s.front().is_some_and(|&t| at - t >= window) {
                     s.pop_front();
                 }
@@ -484,7 +508,7 @@ impl Sim {
                 let mut values: Vec<(&str, u64)> = s
                     .refused_values
                     .iter()
-                    .map(|(v, n)| (std::str::from_utf8(v.bytes()).unwrap_or_default(), *n))
+                    .map(|(v, n)| (std::str::from_utf8(v).unwrap_or_default(), *n))
                     .collect();
                 values.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
                 values.truncate(top);
