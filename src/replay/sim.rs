@@ -129,6 +129,13 @@ impl Config {
     }
 }
 
+/// Prefetches the oldest entry of a log, which a prune reads first.
+fn front_ahead(log: &VecDeque<i64>) {
+    if let Some(t) = log.front() {
+        prefetch(t);
+    }
+}
+
 /// Records `now` in the log `probe` found for `key`, or in a new one where it would go.
 fn record_in(table: &mut Slots<VecDeque<i64>>, probe: Probe, hash: u64, key: &[u8], now: i64) {
     match probe {
@@ -466,22 +473,28 @@ impl Sim {
         let window = self.policy.send_window_ms;
         for (svc, st) in self.config.services.iter().zip(&mut self.state) {
             for (rl, logs) in svc.rate_limits.iter().zip(&mut st.logs) {
-                logs.retain(|log| {
-                    window::prune(log, &rl.rules, at);
-                    !log.is_empty()
-                });
+                logs.retain(
+                    |log| {
+                        window::prune(log, &rl.rules, at);
+                        !log.is_empty()
+                    },
+                    front_ahead,
+                );
             }
-            st.sends.retain(|s| {
-                while s.front().is_some_and(|&t| at - t >= window) {
-                    s.pop_front();
-                }
-                !s.is_empty()
-            });
+            st.sends.retain(
+                |s| {
+                    while s.front().is_some_and(|&t| at - t >= window) {
+                        s.pop_front();
+                    }
+                    !s.is_empty()
+                },
+                front_ahead,
+            );
         }
-        // A prune costs the live state: the next waits as many records, so it costs O(1) a
-        // record however much is live.
+        // A prune costs the live state: the next waits twice as many records, so it costs
+        // O(1) a record however much is live (and holds at most that many expired entries).
         let (values, recipients) = self.tracked();
-        self.prune_after = PRUNE_EVERY.max((values + recipients) as u64);
+        self.prune_after = PRUNE_EVERY.max(2 * (values + recipients) as u64);
     }
 
     /// Live (rate limit, value) logs and recipients held.

@@ -189,16 +189,27 @@ impl<V> Slots<V> {
         }
     }
 
-    /// Keeps the entries `keep` says to, and sizes the table to them.
-    pub fn retain(&mut self, mut keep: impl FnMut(&mut V) -> bool) {
-        let mut kept = Vec::with_capacity(self.len);
-        for line in &mut self.lines {
-            if let Some(mut e) = line.0.take()
-                && keep(&mut e.2)
+    /// Keeps the entries `keep` says to, and sizes the table to them. `ahead` is shown each
+    /// entry a few slots before `keep` is, to prefetch what `keep` will read.
+    pub fn retain(&mut self, mut keep: impl FnMut(&mut V) -> bool, ahead: impl Fn(&V)) {
+        const AHEAD: usize = 8;
+        let mut dropped = 0;
+        for i in 0..self.lines.len() {
+            if let Some(e) = self.lines.get(i + AHEAD).and_then(|l| l.0.as_ref()) {
+                ahead(&e.2);
+            }
+            if let Some(e) = self.lines[i].0.as_mut()
+                && !keep(&mut e.2)
             {
-                kept.push(e);
+                self.lines[i].0 = None;
+                dropped += 1;
             }
         }
+        if dropped == 0 {
+            return;
+        }
+        // Entries after a freed slot may now be unreachable from their home: place them again.
+        let kept: Vec<(u64, Key, V)> = self.lines.iter_mut().filter_map(|l| l.0.take()).collect();
         let lines = (kept.len() * 2).next_power_of_two().max(MIN_LINES);
         if lines <= self.lines.len() && lines * 4 > self.lines.len() {
             // The same size, give or take: refill the table in place (no new pages to fault in).
@@ -367,7 +378,7 @@ mod tests {
                         *m.entry(k).or_default() += 1;
                     }
                     Op::Prune(r) => {
-                        s.retain(|v| *v % 4 != u32::from(r));
+                        s.retain(|v| *v % 4 != u32::from(r), |_| {});
                         m.retain(|_, v| *v % 4 != u32::from(r));
                     }
                 }
