@@ -8,6 +8,8 @@
 //!
 //! - `parse`: records (JSON Lines, CSV, times);
 //! - `sim`: one configuration's decisions and counters;
+//! - `table`: the hash tables its state lives in, laid out so the next records' lookups can be
+//!   prefetched while one is decided;
 //! - here: the command (inputs, progress, decisions file, table or JSON).
 
 pub mod parse;
@@ -269,15 +271,7 @@ pub fn run(args: &ReplayArgs) -> Result<(), String> {
                     }
                     Err(e) => {
                         // What came before the bad line is decided (and written) first.
-                        let before = valid.len();
-                        decide(
-                            &mut sims,
-                            &mut plans,
-                            &valid[..before],
-                            &spans,
-                            shown,
-                            &mut decisions,
-                        )?;
+                        decide(&mut sims, &mut plans, &valid, &spans, shown, &mut decisions)?;
                         return Err(format!(
                             "{shown}:{line_no}: {e} (--skip-invalid counts and skips such lines)"
                         ));
