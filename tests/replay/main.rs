@@ -237,3 +237,116 @@ fn a_malformed_line_names_its_file_and_line_and_skip_invalid_counts_it() {
     assert_eq!(report["refused_by_code"]["20429"], 1);
     assert_eq!(report["unknown_rate_limits"][0]["starts"], 1);
 }
+
+/// Thousands of lines (the replay reads and decides them in batches, prefetching ahead): every
+/// decision in order, line numbers counted across batches, blank lines included.
+#[test]
+fn long_inputs_are_decided_in_order_with_their_line_numbers() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = dir.path().join("config.json");
+    // One start a minute for the value, and three for the hot value an hour.
+    std::fs::write(
+        &config,
+        r#"{"services": [{"friendly_name": "s", "rate_limits": [
+            {"unique_name": "ip", "buckets": [{"max": 1, "interval": 60}]},
+            {"unique_name": "user", "buckets": [{"max": 3, "interval": 3600}]}]}]}"#,
+    )
+    .expect("write");
+    let lines = 5_000u64;
+    let bad_line = 4_500u64;
+    let mut text = String::new();
+    // Line n (1-based) is the start at second n - 1, except one blank line and one bad line.
+    let mut expected = Vec::new();
+    for n in 1..=lines {
+        if n == 2_049 {
+            text.push('\n');
+            continue;
+        }
+        if n == bad_line {
+            text.push_str("{\"time\": 1, \"service_sid\": \"s\"\n");
+            continue;
+        }
+        let t = n - 1;
+        // `user` is the same value every 7th start, else a new one.
+        let user = if n % 7 == 0 {
+            "hot".to_owned()
+        } else {
+            format!("u{n}")
+        };
+        text.push_str(&format!(
+            "{{\"time\": {}, \"service_sid\": \"s\", \"to\": \"+1555{n:07}\", \"rate_limits\": {{\"ip\": \"{}\", \"user\": \"{user}\"}}}}\n",
+            1_796_040_000_000 + t * 1000,
+            n % 3
+        ));
+        expected.push((n, t, n % 3, user == "hot"));
+    }
+    // Sliding windows by arithmetic: `ip` value v admits when its last admission is >= 60 s
+    // old; `user` "hot" when fewer than 3 admissions in the last 3600 s. All or nothing;
+    // ip is checked before user, and the server names the bucket that waits longest.
+    let mut ip_admitted: [Option<u64>; 3] = [None; 3];
+    let mut user_admitted: Vec<u64> = Vec::new();
+    let mut want = Vec::new();
+    for (n, t, v, hot) in expected {
+        let ip_ok = ip_admitted[v as usize].is_none_or(|a| t - a >= 60);
+        let in_window = user_admitted.iter().filter(|&&a| t - a < 3600).count();
+        let user_ok = !hot || in_window < 3;
+        if ip_ok && user_ok {
+            ip_admitted[v as usize] = Some(t);
+            if hot {
+                user_admitted.push(t);
+            }
+            want.push((n, 201u64));
+        } else {
+            want.push((n, 429));
+        }
+    }
+    let traffic = dir.path().join("t.jsonl");
+    std::fs::write(&traffic, &text).expect("write");
+    let decisions = dir.path().join("decisions.jsonl");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_verilimit"))
+            .args(["replay", "--format", "json", "--config"])
+            .arg(&config)
+            .args(extra)
+            .arg(&traffic)
+            .output()
+            .expect("run")
+    };
+
+    let out = run(&[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("t.jsonl:{bad_line}:")), "{err}");
+
+    let out = run(&[
+        "--skip-invalid",
+        "--decisions",
+        decisions.to_str().expect("a UTF-8 path"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<(u64, u64)> = std::fs::read_to_string(&decisions)
+        .expect("the decisions")
+        .lines()
+        .map(|l| {
+            let d: Value = serde_json::from_str(l).expect("a JSON line");
+            (
+                d["line"].as_u64().expect("line"),
+                d["status"].as_u64().expect("status"),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w, "decision of line {}", w.0);
+    }
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["invalid_lines"], 1);
+    assert_eq!(report["starts"], want.len());
+    let admitted = want.iter().filter(|w| w.1 == 201).count();
+    assert_eq!(report["admitted"], admitted);
+    assert!(admitted > 100 && admitted < want.len() - 100, "{admitted}");
+}
