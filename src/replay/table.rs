@@ -128,9 +128,16 @@ impl<V> Slots<V> {
         hash as usize & (self.lines.len() - 1)
     }
 
-    /// Prefetches the line a key's probe starts at, so that `probe` finds it in the cache.
+    /// Prefetches the lines a key's probe starts at, so that `probe` finds it in the cache.
     pub fn touch(&self, hash: u64) {
-        prefetch(self.lines.as_ptr().wrapping_add(self.home(hash)));
+        let home = self.home(hash);
+        prefetch(self.lines.as_ptr().wrapping_add(home));
+        // Many entries sit a slot or more past their home (linear probing, up to half full).
+        prefetch(
+            self.lines
+                .as_ptr()
+                .wrapping_add((home + 1) & (self.lines.len() - 1)),
+        );
     }
 
     pub fn probe(&self, hash: u64, key: &[u8]) -> Probe {
