@@ -74,33 +74,33 @@ impl Cache {
         self.logs.shard(&key).lock().get(&key).cloned()
     }
 
-    pub fn recipient(&self, service: &str, to: &str) -> Option<Recipient> {
+    /// Reads a recipient's entry under its shard's lock (`None` if it has none).
+    fn read_recipient<T>(
+        &self,
+        service: &str,
+        to: &str,
+        f: impl FnOnce(&Recipient) -> Option<T>,
+    ) -> Option<T> {
         let key = (service.to_owned(), to.to_owned());
         self.recipients
             .shard(&key)
             .lock()
             .get(&key)
-            .map(|r| (**r).clone())
+            .and_then(|r| f(r))
+    }
+
+    pub fn recipient(&self, service: &str, to: &str) -> Option<Recipient> {
+        self.read_recipient(service, to, |r| Some(r.clone()))
     }
 
     /// A recipient's recent send times (for the send-attempts rule).
     pub fn sends(&self, service: &str, to: &str) -> Option<VecDeque<i64>> {
-        let key = (service.to_owned(), to.to_owned());
-        self.recipients
-            .shard(&key)
-            .lock()
-            .get(&key)
-            .map(|r| r.sends.clone())
+        self.read_recipient(service, to, |r| Some(r.sends.clone()))
     }
 
     /// The pending verification of a recipient, if any (live or not).
     pub fn pending(&self, service: &str, to: &str) -> Option<Verification> {
-        let key = (service.to_owned(), to.to_owned());
-        self.recipients
-            .shard(&key)
-            .lock()
-            .get(&key)
-            .and_then(|r| r.pending.clone())
+        self.read_recipient(service, to, |r| r.pending.clone())
     }
 
     /// The (service, recipient) of a pending verification SID.
