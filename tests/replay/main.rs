@@ -188,6 +188,21 @@ async fn the_replay_decides_every_start_as_the_server_did() {
     }
 }
 
+/// `verilimit replay --format json --config CONFIG [EXTRA…] TRAFFIC`.
+fn replay_json(
+    config: &std::path::Path,
+    traffic: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_verilimit"))
+        .args(["replay", "--format", "json", "--config"])
+        .arg(config)
+        .args(extra)
+        .arg(traffic)
+        .output()
+        .expect("run")
+}
+
 #[test]
 fn a_malformed_line_names_its_file_and_line_and_skip_invalid_counts_it() {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -209,15 +224,7 @@ fn a_malformed_line_names_its_file_and_line_and_skip_invalid_counts_it() {
         ),
     )
     .expect("write");
-    let run = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_verilimit"))
-            .args(["replay", "--format", "json", "--config"])
-            .arg(&config)
-            .args(extra)
-            .arg(&traffic)
-            .output()
-            .expect("run")
-    };
+    let run = |extra: &[&str]| replay_json(&config, &traffic, extra);
     let out = run(&[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -303,15 +310,7 @@ fn long_inputs_are_decided_in_order_with_their_line_numbers() {
     let traffic = dir.path().join("t.jsonl");
     std::fs::write(&traffic, &text).expect("write");
     let decisions = dir.path().join("decisions.jsonl");
-    let run = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_verilimit"))
-            .args(["replay", "--format", "json", "--config"])
-            .arg(&config)
-            .args(extra)
-            .arg(&traffic)
-            .output()
-            .expect("run")
-    };
+    let run = |extra: &[&str]| replay_json(&config, &traffic, extra);
 
     let out = run(&[]);
     assert!(!out.status.success());
