@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::json;
+use tokio::sync::Notify;
 
 use crate::harness::{Client, ServerOptions, TestServer};
 use crate::util::*;
@@ -75,6 +76,7 @@ async fn start_once(
 }
 
 /// Starts verifications until the server stops answering or `stop` is set; `pause` between them.
+/// `first_ack` is notified when this worker gets its first 201.
 async fn load_worker(
     c: Client,
     service: Arc<String>,
@@ -82,12 +84,16 @@ async fn load_worker(
     next: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     pause: Duration,
+    first_ack: Arc<Notify>,
 ) -> WorkerLog {
     let mut log = WorkerLog::default();
     while !stop.load(Ordering::Relaxed) {
         let n = next.fetch_add(1, Ordering::Relaxed);
         match start_once(&c, &service, n, worker).await {
             Ok(r) if r.status == 201 => {
+                if log.acked.is_empty() {
+                    first_ack.notify_one();
+                }
                 let v = r.json();
                 log.acked.push(Acked {
                     sid: v["sid"].as_str().unwrap_or_default().to_owned(),
@@ -326,6 +332,7 @@ async fn sigkill_under_load_never_loses_an_acknowledged_verification_nor_rewinds
             hot_full = true;
         }
         let stop = Arc::new(AtomicBool::new(false));
+        let first_ack = Arc::new(Notify::new());
         let mut tasks = Vec::new();
         for w in 0..WORKERS {
             tasks.push(tokio::spawn(load_worker(
@@ -335,8 +342,17 @@ async fn sigkill_under_load_never_loses_an_acknowledged_verification_nor_rewinds
                 next.clone(),
                 stop.clone(),
                 Duration::ZERO,
+                first_ack.clone(),
             )));
         }
+        // The kill comes at a random moment after the first acknowledgement (a restarted server
+        // on a loaded machine may take a while to answer its first start; a kill before any
+        // answer would test nothing).
+        let first = Instant::now();
+        tokio::time::timeout(Duration::from_secs(60), first_ack.notified())
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: no start acknowledged within 60 s"));
+        let waited = first.elapsed();
         let delay = Duration::from_millis(150 + rng.below(900) as u64);
         tokio::time::sleep(delay).await;
         let before = next.load(Ordering::Relaxed);
@@ -358,7 +374,8 @@ async fn sigkill_under_load_never_loses_an_acknowledged_verification_nor_rewinds
             acked.extend(log.acked);
         }
         eprintln!(
-            "round {round}: killed after {delay:?}, {before} starts sent, {round_acked} acknowledged"
+            "round {round}: first 201 after {waited:?}, killed {delay:?} later, {before} starts sent, \
+             {round_acked} acknowledged"
         );
         assert!(
             round_acked > 0,
@@ -445,6 +462,7 @@ async fn sigterm_under_load_finishes_or_refuses_cleanly_and_exits_zero() {
             next.clone(),
             stop.clone(),
             Duration::from_millis(15),
+            Arc::new(Notify::new()),
         )));
     }
     // One request in flight across the signal: headers and half a body now, the rest later.
