@@ -311,6 +311,28 @@ fn publish(r: &mut Recipient, v: &Verification) {
 }
 
 proptest! {
+    /// Pruning a recipient's sends at `now` changes no count of the send-attempts rule at `now`
+    /// or later, and keeps nothing that no such count includes.
+    #[test]
+    fn pruned_sends_count_the_same_now_and_later(
+        mut sends in proptest::collection::vec(0i64..2_000, 0..30),
+        window in 1i64..1_000, now in 0i64..3_000, later in 0i64..1_000,
+    ) {
+        sends.sort_unstable();
+        let policy = Policy { send_attempts_limit: 1, send_window_ms: window, check_attempts_limit: 0, code_ttl_ms: 1 };
+        let mut pruned: VecDeque<i64> = sends.iter().copied().collect();
+        verification::prune_sends(&mut pruned, window, now);
+        for at in [now, now + later] {
+            prop_assert_eq!(
+                sends_in_window(pruned.iter().copied(), &policy, at),
+                sends_in_window(sends.iter().copied(), &policy, at)
+            );
+        }
+        prop_assert!(pruned.iter().all(|&t| now - t < window));
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]

@@ -188,6 +188,14 @@ pub fn sends_in_window(sends: impl IntoIterator<Item = i64>, policy: &Policy, no
         .count()
 }
 
+/// Drops the sends (sorted, oldest first) that no window at `now` or later counts: what
+/// `sends_in_window` keeps is what remains.
+pub fn prune_sends(sends: &mut VecDeque<i64>, send_window_ms: i64, now: i64) {
+    while sends.front().is_some_and(|&t| now - t >= send_window_ms) {
+        sends.pop_front();
+    }
+}
+
 /// The send-attempts rule (60203): whether the recipient's sends within the window at `now`
 /// already reach the limit (never, with the rule switched off).
 pub fn too_many_sends(sends: impl IntoIterator<Item = i64>, policy: &Policy, now: i64) -> bool {

@@ -248,9 +248,7 @@ impl Cache {
             let mut map = shard.lock();
             map.retain(|_, r| {
                 let now = now_of(&r.account_sid);
-                while r.sends.front().is_some_and(|&t| now - t >= send_window_ms) {
-                    r.sends.pop_front();
-                }
+                crate::core::verification::prune_sends(&mut r.sends, send_window_ms, now);
                 r.pending.is_some() || !r.sends.is_empty()
             });
             shrink(&mut map);

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::parse::Record;
 use super::table::{Fx, Probe, Seen, Slots, hash_of, prefetch};
 use crate::core::limits::longest_wait;
-use crate::core::verification::too_many_sends;
+use crate::core::verification::{prune_sends, too_many_sends};
 use crate::core::{Policy, Rule, window};
 use crate::seed::SeedFile;
 
@@ -483,9 +483,7 @@ impl Sim {
             }
             st.sends.retain(
                 |s| {
-                    while s.front().is_some_and(|&t| at - t >= window) {
-                        s.pop_front();
-                    }
+                    prune_sends(s, window, at);
                     !s.is_empty()
                 },
                 front_ahead,
