@@ -61,6 +61,7 @@ SCALING = os.environ.get("BENCH_SCALING", "1") not in ("0", "false", "no")
 PG_ADMIN = os.environ.get("BENCH_PG_URL") or os.environ.get("VERILIMIT_TEST_PG") or ""
 PG = bool(PG_ADMIN) and os.environ.get("BENCH_PG", "1") not in ("0", "false", "no")
 MEMORY_VALUES = int(os.environ.get("BENCH_MEMORY_VALUES") or 1_000_000)
+SOAK = 0 if SMOKE else seconds(os.environ.get("BENCH_SOAK") or "0")
 BASELINE_BIN = os.environ.get("BENCH_BASELINE_BIN") or ""
 COMPARE_ROUNDS = int(os.environ.get("BENCH_COMPARE_ROUNDS") or 3)
 WORK = os.environ["BENCH_WORK"]
@@ -79,7 +80,7 @@ class Server:
     """One verilimit process on a SQLite file (or on database_url); the port comes from its
     start-up line."""
 
-    def __init__(self, db, name, database_url=None, binary=None):
+    def __init__(self, db, name, database_url=None, binary=None, server_defaults=False):
         self.db = db
         self.log = os.path.join(WORK, f"{name}.stderr.log")
         env = {
@@ -92,8 +93,11 @@ class Server:
             "--listen", "127.0.0.1:0",
             "--database-url", database_url or f"sqlite://{db}",
             "--log", "warn",
-            "--send-attempts-limit", "0",
         ]
+        # The send-attempts rule (5 sends per recipient in 600 s) is off for the scenarios that
+        # measure the rate limits alone; the soak keeps the server's defaults.
+        if not server_defaults:
+            cmd += ["--send-attempts-limit", "0"]
         with open(self.log, "ab") as err:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env)
         with open(PIDS, "a") as f:
@@ -610,6 +614,18 @@ def memory_scenario(results):
         mem["tracked_values_metric"] = server.metric("verilimit_limiter_tracked_values")
         mem["admission_rows"] = int(sql_count(db, "SELECT COUNT(*) FROM admissions")[0][0])
 
+        # Restart with every value live: kill -9, then the time until the new process listens
+        # (it has rebuilt what decisions need), and what that rebuilt state holds resident.
+        server.kill()
+        t0 = time.monotonic()
+        server = Server(db, "memory-restart")
+        mem["restart_seconds"] = round(time.monotonic() - t0, 2)
+        mem["rss_after_restart"] = server.rss_bytes()
+        mem["rss_parts_after_restart"] = server.rss_parts()
+        mem["bytes_per_value_after_restart"] = (mem["rss_after_restart"] - rss0) / max(admitted, 1)
+        say(f"    restarted with {admitted} live values in {mem['restart_seconds']}s, "
+            f"RSS {mem['rss_after_restart'] / 1e6:.0f} MB")
+
         # Step 1: past the code lifetime (600 s), inside the window: verifications expire and
         # leave memory (and are stored as expired); the limiter keeps every value.
         t0 = time.monotonic()
@@ -648,6 +664,47 @@ def memory_scenario(results):
             "admission_rows_after_prune": int(sql_count(db, "SELECT COUNT(*) FROM admissions")[0][0]),
             "tracked_values_metric_after_prune": server.metric("verilimit_limiter_tracked_values"),
         })
+        server.stop()
+    finally:
+        server.kill()
+
+
+def soak_scenario(results):
+    """Admit at full speed for SOAK seconds on a fresh server with its default settings (the
+    send-attempts rule on), distinct `To`s and values, the wide buckets: resident memory sampled
+    every 10 s."""
+    db = os.path.join(WORK, "soak.db")
+    server = Server(db, "soak", server_defaults=True)
+    soak = {"seconds": SOAK, "samples": []}
+    results["soak"] = soak
+    try:
+        keys3 = ["ip", "phone", "session"]
+        svc = server.create_service("bench soak", [(k, BUCKETS) for k in keys3])
+        say(f"--> soak: admit for {SOAK}s with the server's defaults (server {server.url}, pid {server.proc.pid})")
+        soak["rss_before"] = server.rss_bytes()
+        start = time.monotonic()
+        proc, out_path = wrk("soak", "admit.lua", server.url,
+                             [f"/v2/Services/{svc['sid']}/Verifications", AUTH, ",".join(keys3)],
+                             duration=SOAK, background=True)
+        with open(PIDS, "a") as f:
+            f.write(f"{proc.pid}\n")
+        next_sample = start
+        while proc.poll() is None:
+            now = time.monotonic()
+            if now >= next_sample:
+                sample = {"t": round(now - start), "rss": server.rss_bytes(),
+                          "tracked_values": server.metric("verilimit_limiter_tracked_values"),
+                          "recipients": server.metric("verilimit_recipients_tracked")}
+                soak["samples"].append(sample)
+                if sample["t"] % 60 < 10:
+                    say(f"    {sample['t']}s: RSS {sample['rss'] / 1e6:.0f} MB, tracked values "
+                        f"{sample['tracked_values']}, recipients {sample['recipients']}")
+                next_sample += 10
+            time.sleep(0.5)
+        r = parse_wrk("soak", out_path, proc.wait())
+        soak["load"] = r
+        soak["rss_after"] = server.rss_bytes()
+        soak["rss_max"] = max([s["rss"] for s in soak["samples"]] + [soak["rss_after"]])
         server.stop()
     finally:
         server.kill()
@@ -770,17 +827,37 @@ def report(results):
         say(fmt_table(["stage", "VmRSS", "(RSS - before) / values"], [
             ["before the load", mb(m["rss_before"]), "-"],
             ["after the load (values + their pending verifications)", mb(m["rss_after_load"]), f"{m['bytes_per_value_with_verifications']:.0f} B"],
+            [f"kill -9 and restart (ready in {m['restart_seconds']}s): the same state rebuilt", mb(m["rss_after_restart"]), f"{m['bytes_per_value_after_restart']:.0f} B"],
             ["clock +700s: verifications expired and swept", mb(m["rss_after_verifications_expired"]), f"{m['bytes_per_value_limiter_only']:.0f} B"],
             ["clock +3600s more: window passed, values pruned", mb(m["rss_after_prune"]), f"{(m['rss_after_prune'] - m['rss_before']) / max(m['admitted_201'], 1):.0f} B"],
         ]))
         parts = lambda key: ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in m.get(key, {}).items())
-        say(f"resident memory by kind: after the load {parts('rss_parts_after_load')}; after expiry "
+        say(f"resident memory by kind: after the load {parts('rss_parts_after_load')}; after the restart "
+            f"{parts('rss_parts_after_restart')}; after expiry "
             f"{parts('rss_parts_after_verifications_expired')}; after the prune {parts('rss_parts_after_prune')}")
         say(f"sweeps: verifications expired and stored in {m['expiry_sweep_seconds']}s, values pruned in {m['prune_sweep_seconds']}s "
             "(freed memory is kept by the allocator for reuse: RSS that stays up after a sweep is not a leak by itself)")
         say(f"admissions rows: {m['admission_rows']} after load, {m['admission_rows_after_prune']} after the prune; "
             f"tracked values (metric): {m['tracked_values_metric']} -> {m['tracked_values_metric_after_prune']}; "
             f"Usage empty after the prune: {'yes' if m['usage_empty_after_prune'] else 'NO'}")
+
+
+def report_soak(results):
+    s = results.get("soak")
+    if not s:
+        return
+    if s.get("error"):
+        say(f"\nsoak scenario failed: {s['error']}")
+        return
+    say()
+    load = s.get("load", {})
+    say(f"soak: admit for {s['seconds']}s with the server's defaults: {load.get('rps', 0):.0f} req/s, "
+        f"{load.get('errors')} errors, {load.get('unexpected')} unexpected, statuses {statuses_text(load.get('statuses', {}))}")
+    rows = [[f"{x['t']}s", f"{x['rss'] / 1e6:.0f} MB", x["tracked_values"], x["recipients"]]
+            for x in s["samples"] if x["t"] % 60 < 10]
+    rows.append(["after", f"{s['rss_after'] / 1e6:.0f} MB", "", ""])
+    say(fmt_table(["time", "VmRSS", "tracked values", "recipients"], rows))
+    say(f"soak: RSS before {s['rss_before'] / 1e6:.0f} MB, highest {s['rss_max'] / 1e6:.0f} MB")
 
 
 def smoke_failures(results):
@@ -839,12 +916,18 @@ def main():
         compare_scenarios(results)
     if PG:
         pg_scenarios(results)
+    if SOAK:
+        try:
+            soak_scenario(results)
+        except (SystemExit, Exception) as e:  # keep the main results
+            results.setdefault("soak", {})["error"] = str(e)
     if MEMORY:
         try:
             memory_scenario(results)
         except (SystemExit, Exception) as e:  # keep the main results
             results.setdefault("memory", {})["error"] = str(e)
     report(results)
+    report_soak(results)
     os.makedirs(os.path.join(BENCH, "results"), exist_ok=True)
     out = os.path.join(BENCH, "results", "latest.json")
     with open(out, "w") as f:
@@ -858,7 +941,7 @@ def main():
         say(f"smoke: {'FAILED' if fails else 'passed'}")
         return 1 if fails else 0
     if (not results["durability"]["durable"] or not all(r["durable"] for r in results["postgres"])
-            or (results.get("memory") or {}).get("error")):
+            or (results.get("memory") or {}).get("error") or (results.get("soak") or {}).get("error")):
         return 1
     return 0
 

@@ -6,18 +6,24 @@
 //! Only the writer changes it (`publish`, after its transaction committed), so readers — fetch,
 //! usage, SID lookups — only ever see committed state. While a batch is decided, its changes
 //! live in a `Batch` overlay over the cache; a failed batch is dropped with its overlay.
+//!
+//! Recipients are held compactly (`Stored`, `Packed`): the cache may hold millions of them, so
+//! SIDs are packed into 18 bytes, service and account SIDs and channels are shared (`Names`),
+//! and the service and recipient of a key are one allocation (`RecipientKey`). The decisions see
+//! the same `Verification` either way: what goes in comes back out (unit tests below).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::core::{Verification, window};
+use crate::core::{Attempt, Status, Verification, window};
 
 const SHARDS: usize = 64;
 
 type LogKey = (i64, Box<str>);
-type RecipientKey = (String, String);
+type OverlayKey = (String, String);
 
 /// What is known of one recipient of one service.
 #[derive(Debug, Default, Clone)]
@@ -61,17 +67,20 @@ pub struct ValueLog {
 
 #[derive(Default)]
 pub struct Cache {
-    logs: Sharded<LogKey, VecDeque<i64>>,
-    /// Boxed: a table keeps its capacity after a burst, and an empty slot then costs a pointer.
-    recipients: Sharded<RecipientKey, Box<Recipient>>,
-    /// Pending verification SID → (service, recipient).
-    by_sid: Mutex<HashMap<String, RecipientKey>>,
+    /// Each log exactly its entries' size (the batch that grew it works on a `VecDeque`).
+    logs: Sharded<LogKey, Box<[i64]>>,
+    /// Boxed: the tables are sized in powers of two, up to half of their slots stay empty.
+    recipients: Sharded<RecipientKey, Box<Stored>>,
+    /// Pending verification SID → its (service, recipient).
+    by_sid: Mutex<HashMap<Sid, RecipientKey>>,
+    names: Names,
 }
 
 impl Cache {
     pub fn log(&self, rate_limit_id: i64, value: &str) -> Option<VecDeque<i64>> {
         let key = (rate_limit_id, Box::<str>::from(value));
-        self.logs.shard(&key).lock().get(&key).cloned()
+        let shard = self.logs.shard(&key).lock();
+        shard.get(&key).map(|log| VecDeque::from(log.to_vec()))
     }
 
     /// Reads a recipient's entry under its shard's lock (`None` if it has none).
@@ -79,9 +88,9 @@ impl Cache {
         &self,
         service: &str,
         to: &str,
-        f: impl FnOnce(&Recipient) -> Option<T>,
+        f: impl FnOnce(&Stored) -> Option<T>,
     ) -> Option<T> {
-        let key = (service.to_owned(), to.to_owned());
+        let key = RecipientKey::new(service, to);
         self.recipients
             .shard(&key)
             .lock()
@@ -90,7 +99,7 @@ impl Cache {
     }
 
     pub fn recipient(&self, service: &str, to: &str) -> Option<Recipient> {
-        self.read_recipient(service, to, |r| Some(r.clone()))
+        self.read_recipient(service, to, |r| Some(r.unpack(service, to)))
     }
 
     /// A recipient's recent send times (for the send-attempts rule).
@@ -100,12 +109,17 @@ impl Cache {
 
     /// The pending verification of a recipient, if any (live or not).
     pub fn pending(&self, service: &str, to: &str) -> Option<Verification> {
-        self.read_recipient(service, to, |r| r.pending.clone())
+        self.read_recipient(service, to, |r| {
+            let p = r.pending.as_ref()?;
+            Some(p.unpack(service, &r.account, to))
+        })
     }
 
     /// The (service, recipient) of a pending verification SID.
     pub fn find_sid(&self, sid: &str) -> Option<(String, String)> {
-        self.by_sid.lock().get(sid).cloned()
+        let key = self.by_sid.lock().get(&Sid::new(sid))?.clone();
+        let (service, to) = key.parts();
+        Some((service.to_owned(), to.to_owned()))
     }
 
     /// The logs of one rate limit, optionally of one value, ordered by value.
@@ -116,7 +130,7 @@ impl Cache {
                 if *id == rate_limit_id && value.is_none_or(|want| want == &**v) {
                     out.push(ValueLog {
                         value: v.to_string(),
-                        log: log.clone(),
+                        log: VecDeque::from(log.to_vec()),
                     });
                 }
             }
@@ -132,35 +146,45 @@ impl Cache {
 
     // --- start-up -------------------------------------------------------------------------
 
-    /// Restores one persisted admission (call in time order per key).
-    pub fn restore_admission(&self, rate_limit_id: i64, value: &str, t: i64) {
-        let key = (rate_limit_id, Box::<str>::from(value));
-        let mut shard = self.logs.shard(&key).lock();
-        window::record(
-            shard
-                .entry(key)
-                .or_insert_with(|| VecDeque::with_capacity(1)),
-            t,
-        );
+    /// Restores the persisted admissions, `(rate limit, value, time)` in any order.
+    pub fn restore_admissions(&self, mut rows: Vec<(i64, String, i64)>) {
+        rows.sort_unstable();
+        let mut rows = rows.into_iter().peekable();
+        while let Some((id, value, t)) = rows.next() {
+            let mut log = VecDeque::from([t]);
+            while let Some((_, _, t)) = rows.next_if(|(i, v, _)| *i == id && *v == value) {
+                window::record(&mut log, t);
+            }
+            let key = (id, value.into_boxed_str());
+            self.logs.shard(&key).lock().insert(key, boxed(log));
+        }
     }
 
     pub fn restore_pending(&self, v: Verification) {
-        self.by_sid
-            .lock()
-            .insert(v.sid.clone(), (v.service_sid.clone(), v.to.clone()));
-        let key = (v.service_sid.clone(), v.to.clone());
+        let key = RecipientKey::new(&v.service_sid, &v.to);
+        self.by_sid.lock().insert(Sid::new(&v.sid), key.clone());
+        let account = self.names.get(&v.account_sid);
+        let pending = Packed::pack(&v, &self.names);
         let mut shard = self.recipients.shard(&key).lock();
-        let r = shard.entry(key).or_default();
-        r.account_sid = v.account_sid.clone();
-        r.pending = Some(v);
+        let r = shard
+            .entry(key)
+            .or_insert_with(|| Box::new(Stored::new(account.clone())));
+        r.account = account;
+        r.pending = Some(pending);
     }
 
+    /// Restores one recent send of a recipient (in any order).
     pub fn restore_send(&self, account: &str, service: &str, to: &str, at: i64) {
-        let key = (service.to_owned(), to.to_owned());
+        let key = RecipientKey::new(service, to);
+        let account = self.names.get(account);
         let mut shard = self.recipients.shard(&key).lock();
-        let r = shard.entry(key).or_default();
-        r.account_sid = account.to_owned();
-        r.sends.push_back(at);
+        let r = shard
+            .entry(key)
+            .or_insert_with(|| Box::new(Stored::new(account.clone())));
+        r.account = account;
+        // In time order, whatever order they come in (mostly already).
+        let at_or_before = r.sends.iter().rev().take_while(|&&t| t > at).count();
+        r.sends.insert(r.sends.len() - at_or_before, at);
     }
 
     // --- the writer's side ----------------------------------------------------------------
@@ -172,16 +196,22 @@ impl Cache {
             if log.is_empty() {
                 shard.remove(&key);
             } else {
-                shard.insert(key, log);
+                shard.insert(key, boxed(log));
             }
         }
         let mut index = self.by_sid.lock();
-        for (key, r) in overlay.recipients {
+        for ((service, to), r) in overlay.recipients {
+            let key = RecipientKey::new(&service, &to);
             let mut shard = self.recipients.shard(&key).lock();
+            // The key already held, so that the SID index shares its text.
+            let key = match shard.get_key_value(&key) {
+                Some((held, _)) => held.clone(),
+                None => key,
+            };
             let old_sid = shard
                 .get(&key)
-                .and_then(|o| o.pending.as_ref().map(|v| v.sid.clone()));
-            let new_sid = r.pending.as_ref().map(|v| v.sid.clone());
+                .and_then(|o| o.pending.as_ref().map(|p| p.sid.clone()));
+            let new_sid = r.pending.as_ref().map(|v| Sid::new(&v.sid));
             if old_sid != new_sid {
                 if let Some(s) = old_sid {
                     index.remove(&s);
@@ -193,7 +223,8 @@ impl Cache {
             if r.pending.is_none() && r.sends.is_empty() {
                 shard.remove(&key);
             } else {
-                shard.insert(key, Box::new(r));
+                let stored = Box::new(Stored::pack(r, &self.names));
+                shard.insert(key, stored);
             }
         }
     }
@@ -205,9 +236,10 @@ impl Cache {
             for (key, r) in shard.lock().iter() {
                 if r.pending
                     .as_ref()
-                    .is_some_and(|v| !v.is_live(now_of(&r.account_sid)))
+                    .is_some_and(|p| !p.is_live(now_of(&r.account)))
                 {
-                    out.push(key.clone());
+                    let (service, to) = key.parts();
+                    out.push((service.to_owned(), to.to_owned()));
                     if out.len() >= limit {
                         return out;
                     }
@@ -233,10 +265,11 @@ impl Cache {
             map.retain(
                 |(id, _), log| match cache.entry(*id).or_insert_with(|| rules_of(*id)) {
                     Some((rules, now)) => {
-                        window::prune(log, rules, *now);
-                        if log.capacity() > 4 * log.len().max(2) {
-                            log.shrink_to_fit();
-                        }
+                        // No copy unless something is pruned (`deque` and `boxed` then only
+                        // hand the allocation over).
+                        let mut d = deque(std::mem::take(log));
+                        window::prune(&mut d, rules, *now);
+                        *log = boxed(d);
                         !log.is_empty()
                     }
                     None => false,
@@ -247,17 +280,22 @@ impl Cache {
         for shard in &self.recipients.shards {
             let mut map = shard.lock();
             map.retain(|_, r| {
-                let now = now_of(&r.account_sid);
+                let now = now_of(&r.account);
                 crate::core::verification::prune_sends(&mut r.sends, send_window_ms, now);
+                if r.sends.capacity() > 4 * r.sends.len().max(2) {
+                    r.sends.shrink_to_fit();
+                }
                 r.pending.is_some() || !r.sends.is_empty()
             });
             shrink(&mut map);
         }
         shrink(&mut self.by_sid.lock());
+        self.names.sweep();
     }
 
-    /// Forgets every log of the given rate limits, and every recipient matching `gone`.
-    pub fn forget(&self, rate_limit_ids: &HashSet<i64>, gone: impl Fn(&str, &Recipient) -> bool) {
+    /// Forgets every log of the given rate limits, and every recipient for which
+    /// `gone(service, account)` holds.
+    pub fn forget(&self, rate_limit_ids: &HashSet<i64>, gone: impl Fn(&str, &str) -> bool) {
         if !rate_limit_ids.is_empty() {
             for shard in &self.logs.shards {
                 shard
@@ -267,10 +305,10 @@ impl Cache {
         }
         let mut index = self.by_sid.lock();
         for shard in &self.recipients.shards {
-            shard.lock().retain(|(service, _), r| {
-                if gone(service, r) {
-                    if let Some(v) = &r.pending {
-                        index.remove(&v.sid);
+            shard.lock().retain(|key, r| {
+                if gone(key.parts().0, &r.account) {
+                    if let Some(p) = &r.pending {
+                        index.remove(&p.sid);
                     }
                     false
                 } else {
@@ -286,7 +324,7 @@ impl Cache {
 #[derive(Default)]
 pub struct Overlay {
     logs: HashMap<LogKey, VecDeque<i64>>,
-    recipients: HashMap<RecipientKey, Recipient>,
+    recipients: HashMap<OverlayKey, Recipient>,
 }
 
 impl Overlay {
@@ -304,7 +342,7 @@ impl Overlay {
         &mut self,
     ) -> (
         &mut HashMap<LogKey, VecDeque<i64>>,
-        &mut HashMap<RecipientKey, Recipient>,
+        &mut HashMap<OverlayKey, Recipient>,
     ) {
         (&mut self.logs, &mut self.recipients)
     }
@@ -315,6 +353,15 @@ impl Overlay {
             .entry((service.to_owned(), to.to_owned()))
             .or_insert_with_key(|(s, t)| cache.recipient(s, t).unwrap_or_default())
     }
+}
+
+/// A log as the cache keeps it: exactly its entries.
+fn boxed(log: VecDeque<i64>) -> Box<[i64]> {
+    Vec::from(log).into_boxed_slice()
+}
+
+fn deque(log: Box<[i64]>) -> VecDeque<i64> {
+    VecDeque::from(Vec::from(log))
 }
 
 /// Records a changed verification in the recipient: pending, or gone once it has ended.
@@ -333,5 +380,372 @@ pub fn settle(r: &mut Recipient, v: &Verification) {
 pub fn shrink<K: Hash + Eq, V, S: BuildHasher>(map: &mut HashMap<K, V, S>) {
     if map.capacity() > 64 && map.capacity() > 4 * map.len() {
         map.shrink_to_fit();
+    }
+}
+
+// --- compact storage ------------------------------------------------------------------------
+
+/// Text the cache holds once however many entries name it: service and account SIDs, channels.
+#[derive(Default)]
+struct Names(Mutex<HashSet<Arc<str>>>);
+
+impl Names {
+    fn get(&self, text: &str) -> Arc<str> {
+        let mut set = self.0.lock();
+        if let Some(name) = set.get(text) {
+            return name.clone();
+        }
+        let name: Arc<str> = Arc::from(text);
+        set.insert(name.clone());
+        name
+    }
+
+    /// Forgets the names nothing holds any more.
+    fn sweep(&self) {
+        let mut set = self.0.lock();
+        set.retain(|name| Arc::strong_count(name) > 1);
+        if set.capacity() > 64 && set.capacity() > 4 * set.len() {
+            set.shrink_to_fit();
+        }
+    }
+}
+
+/// A SID as the cache keeps it: a generated one (two capital letters, 32 lowercase hex digits)
+/// in 18 bytes, anything else as it is. The same text always gives the same value, so equality
+/// and hashing are those of the text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Sid {
+    Packed([u8; 18]),
+    Text(Box<str>),
+}
+
+impl Sid {
+    fn new(text: &str) -> Self {
+        let b = text.as_bytes();
+        let hex = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        if b.len() == 34 && b[..2].iter().all(u8::is_ascii_uppercase) {
+            let mut out = [0u8; 18];
+            out[..2].copy_from_slice(&b[..2]);
+            let packed = b[2..].chunks_exact(2).zip(&mut out[2..]).all(|(pair, o)| {
+                match (hex(pair[0]), hex(pair[1])) {
+                    (Some(hi), Some(lo)) => {
+                        *o = hi << 4 | lo;
+                        true
+                    }
+                    _ => false,
+                }
+            });
+            if packed {
+                return Sid::Packed(out);
+            }
+        }
+        Sid::Text(text.into())
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Sid::Packed(b) => {
+                const DIGITS: &[u8; 16] = b"0123456789abcdef";
+                let mut s = String::with_capacity(34);
+                s.push(b[0] as char);
+                s.push(b[1] as char);
+                for &byte in &b[2..] {
+                    s.push(DIGITS[(byte >> 4) as usize] as char);
+                    s.push(DIGITS[(byte & 15) as usize] as char);
+                }
+                s
+            }
+            Sid::Text(t) => t.to_string(),
+        }
+    }
+}
+
+/// A (service, recipient) key in one allocation, shared by the recipient's entry and the index
+/// of its pending SID.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RecipientKey {
+    text: Arc<str>,
+    /// Where the service ends in `text`.
+    split: u32,
+}
+
+impl RecipientKey {
+    fn new(service: &str, to: &str) -> Self {
+        let mut text = String::with_capacity(service.len() + to.len());
+        text.push_str(service);
+        text.push_str(to);
+        Self {
+            text: Arc::from(text),
+            split: u32::try_from(service.len()).expect("a service SID is short"),
+        }
+    }
+
+    fn parts(&self) -> (&str, &str) {
+        self.text.split_at(self.split as usize)
+    }
+}
+
+/// A recipient as the cache keeps it.
+struct Stored {
+    account: Arc<str>,
+    pending: Option<Box<Packed>>,
+    /// Times of recent sends, oldest first.
+    sends: VecDeque<i64>,
+}
+
+impl Stored {
+    fn new(account: Arc<str>) -> Self {
+        Self {
+            account,
+            pending: None,
+            sends: VecDeque::new(),
+        }
+    }
+
+    fn pack(r: Recipient, names: &Names) -> Self {
+        let mut sends = r.sends;
+        sends.shrink_to_fit();
+        Self {
+            account: names.get(&r.account_sid),
+            pending: r.pending.as_ref().map(|v| Packed::pack(v, names)),
+            sends,
+        }
+    }
+
+    fn unpack(&self, service: &str, to: &str) -> Recipient {
+        Recipient {
+            account_sid: self.account.to_string(),
+            pending: self
+                .pending
+                .as_ref()
+                .map(|p| p.unpack(service, &self.account, to)),
+            sends: self.sends.clone(),
+        }
+    }
+}
+
+/// A pending verification as the cache keeps it: its service, account and recipient are its
+/// entry's.
+struct Packed {
+    sid: Sid,
+    channel: Arc<str>,
+    code: Box<str>,
+    /// Amount and payee (PSD2 verifications only).
+    psd2: Option<Box<(Option<String>, Option<String>)>>,
+    attempts: Box<[PackedAttempt]>,
+    expires_ms: i64,
+    date_created: i64,
+    date_updated: i64,
+    version: u64,
+    checks_failed: u32,
+    status: Status,
+}
+
+struct PackedAttempt {
+    sid: Sid,
+    channel: Arc<str>,
+    at_ms: i64,
+}
+
+impl Packed {
+    fn pack(v: &Verification, names: &Names) -> Box<Self> {
+        Box::new(Self {
+            sid: Sid::new(&v.sid),
+            channel: names.get(&v.channel),
+            code: v.code.as_str().into(),
+            psd2: (v.amount.is_some() || v.payee.is_some())
+                .then(|| Box::new((v.amount.clone(), v.payee.clone()))),
+            attempts: v
+                .attempts
+                .iter()
+                .map(|a| PackedAttempt {
+                    sid: Sid::new(&a.sid),
+                    channel: names.get(&a.channel),
+                    at_ms: a.at_ms,
+                })
+                .collect(),
+            expires_ms: v.expires_ms,
+            date_created: v.date_created,
+            date_updated: v.date_updated,
+            version: v.version,
+            checks_failed: v.checks_failed,
+            status: v.status,
+        })
+    }
+
+    fn unpack(&self, service: &str, account: &str, to: &str) -> Verification {
+        let (amount, payee) = self.psd2.as_deref().cloned().unwrap_or_default();
+        Verification {
+            sid: self.sid.text(),
+            service_sid: service.to_owned(),
+            account_sid: account.to_owned(),
+            to: to.to_owned(),
+            channel: self.channel.to_string(),
+            status: self.status,
+            code: self.code.to_string(),
+            amount,
+            payee,
+            checks_failed: self.checks_failed,
+            expires_ms: self.expires_ms,
+            date_created: self.date_created,
+            date_updated: self.date_updated,
+            version: self.version,
+            attempts: self
+                .attempts
+                .iter()
+                .map(|a| Attempt {
+                    sid: a.sid.text(),
+                    channel: a.channel.to_string(),
+                    at_ms: a.at_ms,
+                })
+                .collect(),
+        }
+    }
+
+    fn is_live(&self, now: i64) -> bool {
+        self.status == Status::Pending && now < self.expires_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn verification(sid: &str, attempts: &[(&str, &str)], psd2: bool) -> Verification {
+        Verification {
+            sid: sid.into(),
+            service_sid: "VA0123456789abcdef0123456789abcdef".into(),
+            account_sid: "AC0123456789abcdef0123456789abcdef".into(),
+            to: "+15551234567".into(),
+            channel: "sms".into(),
+            status: Status::Pending,
+            code: "123456".into(),
+            amount: psd2.then(|| "€39.99".into()),
+            payee: psd2.then(|| "Acme".into()),
+            checks_failed: 2,
+            expires_ms: 1_700_000_600_000,
+            date_created: 1_700_000_000_000,
+            date_updated: 1_700_000_000_123,
+            version: 7,
+            attempts: attempts
+                .iter()
+                .enumerate()
+                .map(|(i, (sid, channel))| Attempt {
+                    sid: (*sid).into(),
+                    channel: (*channel).into(),
+                    at_ms: 1_700_000_000_000 + i as i64,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_pending_verification_comes_back_as_it_went_in() {
+        let cases = [
+            verification(
+                "VE0123456789abcdef0123456789abcdef",
+                &[("VLfedcba9876543210fedcba9876543210", "sms")],
+                false,
+            ),
+            verification(
+                "VEnot-a-generated-sid",
+                &[
+                    ("VL0123456789ABCDEF0123456789ABCDEF", "sms"),
+                    ("VL0123456789abcdef0123456789abcdef", "call"),
+                ],
+                true,
+            ),
+            verification("VE", &[], false),
+        ];
+        for v in cases {
+            let cache = Cache::default();
+            cache.restore_pending(v.clone());
+            for at in [5, 3, 7, 5, 1] {
+                cache.restore_send(&v.account_sid, &v.service_sid, &v.to, at);
+            }
+            assert_eq!(cache.pending(&v.service_sid, &v.to), Some(v.clone()));
+            assert_eq!(
+                cache.find_sid(&v.sid),
+                Some((v.service_sid.clone(), v.to.clone()))
+            );
+            let r = cache.recipient(&v.service_sid, &v.to).expect("held");
+            assert_eq!(r.account_sid, v.account_sid);
+            assert_eq!(r.sends, VecDeque::from([1, 3, 5, 5, 7]));
+            assert_eq!(r.pending, Some(v.clone()));
+            assert_eq!(cache.pending(&v.service_sid, "+15550000000"), None);
+
+            // Published through an overlay, and then ended: the SID index follows.
+            let mut overlay = Overlay::default();
+            let mut ended = v.clone();
+            ended.status = Status::Approved;
+            settle(overlay.recipient(&cache, &v.service_sid, &v.to), &ended);
+            cache.publish(overlay);
+            assert_eq!(cache.pending(&v.service_sid, &v.to), None);
+            assert_eq!(cache.find_sid(&v.sid), None);
+            assert_eq!(
+                cache.sends(&v.service_sid, &v.to),
+                Some(VecDeque::from([1, 3, 5, 5, 7]))
+            );
+        }
+    }
+
+    #[test]
+    fn recipients_of_different_services_are_different() {
+        let cache = Cache::default();
+        let mut v = verification("VE0123456789abcdef0123456789abcdef", &[], false);
+        v.service_sid = "VAab".into();
+        v.to = "c".into();
+        cache.restore_pending(v.clone());
+        assert!(cache.pending("VAab", "c").is_some());
+        assert!(cache.pending("VAa", "bc").is_none());
+        assert!(cache.pending("VAabc", "").is_none());
+    }
+
+    #[test]
+    fn restored_admissions_are_each_values_log_in_time_order() {
+        let cache = Cache::default();
+        cache.restore_admissions(vec![
+            (1, "b".into(), 30),
+            (1, "a".into(), 20),
+            (2, "a".into(), 5),
+            (1, "a".into(), 10),
+            (1, "b".into(), 30),
+        ]);
+        assert_eq!(cache.log(1, "a"), Some(VecDeque::from([10, 20])));
+        assert_eq!(cache.log(1, "b"), Some(VecDeque::from([30, 30])));
+        assert_eq!(cache.log(2, "a"), Some(VecDeque::from([5])));
+        assert_eq!(cache.log(2, "b"), None);
+        assert_eq!(cache.tracked(), (3, 0));
+        let rule = |max, interval_ms| window::Rule {
+            max,
+            interval_ms,
+            live_since_ms: 0,
+        };
+        // At 25 a 10 ms window counts only 20: 10 is pruned, the rest stays.
+        cache.trim(
+            |id| Some((vec![rule(5, 10)], if id == 1 { 25 } else { 100 })),
+            |_| 0,
+            1,
+        );
+        assert_eq!(cache.log(1, "a"), Some(VecDeque::from([20])));
+        assert_eq!(cache.log(1, "b"), Some(VecDeque::from([30, 30])));
+        assert_eq!(cache.log(2, "a"), None);
+        assert_eq!(cache.tracked(), (2, 0));
+    }
+
+    proptest! {
+        #[test]
+        fn a_sid_is_its_text(a in "[A-Z]{2}[0-9a-f]{32}|[A-Za-z0-9]{0,40}|\\PC{0,40}", b in "[A-Z]{2}[0-9a-fA-F]{32}") {
+            for text in [&a, &b] {
+                prop_assert_eq!(Sid::new(text).text(), text.as_str());
+                prop_assert_eq!(Sid::new(text), Sid::new(text));
+            }
+            prop_assert_eq!(Sid::new(&a) == Sid::new(&b), a == b);
+        }
     }
 }

@@ -481,8 +481,8 @@ impl Engine {
             if let Some(cache) = cache
                 && !forget.is_empty()
             {
-                cache.forget(&forget.rate_limits, |service, r| {
-                    forget.services.contains(service) || forget.accounts.contains(&r.account_sid)
+                cache.forget(&forget.rate_limits, |service, account| {
+                    forget.services.contains(service) || forget.accounts.contains(account)
                 });
             }
         }

@@ -24,22 +24,39 @@ pub async fn rebuild(
     clocks: &Clocks,
     policy: &Policy,
 ) -> Result<(), sqlx::Error> {
-    for (id, value, at) in s.load_admissions().await? {
-        s.cache.restore_admission(id, &value, at);
-    }
-    for v in s.load_pending().await? {
-        s.cache.restore_pending(v);
-    }
+    let started = std::time::Instant::now();
+    let ms = |since: std::time::Instant| since.elapsed().as_millis() as u64;
+    s.cache.restore_admissions(s.load_admissions().await?);
+    let admissions_ms = ms(started);
+    let phase = std::time::Instant::now();
+    s.load_pending(|v| s.cache.restore_pending(v)).await?;
+    let pending_ms = ms(phase);
+    let phase = std::time::Instant::now();
     let since = super::real_now_ms() + clocks.earliest_offset() - policy.send_window_ms;
-    for (service, to, at) in s.load_recent_sends(since).await? {
-        let Some(account) = catalog
-            .accounts()
-            .find(|a| catalog.service(a, &service).is_some())
-        else {
-            continue;
-        };
-        s.cache.restore_send(account, &service, &to, at);
-    }
+    let mut account_of: std::collections::HashMap<String, Option<String>> = Default::default();
+    s.load_recent_sends(since, |service, to, at| {
+        if !account_of.contains_key(service) {
+            let account = catalog
+                .accounts()
+                .find(|a| catalog.service(a, service).is_some())
+                .cloned();
+            account_of.insert(service.to_owned(), account);
+        }
+        if let Some(Some(account)) = account_of.get(service) {
+            s.cache.restore_send(account, service, to, at);
+        }
+    })
+    .await?;
+    let (values, recipients) = s.cache.tracked();
+    tracing::info!(
+        values,
+        recipients,
+        ms = ms(started),
+        admissions_ms,
+        pending_ms,
+        sends_ms = ms(phase),
+        "rebuilt the live state from the database"
+    );
     Ok(())
 }
 

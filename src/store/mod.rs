@@ -544,15 +544,16 @@ impl SqliteStore {
         sql::sqlite::load_admissions(&mut *self.reader().await?).await
     }
 
-    pub async fn load_pending(&self) -> Result<Vec<Verification>, sqlx::Error> {
-        sql::sqlite::load_pending(&mut *self.reader().await?).await
+    pub async fn load_pending(&self, each: impl FnMut(Verification)) -> Result<(), sqlx::Error> {
+        sql::sqlite::load_pending(&mut *self.reader().await?, each).await
     }
 
     pub async fn load_recent_sends(
         &self,
         since_ms: i64,
-    ) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
-        sql::sqlite::load_recent_sends(&mut *self.reader().await?, since_ms).await
+        each: impl FnMut(&str, &str, i64),
+    ) -> Result<(), sqlx::Error> {
+        sql::sqlite::load_recent_sends(&mut *self.reader().await?, since_ms, each).await
     }
 }
 
@@ -737,7 +738,8 @@ mod tests {
         let Store::Sqlite(s) = &store else {
             panic!("a SQLite store")
         };
-        let pending = s.load_pending().await.unwrap();
+        let mut pending = Vec::new();
+        s.load_pending(|v| pending.push(v)).await.unwrap();
         assert_eq!(pending.len(), 1, "{pending:?}");
         assert_eq!(pending[0].sid, "VE1");
         let mut c = s.pool.acquire().await.unwrap();
@@ -748,5 +750,104 @@ mod tests {
         .await
         .unwrap();
         assert_eq!((journal, attempts), (0, 1));
+    }
+
+    /// The start-up reads (JSON chunks built by SQLite) give exactly what plain queries of the
+    /// same rows give: across chunk boundaries, with values JSON must escape, attempts oldest
+    /// first, and only the pending verifications and the sends since the given time.
+    #[tokio::test]
+    async fn the_start_up_reads_give_every_live_row_whole() {
+        use sqlx::Row;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db").display());
+        let (store, _writer) = Store::open(&url, 1).await.unwrap();
+        let Store::Sqlite(s) = &store else {
+            panic!("a SQLite store")
+        };
+        let mut c = s.pool.acquire().await.unwrap();
+        // 20,000 verifications (every third one pending), two attempts each (the later one
+        // inserted first), 20,000 admissions; values with quotes, backslashes, controls and
+        // non-ASCII text.
+        sqlx::Executor::execute(
+            &mut *c,
+            r#"INSERT INTO services VALUES ('VA1', 'AC1', 'x', 6, 0, '{}', 0, 0);
+             INSERT INTO rate_limits (id, sid, service_sid, account_sid, unique_name, date_created, date_updated) VALUES (1, 'RK1', 'VA1', 'AC1', 'ip', 0, 0);
+             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 19999)
+             INSERT INTO verifications SELECT printf('VE%032x', i), 'VA1', 'AC1',
+               printf('+1555%07d "q" \ é', i), 'sms',
+               CASE i % 3 WHEN 0 THEN 'pending' ELSE 'approved' END, printf('%06d', i),
+               CASE WHEN i % 2 = 0 THEN '€' || i END, CASE WHEN i % 5 = 0 THEN 'payee' || char(10) END,
+               i % 4, 600000 + i, i, i + 1, i % 7 + 1 FROM n;
+             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 19999)
+             INSERT INTO send_attempts SELECT printf('VL%032x', 2 * i + 1), printf('VE%032x', i), 'VA1', 'AC1',
+               printf('+1555%07d "q" \ é', i), 'call', '1', 1000 + i FROM n;
+             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 19999)
+             INSERT INTO send_attempts SELECT printf('VL%032x', 2 * i), printf('VE%032x', i), 'VA1', 'AC1',
+               printf('+1555%07d "q" \ é', i), 'sms', '1', i FROM n;
+             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 19999)
+             INSERT INTO admissions SELECT 1, printf('v%d "\%s', i % 5000, char(9)), i FROM n;"#,
+        )
+        .await
+        .unwrap();
+
+        let mut want_pending = Vec::new();
+        for r in sqlx::query(&format!(
+            "SELECT {} FROM verifications WHERE status = 'pending' ORDER BY sid",
+            sql::sqlite::VERIFICATION_COLUMNS
+        ))
+        .fetch_all(&mut *c)
+        .await
+        .unwrap()
+        {
+            let mut v = sql::sqlite::verification_from_row(&r);
+            for a in sqlx::query(
+                "SELECT sid, channel, at_ms FROM send_attempts WHERE verification_sid = ? ORDER BY at_ms, sid",
+            )
+            .bind(&v.sid)
+            .fetch_all(&mut *c)
+            .await
+            .unwrap()
+            {
+                v.attempts.push(Attempt {
+                    sid: a.get(0),
+                    channel: a.get(1),
+                    at_ms: a.get(2),
+                });
+            }
+            want_pending.push(v);
+        }
+        let mut pending = Vec::new();
+        s.load_pending(|v| pending.push(v)).await.unwrap();
+        pending.sort_by(|a, b| a.sid.cmp(&b.sid));
+        assert_eq!(pending.len(), 6667);
+        assert_eq!(pending, want_pending);
+
+        let mut want: Vec<(i64, String, i64)> =
+            sqlx::query_as("SELECT rate_limit_id, value, at_ms FROM admissions")
+                .fetch_all(&mut *c)
+                .await
+                .unwrap();
+        let mut got = s.load_admissions().await.unwrap();
+        want.sort();
+        got.sort();
+        assert_eq!(got.len(), 20_000);
+        assert_eq!(got, want);
+
+        let mut want: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT service_sid, recipient, at_ms FROM send_attempts WHERE at_ms >= 10000",
+        )
+        .fetch_all(&mut *c)
+        .await
+        .unwrap();
+        let mut got = Vec::new();
+        s.load_recent_sends(10_000, |service, to, at| {
+            got.push((service.to_owned(), to.to_owned(), at))
+        })
+        .await
+        .unwrap();
+        want.sort();
+        got.sort();
+        assert_eq!(got.len(), 20_000 - 10_000 + 20_000 - 9_000);
+        assert_eq!(got, want);
     }
 }
