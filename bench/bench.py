@@ -38,7 +38,8 @@ AUTH = "Basic " + base64.b64encode(f"{ACCOUNT}:{TOKEN}".encode()).decode()
 # (Max, Interval) of the three buckets of every rate limit: traffic spread over many values is
 # always admitted; one hot value is refused after 5 admissions in a minute.
 BUCKETS = [(5, 60), (20, 3600), (100, 86400)]
-TARGETS = {"admit": 0.40, "refuse": 0.45, "read": 0.60}
+# The targets of the speed issue (bench/README.md): admit at -c64 (0.30 at -c16), refuse, read.
+TARGETS = {"admit": 0.40, "refuse": 0.60, "read": 0.75}
 
 
 def env_flag(name):
