@@ -578,24 +578,43 @@ pub mod sqlite {
             None => format!("json_array({columns})"),
             Some(tail) => format!("'[' || json_array({columns}) || ',' || {tail} || ']'"),
         };
-        let text = format!(
-            "SELECT max(r), '[' || group_concat(j, ',') || ']' FROM \
-             (SELECT {table}.rowid AS r, {row} AS j FROM {table} \
-              WHERE {table}.rowid > ?1 AND {filter} ORDER BY {table}.rowid LIMIT {CHUNK})"
-        );
+        // The reader of last resort (a full disk) reads the journal through views of the
+        // tables' names, which have no rowid: one statement for all the rows then.
+        let (views,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM sqlite_temp_master WHERE type = 'view' AND name = ?",
+        )
+        .bind(table)
+        .fetch_one(&mut *c)
+        .await?;
+        let text = if views > 0 {
+            format!(
+                "SELECT NULL, '[' || coalesce(group_concat(j, ','), '') || ']' FROM \
+                 (SELECT {row} AS j FROM {table} WHERE ?1 IS NOT NULL AND {filter})"
+            )
+        } else {
+            format!(
+                "SELECT max(r), '[' || group_concat(j, ',') || ']' FROM \
+                 (SELECT {table}.rowid AS r, {row} AS j FROM {table} \
+                  WHERE {table}.rowid > ?1 AND {filter} ORDER BY {table}.rowid LIMIT {CHUNK})"
+            )
+        };
         let mut after = i64::MIN;
         loop {
             let mut query = sqlx::query_as::<_, (Option<i64>, Option<String>)>(&text).bind(after);
             if let Some(b) = bind {
                 query = query.bind(b);
             }
-            let (Some(last), Some(body)) = query.fetch_one(&mut *c).await? else {
+            let (last, body) = query.fetch_one(&mut *c).await?;
+            let Some(body) = body else {
                 return Ok(());
             };
             let rows: Vec<T> =
                 serde_json::from_str(&body).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
             rows.into_iter().for_each(&mut each);
-            after = last;
+            match last {
+                Some(last) => after = last,
+                None => return Ok(()),
+            }
         }
     }
 
