@@ -3,7 +3,7 @@
 # Installs wrk (and the sqlite3 CLI) if missing, builds the release binary, then bench/bench.py
 # starts it on a fresh SQLite file, drives each scenario with wrk + bench/*.lua, checks durability
 # after kill -9, prints the tables and writes bench/results/latest.json. See bench/README.md.
-# Knobs: BENCH_DURATION, BENCH_CONNECTIONS, BENCH_THREADS, BENCH_SMOKE=1, BENCH_MEMORY=1, BENCH_PG=0, ...
+# Knobs: BENCH_DURATION, BENCH_CONNECTIONS, BENCH_THREADS, BENCH_SMOKE=1, BENCH_MEMORY=1, BENCH_SOAK=10m, BENCH_PG=0, ...
 set -euo pipefail
 
 # A relative CARGO_TARGET_DIR means relative to where the command was run.
