@@ -16,6 +16,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Arc;
 
+use data_encoding::HEXLOWER;
 use parking_lot::Mutex;
 
 use crate::core::{Attempt, Status, Verification, window};
@@ -163,28 +164,28 @@ impl Cache {
     pub fn restore_pending(&self, v: Verification) {
         let key = RecipientKey::new(&v.service_sid, &v.to);
         self.by_sid.lock().insert(Sid::new(&v.sid), key.clone());
-        let account = self.names.get(&v.account_sid);
         let pending = Packed::pack(&v, &self.names);
-        let mut shard = self.recipients.shard(&key).lock();
-        let r = shard
-            .entry(key)
-            .or_insert_with(|| Box::new(Stored::new(account.clone())));
-        r.account = account;
-        r.pending = Some(pending);
+        self.restore(key, &v.account_sid, |r| r.pending = Some(pending));
     }
 
     /// Restores one recent send of a recipient (in any order).
     pub fn restore_send(&self, account: &str, service: &str, to: &str, at: i64) {
-        let key = RecipientKey::new(service, to);
+        self.restore(RecipientKey::new(service, to), account, |r| {
+            // In time order, whatever order they come in (mostly already).
+            let at_or_before = r.sends.iter().rev().take_while(|&&t| t > at).count();
+            r.sends.insert(r.sends.len() - at_or_before, at);
+        });
+    }
+
+    /// Changes a recipient's entry at start-up (made if it has none).
+    fn restore(&self, key: RecipientKey, account: &str, f: impl FnOnce(&mut Stored)) {
         let account = self.names.get(account);
         let mut shard = self.recipients.shard(&key).lock();
         let r = shard
             .entry(key)
             .or_insert_with(|| Box::new(Stored::new(account.clone())));
         r.account = account;
-        // In time order, whatever order they come in (mostly already).
-        let at_or_before = r.sends.iter().rev().take_while(|&&t| t > at).count();
-        r.sends.insert(r.sends.len() - at_or_before, at);
+        f(r);
     }
 
     // --- the writer's side ----------------------------------------------------------------
@@ -203,14 +204,11 @@ impl Cache {
         for ((service, to), r) in overlay.recipients {
             let key = RecipientKey::new(&service, &to);
             let mut shard = self.recipients.shard(&key).lock();
-            // The key already held, so that the SID index shares its text.
-            let key = match shard.get_key_value(&key) {
-                Some((held, _)) => held.clone(),
-                None => key,
+            // The key already held (so that the SID index shares its text), and its SID.
+            let (key, old_sid) = match shard.get_key_value(&key) {
+                Some((held, o)) => (held.clone(), o.pending.as_ref().map(|p| p.sid.clone())),
+                None => (key, None),
             };
-            let old_sid = shard
-                .get(&key)
-                .and_then(|o| o.pending.as_ref().map(|p| p.sid.clone()));
             let new_sid = r.pending.as_ref().map(|v| Sid::new(&v.sid));
             if old_sid != new_sid {
                 if let Some(s) = old_sid {
@@ -422,24 +420,11 @@ enum Sid {
 impl Sid {
     fn new(text: &str) -> Self {
         let b = text.as_bytes();
-        let hex = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        };
         if b.len() == 34 && b[..2].iter().all(u8::is_ascii_uppercase) {
             let mut out = [0u8; 18];
             out[..2].copy_from_slice(&b[..2]);
-            let packed = b[2..].chunks_exact(2).zip(&mut out[2..]).all(|(pair, o)| {
-                match (hex(pair[0]), hex(pair[1])) {
-                    (Some(hi), Some(lo)) => {
-                        *o = hi << 4 | lo;
-                        true
-                    }
-                    _ => false,
-                }
-            });
-            if packed {
+            // Lowercase only: the text must come back as it was.
+            if HEXLOWER.decode_mut(&b[2..], &mut out[2..]).is_ok() {
                 return Sid::Packed(out);
             }
         }
@@ -449,14 +434,10 @@ impl Sid {
     fn text(&self) -> String {
         match self {
             Sid::Packed(b) => {
-                const DIGITS: &[u8; 16] = b"0123456789abcdef";
                 let mut s = String::with_capacity(34);
                 s.push(b[0] as char);
                 s.push(b[1] as char);
-                for &byte in &b[2..] {
-                    s.push(DIGITS[(byte >> 4) as usize] as char);
-                    s.push(DIGITS[(byte & 15) as usize] as char);
-                }
+                s.push_str(&HEXLOWER.encode(&b[2..]));
                 s
             }
             Sid::Text(t) => t.to_string(),

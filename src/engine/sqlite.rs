@@ -33,16 +33,8 @@ pub async fn rebuild(
     let pending_ms = ms(phase);
     let phase = std::time::Instant::now();
     let since = super::real_now_ms() + clocks.earliest_offset() - policy.send_window_ms;
-    let mut account_of: std::collections::HashMap<String, Option<String>> = Default::default();
-    s.load_recent_sends(since, |service, to, at| {
-        if !account_of.contains_key(service) {
-            let account = catalog
-                .accounts()
-                .find(|a| catalog.service(a, service).is_some())
-                .cloned();
-            account_of.insert(service.to_owned(), account);
-        }
-        if let Some(Some(account)) = account_of.get(service) {
+    s.load_recent_sends(since, |account, service, to, at| {
+        if catalog.service(account, service).is_some() {
             s.cache.restore_send(account, service, to, at);
         }
     })

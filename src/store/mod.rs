@@ -551,7 +551,7 @@ impl SqliteStore {
     pub async fn load_recent_sends(
         &self,
         since_ms: i64,
-        each: impl FnMut(&str, &str, i64),
+        each: impl FnMut(&str, &str, &str, i64),
     ) -> Result<(), sqlx::Error> {
         sql::sqlite::load_recent_sends(&mut *self.reader().await?, since_ms, each).await
     }
@@ -836,15 +836,15 @@ mod tests {
         assert_eq!(got.len(), 20_000);
         assert_eq!(got, want_admissions);
 
-        let mut want_sends: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT service_sid, recipient, at_ms FROM send_attempts WHERE at_ms >= 10000",
+        let mut want_sends: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT account_sid, service_sid, recipient, at_ms FROM send_attempts WHERE at_ms >= 10000",
         )
         .fetch_all(&mut *c)
         .await
         .unwrap();
         let mut got = Vec::new();
-        s.load_recent_sends(10_000, |service, to, at| {
-            got.push((service.to_owned(), to.to_owned(), at))
+        s.load_recent_sends(10_000, |account, service, to, at| {
+            got.push((account.to_owned(), service.to_owned(), to.to_owned(), at))
         })
         .await
         .unwrap();
@@ -868,8 +868,8 @@ mod tests {
         got.sort();
         assert_eq!(got, want_admissions);
         let mut got = Vec::new();
-        sql::sqlite::load_recent_sends(&mut degraded, 10_000, |service, to, at| {
-            got.push((service.to_owned(), to.to_owned(), at))
+        sql::sqlite::load_recent_sends(&mut degraded, 10_000, |account, service, to, at| {
+            got.push((account.to_owned(), service.to_owned(), to.to_owned(), at))
         })
         .await
         .unwrap();

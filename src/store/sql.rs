@@ -517,27 +517,65 @@ macro_rules! statements {
 
         pub(crate) const VERIFICATION_COLUMNS: &str = "sid, service_sid, account_sid, recipient, channel, status, code, amount, payee, checks_failed, expires_ms, date_created, date_updated, version";
 
+        /// A verification's `VERIFICATION_COLUMNS`, as read from a row or from JSON.
+        pub(crate) type VerificationColumns = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+        );
+
+        /// The verification of `VERIFICATION_COLUMNS` (without its attempts).
+        pub(crate) fn verification_from_columns(c: VerificationColumns) -> Verification {
+            Verification {
+                sid: c.0,
+                service_sid: c.1,
+                account_sid: c.2,
+                to: c.3,
+                channel: c.4,
+                status: Status::parse(&c.5).unwrap_or(Status::Failed),
+                code: c.6,
+                amount: c.7,
+                payee: c.8,
+                checks_failed: c.9 as u32,
+                expires_ms: c.10,
+                date_created: c.11,
+                date_updated: c.12,
+                version: c.13 as u64,
+                attempts: Vec::new(),
+            }
+        }
+
         // Unused by SQLite outside tests: its start-up reads verifications as JSON
         // (`sqlite::load_pending`), and a test compares the two.
         #[allow(dead_code)]
         pub(crate) fn verification_from_row(r: &$row) -> Verification {
-            Verification {
-                sid: r.get(0),
-                service_sid: r.get(1),
-                account_sid: r.get(2),
-                to: r.get(3),
-                channel: r.get(4),
-                status: Status::parse(r.get::<&str, _>(5)).unwrap_or(Status::Failed),
-                code: r.get(6),
-                amount: r.get(7),
-                payee: r.get(8),
-                checks_failed: r.get::<i64, _>(9) as u32,
-                expires_ms: r.get(10),
-                date_created: r.get(11),
-                date_updated: r.get(12),
-                version: r.get::<i64, _>(13) as u64,
-                attempts: Vec::new(),
-            }
+            verification_from_columns((
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+                r.get(6),
+                r.get(7),
+                r.get(8),
+                r.get(9),
+                r.get(10),
+                r.get(11),
+                r.get(12),
+                r.get(13),
+            ))
         }
 
     };
@@ -638,25 +676,7 @@ pub mod sqlite {
 
     /// A pending verification as `load_pending` reads it: `VERIFICATION_COLUMNS`, and its
     /// attempts as (sid, channel, time).
-    type PendingRow = (
-        (
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-        ),
-        Vec<(String, String, i64)>,
-    );
+    type PendingRow = (VerificationColumns, Vec<(String, String, i64)>);
 
     /// Calls `each` with every verification still pending, with its send attempts (oldest
     /// first).
@@ -676,52 +696,40 @@ pub mod sqlite {
             Some(attempts),
             "+status = 'pending'",
             None,
-            |(v, mut attempts): PendingRow| {
+            |(columns, mut attempts): PendingRow| {
                 attempts.sort_unstable_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
-                each(Verification {
-                    sid: v.0,
-                    service_sid: v.1,
-                    account_sid: v.2,
-                    to: v.3,
-                    channel: v.4,
-                    status: Status::parse(&v.5).unwrap_or(Status::Failed),
-                    code: v.6,
-                    amount: v.7,
-                    payee: v.8,
-                    checks_failed: v.9 as u32,
-                    expires_ms: v.10,
-                    date_created: v.11,
-                    date_updated: v.12,
-                    version: v.13 as u64,
-                    attempts: attempts
-                        .into_iter()
-                        .map(|(sid, channel, at_ms)| Attempt {
-                            sid,
-                            channel,
-                            at_ms,
-                        })
-                        .collect(),
-                })
+                let mut v = verification_from_columns(columns);
+                v.attempts = attempts
+                    .into_iter()
+                    .map(|(sid, channel, at_ms)| Attempt {
+                        sid,
+                        channel,
+                        at_ms,
+                    })
+                    .collect();
+                each(v)
             },
         )
         .await
     }
 
-    /// Calls `each` with the send times per (service, recipient) since `since_ms` (for the
-    /// send-attempts rule), in no order.
+    /// Calls `each` with the send times per (account, service, recipient) since `since_ms`
+    /// (for the send-attempts rule), in no order.
     pub async fn load_recent_sends(
         c: &mut sqlx::SqliteConnection,
         since_ms: i64,
-        mut each: impl FnMut(&str, &str, i64),
+        mut each: impl FnMut(&str, &str, &str, i64),
     ) -> Result<(), sqlx::Error> {
         json_rows(
             c,
             "send_attempts",
-            "service_sid, recipient, at_ms",
+            "account_sid, service_sid, recipient, at_ms",
             None,
             "+at_ms >= ?2",
             Some(since_ms),
-            |(service, to, at): (String, String, i64)| each(&service, &to, at),
+            |(account, service, to, at): (String, String, String, i64)| {
+                each(&account, &service, &to, at)
+            },
         )
         .await
     }
