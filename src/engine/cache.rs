@@ -20,6 +20,7 @@ use data_encoding::HEXLOWER;
 use parking_lot::Mutex;
 
 use crate::core::{Attempt, Status, Verification, window};
+use crate::store::sql::sqlite::PendingRow;
 
 const SHARDS: usize = 64;
 
@@ -57,6 +58,15 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
 
     fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+
+    /// Makes room for `n` more entries spread over the shards (at start-up: no table is
+    /// rebuilt as it grows).
+    fn reserve(&self, n: usize) {
+        let each = n / SHARDS + n / SHARDS / 8 + 1;
+        for s in &self.shards {
+            s.lock().reserve(each);
+        }
     }
 }
 
@@ -150,6 +160,11 @@ impl Cache {
     /// Restores the persisted admissions, `(rate limit, value, time)` in any order.
     pub fn restore_admissions(&self, mut rows: Vec<(i64, String, i64)>) {
         rows.sort_unstable();
+        let logs = 1 + rows
+            .windows(2)
+            .filter(|w| (w[0].0, &w[0].1) != (w[1].0, &w[1].1))
+            .count();
+        self.logs.reserve(logs);
         let mut rows = rows.into_iter().peekable();
         while let Some((id, value, t)) = rows.next() {
             let mut log = VecDeque::from([t]);
@@ -161,11 +176,64 @@ impl Cache {
         }
     }
 
-    pub fn restore_pending(&self, v: Verification) {
-        let key = RecipientKey::new(&v.service_sid, &v.to);
-        self.by_sid.lock().insert(Sid::new(&v.sid), key.clone());
-        let pending = Packed::pack(&v, &self.names);
-        self.restore(key, &v.account_sid, |r| r.pending = Some(pending));
+    /// Makes room for `n` recipients with a pending verification.
+    pub fn reserve_pending(&self, n: usize) {
+        self.recipients.reserve(n);
+        self.by_sid.lock().reserve(n);
+    }
+
+    /// Restores a pending verification as the start-up reads it (its attempts follow:
+    /// `restore_attempt`).
+    pub fn restore_pending(&self, row: &PendingRow<'_>) {
+        let key = RecipientKey::new(&row.service_sid, &row.to);
+        let sid = Sid::new(&row.sid);
+        let pending = Box::new(Packed {
+            sid: sid.clone(),
+            channel: self.names.get(&row.channel),
+            code: (*row.code).into(),
+            psd2: Packed::psd2(&row.amount, &row.payee),
+            attempts: Box::new([]),
+            expires_ms: row.expires_ms,
+            date_created: row.date_created,
+            date_updated: row.date_updated,
+            version: row.version as u64,
+            checks_failed: row.checks_failed as u32,
+            status: Status::parse(&row.status).unwrap_or(Status::Failed),
+        });
+        self.by_sid.lock().insert(sid, key.clone());
+        self.restore(key, &row.account_sid, |r| r.pending = Some(pending));
+    }
+
+    /// Restores one send attempt of a pending verification (in any order; of any other
+    /// verification, nothing).
+    pub fn restore_attempt(&self, verification_sid: &str, sid: &str, channel: &str, at_ms: i64) {
+        let key = {
+            let index = self.by_sid.lock();
+            match index.get(&Sid::new(verification_sid)) {
+                Some(key) => key.clone(),
+                None => return,
+            }
+        };
+        let mut shard = self.recipients.shard(&key).lock();
+        let Some(p) = shard.get_mut(&key).and_then(|r| r.pending.as_mut()) else {
+            return;
+        };
+        let mut attempts = std::mem::take(&mut p.attempts).into_vec();
+        // Oldest first (then by SID), whatever order they come in (mostly already).
+        let after = attempts
+            .iter()
+            .rev()
+            .take_while(|a| a.at_ms > at_ms || (a.at_ms == at_ms && a.sid.text().as_str() > sid))
+            .count();
+        attempts.insert(
+            attempts.len() - after,
+            PackedAttempt {
+                sid: Sid::new(sid),
+                channel: self.names.get(channel),
+                at_ms,
+            },
+        );
+        p.attempts = attempts.into_boxed_slice();
     }
 
     /// Restores one recent send of a recipient (in any order).
@@ -538,8 +606,7 @@ impl Packed {
             sid: Sid::new(&v.sid),
             channel: names.get(&v.channel),
             code: v.code.as_str().into(),
-            psd2: (v.amount.is_some() || v.payee.is_some())
-                .then(|| Box::new((v.amount.clone(), v.payee.clone()))),
+            psd2: Self::psd2(&v.amount, &v.payee),
             attempts: v
                 .attempts
                 .iter()
@@ -556,6 +623,13 @@ impl Packed {
             checks_failed: v.checks_failed,
             status: v.status,
         })
+    }
+
+    fn psd2(
+        amount: &Option<String>,
+        payee: &Option<String>,
+    ) -> Option<Box<(Option<String>, Option<String>)>> {
+        (amount.is_some() || payee.is_some()).then(|| Box::new((amount.clone(), payee.clone())))
     }
 
     fn unpack(&self, service: &str, account: &str, to: &str) -> Verification {
@@ -625,6 +699,31 @@ mod tests {
         }
     }
 
+    /// Restores `v` as the start-up does: its columns, then its attempts (newest first here).
+    fn restore(cache: &Cache, v: &Verification) {
+        cache.restore_pending(&PendingRow {
+            sid: v.sid.as_str().into(),
+            service_sid: v.service_sid.as_str().into(),
+            account_sid: v.account_sid.as_str().into(),
+            to: v.to.as_str().into(),
+            channel: v.channel.as_str().into(),
+            status: v.status.as_str().into(),
+            code: v.code.as_str().into(),
+            amount: v.amount.clone(),
+            payee: v.payee.clone(),
+            checks_failed: v.checks_failed.into(),
+            expires_ms: v.expires_ms,
+            date_created: v.date_created,
+            date_updated: v.date_updated,
+            version: v.version as i64,
+        });
+        for a in v.attempts.iter().rev() {
+            cache.restore_attempt(&v.sid, &a.sid, &a.channel, a.at_ms);
+        }
+        // An attempt of a verification that is not pending is not kept.
+        cache.restore_attempt("VEother", "VLother", "sms", 0);
+    }
+
     #[test]
     fn a_pending_verification_comes_back_as_it_went_in() {
         let cases = [
@@ -645,7 +744,7 @@ mod tests {
         ];
         for v in cases {
             let cache = Cache::default();
-            cache.restore_pending(v.clone());
+            restore(&cache, &v);
             for at in [5, 3, 7, 5, 1] {
                 cache.restore_send(&v.account_sid, &v.service_sid, &v.to, at);
             }
@@ -681,7 +780,7 @@ mod tests {
         let mut v = verification("VE0123456789abcdef0123456789abcdef", &[], false);
         v.service_sid = "VAab".into();
         v.to = "c".into();
-        cache.restore_pending(v.clone());
+        restore(&cache, &v);
         assert!(cache.pending("VAab", "c").is_some());
         assert!(cache.pending("VAa", "bc").is_none());
         assert!(cache.pending("VAabc", "").is_none());

@@ -13,11 +13,16 @@ use super::{Change, Clocks, Key, Modified};
 use crate::catalog::{Catalog, RateLimitNode};
 use crate::core::Verification;
 use crate::core::{self, Checked, Fresh, LimitCheck, Policy, Resolved, StartRequest, Started};
-use crate::store::SqliteStore;
 use crate::store::StoreError;
+use crate::store::{BoxFuture, SqliteStore};
 
 /// Rebuilds the cache from the database at start-up: admission logs, pending verifications
-/// and the send times the send-attempts rule still counts.
+/// with their attempts, and the send times the send-attempts rule still counts.
+///
+/// Readers work at once, each on a thread of its own (`in_parallel`), and each overlaps
+/// SQLite's work with its own (`json_rows`): first the admission logs beside the pending
+/// verifications (in ranges of rowids), then the send attempts (in ranges) — one pass for both
+/// the attempts of pending verifications and the sends the send-attempts rule counts.
 pub async fn rebuild(
     s: &SqliteStore,
     catalog: &Catalog,
@@ -26,30 +31,99 @@ pub async fn rebuild(
 ) -> Result<(), sqlx::Error> {
     let started = std::time::Instant::now();
     let ms = |since: std::time::Instant| since.elapsed().as_millis() as u64;
-    s.cache.restore_admissions(s.load_admissions().await?);
-    let admissions_ms = ms(started);
-    let phase = std::time::Instant::now();
-    s.load_pending(|v| s.cache.restore_pending(v)).await?;
-    let pending_ms = ms(phase);
+    let parts = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+    s.cache
+        .reserve_pending(usize::try_from(s.count_pending().await?).unwrap_or(0));
+
+    // The admission logs (one reader: they are sorted whole), and the pending verifications;
+    // each job gives the oldest creation time it restored.
+    let mut jobs: Vec<BoxFuture<'_, Result<i64, sqlx::Error>>> = vec![Box::pin(async {
+        s.cache.restore_admissions(s.load_admissions().await?);
+        Ok(i64::MAX)
+    })];
+    for rows in s.split("verifications", parts).await? {
+        jobs.push(Box::pin(async move {
+            let mut oldest = i64::MAX;
+            s.load_pending(rows, |v| {
+                oldest = oldest.min(v.date_created);
+                s.cache.restore_pending(&v)
+            })
+            .await?;
+            Ok(oldest)
+        }));
+    }
+    let mut oldest = i64::MAX;
+    for job in in_parallel(jobs).await {
+        oldest = oldest.min(job?);
+    }
+    let pending_ms = ms(started);
+
+    // The send attempts: of pending verifications, made since the oldest was created; the
+    // sends the send-attempts rule counts, since its window began (with the rule off none is
+    // kept: `decide_start`).
     let phase = std::time::Instant::now();
     let since = super::real_now_ms() + clocks.earliest_offset() - policy.send_window_ms;
-    s.load_recent_sends(since, |account, service, to, at| {
-        if catalog.service(account, service).is_some() {
-            s.cache.restore_send(account, service, to, at);
-        }
-    })
-    .await?;
+    let keep_sends = policy.send_attempts_limit > 0;
+    let from = if keep_sends {
+        since.min(oldest)
+    } else {
+        oldest
+    };
+    let mut jobs: Vec<BoxFuture<'_, Result<(), sqlx::Error>>> = Vec::new();
+    for rows in s.split("send_attempts", parts).await? {
+        jobs.push(Box::pin(s.load_attempts(rows, from, move |a| {
+            if keep_sends
+                && a.at_ms >= since
+                && catalog.service(&a.account_sid, &a.service_sid).is_some()
+            {
+                s.cache
+                    .restore_send(&a.account_sid, &a.service_sid, &a.recipient, a.at_ms);
+            }
+            s.cache
+                .restore_attempt(&a.verification_sid, &a.sid, &a.channel, a.at_ms);
+        })));
+    }
+    in_parallel(jobs)
+        .await
+        .into_iter()
+        .collect::<Result<(), _>>()?;
     let (values, recipients) = s.cache.tracked();
     tracing::info!(
         values,
         recipients,
         ms = ms(started),
-        admissions_ms,
         pending_ms,
-        sends_ms = ms(phase),
+        attempts_ms = ms(phase),
         "rebuilt the live state from the database"
     );
     Ok(())
+}
+
+/// Runs the jobs to completion at once: each on a thread of its own where the runtime has
+/// worker threads (their CPU work then runs in parallel), else one after the other.
+async fn in_parallel<R: Send>(jobs: Vec<BoxFuture<'_, R>>) -> Vec<R> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let handle = Handle::current();
+    if handle.runtime_flavor() != RuntimeFlavor::MultiThread {
+        let mut out = Vec::new();
+        for job in jobs {
+            out.push(job.await);
+        }
+        return out;
+    }
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            let handle = &handle;
+            let threads: Vec<_> = jobs
+                .into_iter()
+                .map(|job| scope.spawn(move || handle.block_on(job)))
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    })
 }
 
 pub async fn start(
@@ -152,7 +226,10 @@ fn decide_start(
     if let Some(old) = &a.expired {
         settle(r, old);
     }
-    r.sends.push_back(a.attempt.at_ms);
+    // Only the send-attempts rule reads a recipient's sends: with it off, none is kept.
+    if policy.send_attempts_limit > 0 {
+        r.sends.push_back(a.attempt.at_ms);
+    }
     settle(r, &a.verification);
     if let Some(old) = &a.expired {
         batch.save((old.clone(), None, Vec::new()));

@@ -23,7 +23,6 @@ use sqlx::{ConnectOptions, SqlitePool};
 pub use crate::engine::writer::{BoxFuture, Writer};
 
 use crate::catalog::{BucketRecord, Catalog, RateLimitRecord, ServiceRecord};
-use crate::core::Verification;
 use crate::engine::cache::Cache;
 use crate::twilio::paging::Cursor;
 
@@ -544,23 +543,41 @@ impl SqliteStore {
         sql::sqlite::load_admissions(&mut *self.reader().await?).await
     }
 
-    pub async fn load_pending(&self, each: impl FnMut(Verification)) -> Result<(), sqlx::Error> {
-        sql::sqlite::load_pending(&mut *self.reader().await?, each).await
+    pub async fn count_pending(&self) -> Result<i64, sqlx::Error> {
+        sql::sqlite::count_pending(&mut *self.reader().await?).await
     }
 
-    pub async fn load_recent_sends(
+    /// `table`'s rows in up to `parts` ranges, to read at once (`sql::sqlite::split`).
+    pub async fn split(
         &self,
-        since_ms: i64,
-        each: impl FnMut(&str, &str, &str, i64),
+        table: &str,
+        parts: usize,
+    ) -> Result<Vec<sql::sqlite::Rowids>, sqlx::Error> {
+        sql::sqlite::split(&mut *self.reader().await?, table, parts).await
+    }
+
+    pub async fn load_pending(
+        &self,
+        rows: sql::sqlite::Rowids,
+        each: impl FnMut(sql::sqlite::PendingRow<'_>),
     ) -> Result<(), sqlx::Error> {
-        sql::sqlite::load_recent_sends(&mut *self.reader().await?, since_ms, each).await
+        sql::sqlite::load_pending(&mut *self.reader().await?, rows, each).await
+    }
+
+    pub async fn load_attempts(
+        &self,
+        rows: sql::sqlite::Rowids,
+        since_ms: i64,
+        each: impl FnMut(sql::sqlite::AttemptRow<'_>),
+    ) -> Result<(), sqlx::Error> {
+        sql::sqlite::load_attempts(&mut *self.reader().await?, rows, since_ms, each).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{Admission, Attempt, Status};
+    use crate::core::{Admission, Attempt, Status, Verification};
     use crate::engine::writer::{SaveItem, append, apply_rows};
 
     fn verification(sid: &str, to: &str, version: u64, status: Status) -> Verification {
@@ -739,7 +756,9 @@ mod tests {
             panic!("a SQLite store")
         };
         let mut pending = Vec::new();
-        s.load_pending(|v| pending.push(v)).await.unwrap();
+        s.load_pending(sql::sqlite::ALL, |v| pending.push(v.verification()))
+            .await
+            .unwrap();
         assert_eq!(pending.len(), 1, "{pending:?}");
         assert_eq!(pending[0].sid, "VE1");
         let mut c = s.pool.acquire().await.unwrap();
@@ -752,9 +771,25 @@ mod tests {
         assert_eq!((journal, attempts), (0, 1));
     }
 
+    type AttemptColumns = (String, String, String, String, String, String, i64);
+
+    fn owned(a: sql::sqlite::AttemptRow<'_>) -> AttemptColumns {
+        let text = |t: std::borrow::Cow<'_, str>| t.into_owned();
+        (
+            text(a.verification_sid),
+            text(a.account_sid),
+            text(a.service_sid),
+            text(a.recipient),
+            text(a.sid),
+            text(a.channel),
+            a.at_ms,
+        )
+    }
+
     /// The start-up reads (JSON chunks built by SQLite) give exactly what plain queries of the
-    /// same rows give: across chunk boundaries, with values JSON must escape, attempts oldest
-    /// first, and only the pending verifications and the sends since the given time.
+    /// same rows give: across chunk boundaries, with values JSON must escape, only the pending
+    /// verifications and the attempts since the given time; restored into the cache, each
+    /// pending verification has its attempts, oldest first.
     #[tokio::test]
     async fn the_start_up_reads_give_every_live_row_whole() {
         use sqlx::Row;
@@ -819,11 +854,39 @@ mod tests {
             }
             want_pending.push(v);
         }
+        // Every pending verification, then the attempts since its creation, as the start-up
+        // restores them into the cache: each table read in three ranges of rowids.
+        let verifications = s.split("verifications", 3).await.unwrap();
+        assert_eq!(verifications.len(), 3, "{verifications:?}");
         let mut pending = Vec::new();
-        s.load_pending(|v| pending.push(v)).await.unwrap();
+        for rows in verifications {
+            s.load_pending(rows, |v| {
+                pending.push(v.verification());
+                s.cache.restore_pending(&v)
+            })
+            .await
+            .unwrap();
+        }
         pending.sort_by(|a, b| a.sid.cmp(&b.sid));
         assert_eq!(pending.len(), 6667);
-        assert_eq!(pending, want_pending);
+        let bare = |v: &Verification| Verification {
+            attempts: Vec::new(),
+            ..v.clone()
+        };
+        assert_eq!(pending, want_pending.iter().map(bare).collect::<Vec<_>>());
+        for rows in s.split("send_attempts", 3).await.unwrap() {
+            s.load_attempts(rows, 0, |a| {
+                s.cache
+                    .restore_attempt(&a.verification_sid, &a.sid, &a.channel, a.at_ms)
+            })
+            .await
+            .unwrap();
+        }
+        let restored: Vec<Verification> = want_pending
+            .iter()
+            .filter_map(|v| s.cache.pending(&v.service_sid, &v.to))
+            .collect();
+        assert_eq!(restored, want_pending);
 
         let mut want_admissions: Vec<(i64, String, i64)> =
             sqlx::query_as("SELECT rate_limit_id, value, at_ms FROM admissions")
@@ -836,22 +899,27 @@ mod tests {
         assert_eq!(got.len(), 20_000);
         assert_eq!(got, want_admissions);
 
-        let mut want_sends: Vec<(String, String, String, i64)> = sqlx::query_as(
-            "SELECT account_sid, service_sid, recipient, at_ms FROM send_attempts WHERE at_ms >= 10000",
-        )
-        .fetch_all(&mut *c)
-        .await
-        .unwrap();
+        let attempts_since = |since: i64| async move {
+            let mut rows: Vec<AttemptColumns> = sqlx::query_as(
+                "SELECT verification_sid, account_sid, service_sid, recipient, sid, channel, at_ms \
+                 FROM send_attempts WHERE at_ms >= ?",
+            )
+            .bind(since)
+            .fetch_all(&mut *s.pool.acquire().await.unwrap())
+            .await
+            .unwrap();
+            rows.sort();
+            rows
+        };
+        let want_attempts = attempts_since(10_000).await;
         let mut got = Vec::new();
-        s.load_recent_sends(10_000, |account, service, to, at| {
-            got.push((account.to_owned(), service.to_owned(), to.to_owned(), at))
-        })
-        .await
-        .unwrap();
-        want_sends.sort();
+        s.load_attempts(sql::sqlite::ALL, 10_000, |a| got.push(owned(a)))
+            .await
+            .unwrap();
         got.sort();
         assert_eq!(got.len(), 2 * (20_000 - 10_000) + 20_000 - 9_000);
-        assert_eq!(got, want_sends);
+        assert_eq!(got, want_attempts);
+        assert_eq!(attempts_since(0).await.len(), 60_000);
 
         // The reader of last resort (a full disk: the tables' names are views over the tables
         // and the journal, without rowids) reads the same.
@@ -859,21 +927,29 @@ mod tests {
             .await
             .unwrap();
         let mut pending = Vec::new();
-        sql::sqlite::load_pending(&mut degraded, |v| pending.push(v))
-            .await
-            .unwrap();
+        assert_eq!(
+            sql::sqlite::split(&mut degraded, "verifications", 3)
+                .await
+                .unwrap(),
+            vec![sql::sqlite::ALL]
+        );
+        sql::sqlite::load_pending(&mut degraded, sql::sqlite::ALL, |v| {
+            pending.push(v.verification())
+        })
+        .await
+        .unwrap();
         pending.sort_by(|a, b| a.sid.cmp(&b.sid));
-        assert_eq!(pending, want_pending);
+        assert_eq!(pending, want_pending.iter().map(bare).collect::<Vec<_>>());
         let mut got = sql::sqlite::load_admissions(&mut degraded).await.unwrap();
         got.sort();
         assert_eq!(got, want_admissions);
         let mut got = Vec::new();
-        sql::sqlite::load_recent_sends(&mut degraded, 10_000, |account, service, to, at| {
-            got.push((account.to_owned(), service.to_owned(), to.to_owned(), at))
+        sql::sqlite::load_attempts(&mut degraded, sql::sqlite::ALL, 10_000, |a| {
+            got.push(owned(a))
         })
         .await
         .unwrap();
         got.sort();
-        assert_eq!(got, want_sends);
+        assert_eq!(got, want_attempts);
     }
 }

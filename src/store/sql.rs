@@ -582,6 +582,8 @@ macro_rules! statements {
 }
 
 pub mod sqlite {
+    use std::borrow::Cow;
+
     statements!(
         sqlx::SqliteConnection,
         sqlx::sqlite::SqliteRow,
@@ -595,65 +597,127 @@ pub mod sqlite {
     // verification of 17 columns); here SQLite builds JSON arrays of `CHUNK` rows at a time
     // instead, in rowid order, and serde_json reads them: a row costs one JSON element.
 
-    /// Rows per statement.
-    const CHUNK: usize = 8192;
+    /// Rows per statement: a chunk's text (~200 KB of verifications) stays small enough for
+    /// the allocator to reuse its memory from one chunk to the next (at 8,192 rows each
+    /// chunk's megabytes were fresh pages, faulted in and zeroed, then given back).
+    const CHUNK: usize = 1024;
 
-    /// Calls `each` with every row of `SELECT json_array(columns) FROM table WHERE filter`
-    /// (`?2` in `filter` is `bind`), in rowid order, `CHUNK` rows per statement. `columns` may
-    /// end with `, ` and one more expression that already is JSON text (`json_array` would
-    /// quote it): `tail`.
-    async fn json_rows<T: serde::de::DeserializeOwned>(
-        c: &mut sqlx::SqliteConnection,
-        table: &str,
-        columns: &str,
-        tail: Option<&str>,
-        filter: &str,
-        bind: Option<i64>,
-        mut each: impl FnMut(T),
-    ) -> Result<(), sqlx::Error> {
-        // The rows' JSON texts are joined as text: `json_group_array` would parse each again.
-        let row = match tail {
-            None => format!("json_array({columns})"),
-            Some(tail) => format!("'[' || json_array({columns}) || ',' || {tail} || ']'"),
-        };
-        // The reader of last resort (a full disk) reads the journal through views of the
-        // tables' names, which have no rowid: one statement for all the rows then.
+    /// Rows of a table by rowid: those after `.0` up to `.1`.
+    pub type Rowids = (i64, i64);
+
+    /// Every row.
+    pub const ALL: Rowids = (i64::MIN, i64::MAX);
+
+    /// Whether `table` is a view here: the reader of last resort (a full disk) reads the
+    /// journal through views of the tables' names, which have no rowid.
+    async fn is_view(c: &mut sqlx::SqliteConnection, table: &str) -> Result<bool, sqlx::Error> {
         let (views,): (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM sqlite_temp_master WHERE type = 'view' AND name = ?",
         )
         .bind(table)
         .fetch_one(&mut *c)
         .await?;
-        let text = if views > 0 {
+        Ok(views > 0)
+    }
+
+    /// `table`'s rows in up to `parts` ranges of about equal spans of rowids, for readers that
+    /// work at once (one range, `ALL`, when the table is a view).
+    pub async fn split(
+        c: &mut sqlx::SqliteConnection,
+        table: &str,
+        parts: usize,
+    ) -> Result<Vec<Rowids>, sqlx::Error> {
+        if is_view(c, table).await? {
+            return Ok(vec![ALL]);
+        }
+        let (first, last): (Option<i64>, Option<i64>) =
+            sqlx::query_as(&format!("SELECT min(rowid), max(rowid) FROM {table}"))
+                .fetch_one(&mut *c)
+                .await?;
+        let (Some(first), Some(last)) = (first, last) else {
+            return Ok(vec![ALL]);
+        };
+        let parts = parts.max(1) as i128;
+        let span = (i128::from(last) - i128::from(first) + parts) / parts;
+        let mut out = Vec::new();
+        let mut after = i64::MIN;
+        for i in 1..=parts {
+            let upto = if i == parts {
+                i64::MAX
+            } else {
+                i64::try_from(i128::from(first) - 1 + span * i).unwrap_or(i64::MAX)
+            };
+            if upto > after {
+                out.push((after, upto));
+                after = upto;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Calls `chunk` with the JSON text of every row of `SELECT json_array(columns) FROM
+    /// table WHERE filter` (`?2` in `filter` is `bind`) among `rows`, in rowid order, as
+    /// arrays of `CHUNK` rows (`each_row` reads them).
+    async fn json_rows(
+        c: &mut sqlx::SqliteConnection,
+        table: &str,
+        columns: &str,
+        filter: &str,
+        bind: Option<i64>,
+        rows: Rowids,
+        mut chunk: impl FnMut(&str) -> Result<(), serde_json::Error>,
+    ) -> Result<(), sqlx::Error> {
+        // The rows' JSON texts are joined as text: `json_group_array` would parse each again.
+        let row = format!("json_array({columns})");
+        // The reader of last resort's views have no rowid: one statement for all the rows.
+        let text = if is_view(c, table).await? {
             format!(
                 "SELECT NULL, '[' || coalesce(group_concat(j, ','), '') || ']' FROM \
-                 (SELECT {row} AS j FROM {table} WHERE ?1 IS NOT NULL AND {filter})"
+                 (SELECT {row} AS j FROM {table} \
+                  WHERE ?1 IS NOT NULL AND ?3 IS NOT NULL AND {filter})"
             )
         } else {
             format!(
                 "SELECT max(r), '[' || group_concat(j, ',') || ']' FROM \
                  (SELECT {table}.rowid AS r, {row} AS j FROM {table} \
-                  WHERE {table}.rowid > ?1 AND {filter} ORDER BY {table}.rowid LIMIT {CHUNK})"
+                  WHERE {table}.rowid > ?1 AND {table}.rowid <= ?3 AND {filter} \
+                  ORDER BY {table}.rowid LIMIT {CHUNK})"
             )
         };
-        let mut after = i64::MIN;
+        let mut read = |body: &str| chunk(body).map_err(|e| sqlx::Error::Decode(Box::new(e)));
+        // Pipelined: while SQLite's thread builds the next chunk, this one reads the last.
+        let (mut after, upto) = rows;
+        let mut unread: Option<String> = None;
         loop {
-            let mut query = sqlx::query_as::<_, (Option<i64>, Option<String>)>(&text).bind(after);
-            if let Some(b) = bind {
-                query = query.bind(b);
-            }
-            let (last, body) = query.fetch_one(&mut *c).await?;
-            let Some(body) = body else {
-                return Ok(());
-            };
-            let rows: Vec<T> =
-                serde_json::from_str(&body).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-            rows.into_iter().for_each(&mut each);
-            match last {
-                Some(last) => after = last,
-                None => return Ok(()),
+            let fetch = sqlx::query_as::<_, (Option<i64>, Option<String>)>(&text)
+                .bind(after)
+                .bind(bind.unwrap_or(0))
+                .bind(upto)
+                .fetch_one(&mut *c);
+            let reading = async { unread.take().map_or(Ok(()), |body| read(&body)) };
+            let (fetched, reading) = tokio::join!(fetch, reading);
+            reading?;
+            let (last, body) = fetched?;
+            match (last, body) {
+                (Some(last), Some(body)) => {
+                    after = last;
+                    unread = Some(body);
+                }
+                (_, Some(body)) => return read(&body),
+                (_, None) => return Ok(()),
             }
         }
+    }
+
+    /// Hands `each` the rows of one chunk, their text borrowed from it where JSON did not
+    /// escape it.
+    fn each_row<'de, T: serde::Deserialize<'de>>(
+        body: &'de str,
+        each: impl FnMut(T),
+    ) -> Result<(), serde_json::Error> {
+        let rows: Vec<T> = serde_json::from_str(body)?;
+        rows.into_iter().for_each(each);
+        Ok(())
     }
 
     /// Every admission, in no order: (rate limit id, value, time).
@@ -665,71 +729,126 @@ pub mod sqlite {
             c,
             "admissions",
             "rate_limit_id, value, at_ms",
-            None,
             "1",
             None,
-            |row| out.push(row),
+            ALL,
+            |body| each_row(body, |row| out.push(row)),
         )
         .await?;
         Ok(out)
     }
 
-    /// A pending verification as `load_pending` reads it: `VERIFICATION_COLUMNS`, and its
-    /// attempts as (sid, channel, time).
-    type PendingRow = (VerificationColumns, Vec<(String, String, i64)>);
+    /// How many verifications are pending (to size the cache before they are read).
+    pub async fn count_pending(c: &mut sqlx::SqliteConnection) -> Result<i64, sqlx::Error> {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM verifications WHERE status = 'pending'")
+                .fetch_one(&mut *c)
+                .await?;
+        Ok(n)
+    }
 
-    /// Calls `each` with every verification still pending, with its send attempts (oldest
-    /// first).
+    /// A pending verification's `VERIFICATION_COLUMNS` as the start-up reads them.
+    #[derive(Debug, serde::Deserialize)]
+    pub struct PendingRow<'a> {
+        #[serde(borrow)]
+        pub sid: Cow<'a, str>,
+        #[serde(borrow)]
+        pub service_sid: Cow<'a, str>,
+        #[serde(borrow)]
+        pub account_sid: Cow<'a, str>,
+        #[serde(borrow)]
+        pub to: Cow<'a, str>,
+        #[serde(borrow)]
+        pub channel: Cow<'a, str>,
+        #[serde(borrow)]
+        pub status: Cow<'a, str>,
+        #[serde(borrow)]
+        pub code: Cow<'a, str>,
+        pub amount: Option<String>,
+        pub payee: Option<String>,
+        pub checks_failed: i64,
+        pub expires_ms: i64,
+        pub date_created: i64,
+        pub date_updated: i64,
+        pub version: i64,
+    }
+
+    impl PendingRow<'_> {
+        /// The verification of the row (without its attempts).
+        pub fn verification(&self) -> Verification {
+            verification_from_columns((
+                self.sid.to_string(),
+                self.service_sid.to_string(),
+                self.account_sid.to_string(),
+                self.to.to_string(),
+                self.channel.to_string(),
+                self.status.to_string(),
+                self.code.to_string(),
+                self.amount.clone(),
+                self.payee.clone(),
+                self.checks_failed,
+                self.expires_ms,
+                self.date_created,
+                self.date_updated,
+                self.version,
+            ))
+        }
+    }
+
+    /// Calls `each` with every verification still pending among `rows`, its attempts left out (the
+    /// start-up reads them with the recent sends, in one pass: `load_attempts`).
     pub async fn load_pending(
         c: &mut sqlx::SqliteConnection,
-        mut each: impl FnMut(Verification),
+        rows: Rowids,
+        mut each: impl FnMut(PendingRow<'_>),
     ) -> Result<(), sqlx::Error> {
-        // Sorted here, not by SQLite: a sorter per verification costs more than its rows.
-        let attempts = "coalesce((SELECT '[' || group_concat(json_array(a.sid, a.channel, a.at_ms), \
-             ',') || ']' FROM send_attempts a \
-             WHERE a.verification_sid = verifications.sid), '[]')";
         // `+status`: not through the index on (status, expires_ms), whose order is not rowid's.
         json_rows(
             c,
             "verifications",
             VERIFICATION_COLUMNS,
-            Some(attempts),
             "+status = 'pending'",
             None,
-            |(columns, mut attempts): PendingRow| {
-                attempts.sort_unstable_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
-                let mut v = verification_from_columns(columns);
-                v.attempts = attempts
-                    .into_iter()
-                    .map(|(sid, channel, at_ms)| Attempt {
-                        sid,
-                        channel,
-                        at_ms,
-                    })
-                    .collect();
-                each(v)
-            },
+            rows,
+            |body| each_row(body, &mut each),
         )
         .await
     }
 
-    /// Calls `each` with the send times per (account, service, recipient) since `since_ms`
-    /// (for the send-attempts rule), in no order.
-    pub async fn load_recent_sends(
+    /// A send attempt as the start-up reads it.
+    #[derive(Debug, serde::Deserialize)]
+    pub struct AttemptRow<'a> {
+        #[serde(borrow)]
+        pub verification_sid: Cow<'a, str>,
+        #[serde(borrow)]
+        pub account_sid: Cow<'a, str>,
+        #[serde(borrow)]
+        pub service_sid: Cow<'a, str>,
+        #[serde(borrow)]
+        pub recipient: Cow<'a, str>,
+        #[serde(borrow)]
+        pub sid: Cow<'a, str>,
+        #[serde(borrow)]
+        pub channel: Cow<'a, str>,
+        pub at_ms: i64,
+    }
+
+    /// Calls `each` with every send attempt among `rows` made at or after `since_ms`, in the
+    /// order they were stored.
+    pub async fn load_attempts(
         c: &mut sqlx::SqliteConnection,
+        rows: Rowids,
         since_ms: i64,
-        mut each: impl FnMut(&str, &str, &str, i64),
+        mut each: impl FnMut(AttemptRow<'_>),
     ) -> Result<(), sqlx::Error> {
         json_rows(
             c,
             "send_attempts",
-            "account_sid, service_sid, recipient, at_ms",
-            None,
+            "verification_sid, account_sid, service_sid, recipient, sid, channel, at_ms",
             "+at_ms >= ?2",
             Some(since_ms),
-            |(account, service, to, at): (String, String, String, i64)| {
-                each(&account, &service, &to, at)
-            },
+            rows,
+            |body| each_row(body, &mut each),
         )
         .await
     }

@@ -3,6 +3,7 @@
 
 use crate::harness::{ServerOptions, TestServer};
 use crate::support::*;
+use serde_json::Value;
 
 #[tokio::test]
 async fn a_start_while_pending_resends_the_same_code_and_sid() {
@@ -42,6 +43,48 @@ async fn the_sixth_send_to_one_recipient_within_ten_minutes_is_refused_with_6020
     advance(&c, 601).await;
     // The first verification expired meanwhile: a new one starts.
     start(&c, &f.service, &phone(1), None).await.expect(201);
+}
+
+/// After kill -9 and a restart on the same database, a re-sent pending verification has every
+/// send attempt, oldest first, and the send-attempts rule still counts the sends made before.
+#[tokio::test]
+async fn a_resent_verification_and_the_sends_it_counts_survive_kill_9_and_restart() {
+    let mut server = TestServer::start(ServerOptions::new()).await;
+    let c = server.a();
+    let f = service_with(&c, &[]).await;
+    let mut before = Value::Null;
+    for _ in 0..3 {
+        before = start(&c, &f.service, &phone(1), None).await.expect(201);
+    }
+    // Another recipient's sends, made before a verification that ended: they count too.
+    for _ in 0..4 {
+        start(&c, &f.service, &phone(2), None).await.expect(201);
+    }
+    let code = codes_sent_to(&c, &phone(2)).await.pop().unwrap();
+    check(&c, &f.service, &phone(2), &code).await.expect(200);
+    server.kill9();
+
+    let server = TestServer::start(ServerOptions::new().database_of(&server)).await;
+    let c = server.a();
+    let sid = before["sid"].as_str().unwrap();
+    let fetched = c
+        .get(&format!("/v2/Services/{}/Verifications/{sid}", f.service))
+        .await
+        .expect(200);
+    assert_eq!(fetched["send_code_attempts"], before["send_code_attempts"]);
+    assert_eq!(fetched["send_code_attempts"].as_array().unwrap().len(), 3);
+    // Two more sends to the first recipient, then the sixth within ten minutes is refused; the
+    // second recipient has one send left.
+    for _ in 0..2 {
+        start(&c, &f.service, &phone(1), None).await.expect(201);
+    }
+    start(&c, &f.service, &phone(1), None)
+        .await
+        .expect_error(429, 60203);
+    start(&c, &f.service, &phone(2), None).await.expect(201);
+    start(&c, &f.service, &phone(2), None)
+        .await
+        .expect_error(429, 60203);
 }
 
 #[tokio::test]
