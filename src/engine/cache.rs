@@ -115,7 +115,7 @@ impl Cache {
 
     /// A recipient's recent send times (for the send-attempts rule).
     pub fn sends(&self, service: &str, to: &str) -> Option<VecDeque<i64>> {
-        self.read_recipient(service, to, |r| Some(r.sends.clone()))
+        self.read_recipient(service, to, |r| Some(VecDeque::from(r.sends.to_vec())))
     }
 
     /// The pending verification of a recipient, if any (live or not).
@@ -187,7 +187,7 @@ impl Cache {
     pub fn restore_pending(&self, row: &PendingRow<'_>) {
         let key = RecipientKey::new(&row.service_sid, &row.to);
         let sid = Sid::new(&row.sid);
-        let pending = Box::new(Packed {
+        let pending = Packed {
             sid: sid.clone(),
             channel: self.names.get(&row.channel),
             code: (*row.code).into(),
@@ -199,7 +199,7 @@ impl Cache {
             version: row.version as u64,
             checks_failed: row.checks_failed as u32,
             status: Status::parse(&row.status).unwrap_or(Status::Failed),
-        });
+        };
         self.by_sid.lock().insert(sid, key.clone());
         self.restore(key, &row.account_sid, |r| r.pending = Some(pending));
     }
@@ -240,8 +240,10 @@ impl Cache {
     pub fn restore_send(&self, account: &str, service: &str, to: &str, at: i64) {
         self.restore(RecipientKey::new(service, to), account, |r| {
             // In time order, whatever order they come in (mostly already).
-            let at_or_before = r.sends.iter().rev().take_while(|&&t| t > at).count();
-            r.sends.insert(r.sends.len() - at_or_before, at);
+            let mut sends = std::mem::take(&mut r.sends).into_vec();
+            let after = sends.iter().rev().take_while(|&&t| t > at).count();
+            sends.insert(sends.len() - after, at);
+            r.sends = sends.into_boxed_slice();
         });
     }
 
@@ -347,10 +349,10 @@ impl Cache {
             let mut map = shard.lock();
             map.retain(|_, r| {
                 let now = now_of(&r.account);
-                crate::core::verification::prune_sends(&mut r.sends, send_window_ms, now);
-                if r.sends.capacity() > 4 * r.sends.len().max(2) {
-                    r.sends.shrink_to_fit();
-                }
+                // (No copy unless something is pruned, as with the logs above.)
+                let mut sends = deque(std::mem::take(&mut r.sends));
+                crate::core::verification::prune_sends(&mut sends, send_window_ms, now);
+                r.sends = boxed(sends);
                 r.pending.is_some() || !r.sends.is_empty()
             });
             shrink(&mut map);
@@ -541,9 +543,11 @@ impl RecipientKey {
 /// A recipient as the cache keeps it.
 struct Stored {
     account: Arc<str>,
-    pending: Option<Box<Packed>>,
-    /// Times of recent sends, oldest first.
-    sends: VecDeque<i64>,
+    /// Inline: a recipient is held mostly for its pending verification (one allocation of
+    /// 160 bytes for both, not 64 + 128).
+    pending: Option<Packed>,
+    /// Times of recent sends, oldest first (exactly their size).
+    sends: Box<[i64]>,
 }
 
 impl Stored {
@@ -551,13 +555,12 @@ impl Stored {
         Self {
             account,
             pending: None,
-            sends: VecDeque::new(),
+            sends: Box::new([]),
         }
     }
 
     fn pack(r: Recipient, names: &Names) -> Self {
-        let mut sends = r.sends;
-        sends.shrink_to_fit();
+        let sends = boxed(r.sends);
         Self {
             account: names.get(&r.account_sid),
             pending: r.pending.as_ref().map(|v| Packed::pack(v, names)),
@@ -572,7 +575,7 @@ impl Stored {
                 .pending
                 .as_ref()
                 .map(|p| p.unpack(service, &self.account, to)),
-            sends: self.sends.clone(),
+            sends: VecDeque::from(self.sends.to_vec()),
         }
     }
 }
@@ -601,8 +604,8 @@ struct PackedAttempt {
 }
 
 impl Packed {
-    fn pack(v: &Verification, names: &Names) -> Box<Self> {
-        Box::new(Self {
+    fn pack(v: &Verification, names: &Names) -> Self {
+        Self {
             sid: Sid::new(&v.sid),
             channel: names.get(&v.channel),
             code: v.code.as_str().into(),
@@ -622,7 +625,7 @@ impl Packed {
             version: v.version,
             checks_failed: v.checks_failed,
             status: v.status,
-        })
+        }
     }
 
     fn psd2(
@@ -722,6 +725,17 @@ mod tests {
         }
         // An attempt of a verification that is not pending is not kept.
         cache.restore_attempt("VEother", "VLother", "sms", 0);
+    }
+
+    /// What a recipient with its pending verification costs: one allocation of at most 160
+    /// bytes (an allocator's size class), plus its key, code and attempts.
+    #[test]
+    fn a_recipient_is_one_small_allocation() {
+        assert!(
+            std::mem::size_of::<Stored>() <= 160,
+            "{}",
+            std::mem::size_of::<Stored>()
+        );
     }
 
     #[test]
