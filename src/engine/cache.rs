@@ -516,27 +516,32 @@ impl Sid {
 }
 
 /// A (service, recipient) key in one allocation, shared by the recipient's entry and the index
-/// of its pending SID.
+/// of its pending SID: the service's length as one character, the service, the recipient (so
+/// the key is as thin as a pointer to text, and equal texts are equal pairs).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct RecipientKey {
     text: Arc<str>,
-    /// Where the service ends in `text`.
-    split: u32,
 }
 
 impl RecipientKey {
     fn new(service: &str, to: &str) -> Self {
-        let mut text = String::with_capacity(service.len() + to.len());
+        let len = u32::try_from(service.len())
+            .ok()
+            .and_then(char::from_u32)
+            .expect("a service SID is short");
+        let mut text = String::with_capacity(len.len_utf8() + service.len() + to.len());
+        text.push(len);
         text.push_str(service);
         text.push_str(to);
         Self {
             text: Arc::from(text),
-            split: u32::try_from(service.len()).expect("a service SID is short"),
         }
     }
 
     fn parts(&self) -> (&str, &str) {
-        self.text.split_at(self.split as usize)
+        let mut chars = self.text.chars();
+        let len = chars.next().map_or(0, |c| c as usize);
+        chars.as_str().split_at(len)
     }
 }
 
@@ -727,10 +732,28 @@ mod tests {
         cache.restore_attempt("VEother", "VLother", "sms", 0);
     }
 
+    proptest! {
+        /// A key gives back the pair it was made of, and two keys are equal exactly when their
+        /// pairs are.
+        #[test]
+        fn a_recipient_key_is_its_pair(
+            a in (".{0,40}", ".{0,20}"),
+            b in (".{0,40}", ".{0,20}"),
+        ) {
+            let ka = RecipientKey::new(&a.0, &a.1);
+            let kb = RecipientKey::new(&b.0, &b.1);
+            prop_assert_eq!(ka.parts(), (a.0.as_str(), a.1.as_str()));
+            prop_assert_eq!(ka == kb, a == b);
+            let joined = RecipientKey::new(&format!("{}{}", a.0, a.1), "");
+            prop_assert_eq!(joined == ka, a.1.is_empty());
+        }
+    }
+
     /// What a recipient with its pending verification costs: one allocation of at most 160
     /// bytes (an allocator's size class), plus its key, code and attempts.
     #[test]
     fn a_recipient_is_one_small_allocation() {
+        assert_eq!(std::mem::size_of::<RecipientKey>(), 16);
         assert!(
             std::mem::size_of::<Stored>() <= 160,
             "{}",
