@@ -218,32 +218,21 @@ impl Cache {
         let Some(p) = shard.get_mut(&key).and_then(|r| r.pending.as_mut()) else {
             return;
         };
-        let mut attempts = std::mem::take(&mut p.attempts).into_vec();
-        // Oldest first (then by SID), whatever order they come in (mostly already).
-        let after = attempts
-            .iter()
-            .rev()
-            .take_while(|a| a.at_ms > at_ms || (a.at_ms == at_ms && a.sid.text().as_str() > sid))
-            .count();
-        attempts.insert(
-            attempts.len() - after,
-            PackedAttempt {
-                sid: Sid::new(sid),
-                channel: self.names.get(channel),
-                at_ms,
-            },
-        );
-        p.attempts = attempts.into_boxed_slice();
+        // Oldest first (then by SID).
+        let attempt = PackedAttempt {
+            sid: Sid::new(sid),
+            channel: self.names.get(channel),
+            at_ms,
+        };
+        insert_sorted(&mut p.attempts, attempt, |a| {
+            a.at_ms > at_ms || (a.at_ms == at_ms && a.sid.text().as_str() > sid)
+        });
     }
 
     /// Restores one recent send of a recipient (in any order).
     pub fn restore_send(&self, account: &str, service: &str, to: &str, at: i64) {
         self.restore(RecipientKey::new(service, to), account, |r| {
-            // In time order, whatever order they come in (mostly already).
-            let mut sends = std::mem::take(&mut r.sends).into_vec();
-            let after = sends.iter().rev().take_while(|&&t| t > at).count();
-            sends.insert(sends.len() - after, at);
-            r.sends = sends.into_boxed_slice();
+            insert_sorted(&mut r.sends, at, |&t| t > at);
         });
     }
 
@@ -421,6 +410,15 @@ impl Overlay {
             .entry((service.to_owned(), to.to_owned()))
             .or_insert_with_key(|(s, t)| cache.recipient(s, t).unwrap_or_default())
     }
+}
+
+/// Inserts `item` into `sorted` before the trailing elements that come `after` it (the start-up
+/// restores in any order, mostly in order already: the search runs from the end).
+fn insert_sorted<T>(sorted: &mut Box<[T]>, item: T, after: impl Fn(&T) -> bool) {
+    let mut v = std::mem::take(sorted).into_vec();
+    let later = v.iter().rev().take_while(|x| after(x)).count();
+    v.insert(v.len() - later, item);
+    *sorted = v.into_boxed_slice();
 }
 
 /// A log as the cache keeps it: exactly its entries.

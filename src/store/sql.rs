@@ -773,6 +773,7 @@ pub mod sqlite {
         pub version: i64,
     }
 
+    #[cfg(test)]
     impl PendingRow<'_> {
         /// The verification of the row (without its attempts).
         pub fn verification(&self) -> Verification {
