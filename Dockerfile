@@ -36,6 +36,7 @@ RUN mkdir src \
 
 # 2. The crate itself. `sqlx::migrate!` embeds migrations/ (and migrations-postgres/) at
 #    compile time, so they must be in place before this build.
+COPY build.rs ./
 COPY migrations ./migrations
 COPY migrations-postgres ./migrations-postgres
 COPY src ./src

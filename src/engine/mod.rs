@@ -18,6 +18,7 @@ pub mod clock;
 pub mod event_streams;
 pub mod mfa;
 pub mod pg;
+pub mod pg_starts;
 pub mod records;
 pub mod sqlite;
 pub mod writer;
@@ -125,6 +126,8 @@ pub struct Engine {
     pub store: Store,
     /// Event Streams webhook delivery (`crate::event_streams`).
     pub event_streams: Arc<crate::event_streams::Delivery>,
+    /// On PostgreSQL, starts decided in batches (`pg_starts`).
+    pg_starts: Option<pg_starts::Starts>,
 }
 
 impl Engine {
@@ -146,6 +149,11 @@ impl Engine {
                 .await
                 .map_err(load)?;
         }
+        let clocks = Arc::new(clocks);
+        let pg_starts = match &store {
+            Store::Postgres(p) => Some(pg_starts::Starts::spawn(p.pool.clone(), clocks.clone())),
+            Store::Sqlite(_) => None,
+        };
         let event_streams = Arc::new(crate::event_streams::Delivery::default());
         let events = Arc::new(Events::default());
         let catalog = Arc::new(RwLock::new(catalog));
@@ -154,10 +162,11 @@ impl Engine {
             Self {
                 settings,
                 catalog,
-                clocks: Arc::new(clocks),
+                clocks,
                 events,
                 store,
                 event_streams,
+                pg_starts,
             },
             writer,
         ))
@@ -205,9 +214,12 @@ impl Engine {
             Store::Sqlite(s) => {
                 sqlite::start(s, self.clocks.clone(), policy, request, &limits, fresh).await?
             }
-            Store::Postgres(p) => {
-                pg::start(p, self.now(&account), policy, request, &limits, fresh).await?
-            }
+            Store::Postgres(p) => match &self.pg_starts {
+                Some(starts) => starts.start(policy, request, &limits, fresh).await?,
+                None => {
+                    pg::start(&p.pool, self.now(&account), policy, request, &limits, fresh).await?
+                }
+            },
         };
         let refused = |rate_limit: Option<&str>, error_code: u32| Event {
             kind: Kind::Refused,

@@ -20,9 +20,10 @@ use crate::core::{
 use crate::store::StoreError;
 use crate::store::pg::{PgStore, lock_all, lock_key, pending_of};
 use crate::store::sql::pg as q;
+use sqlx::PgPool;
 
 pub async fn start(
-    p: &PgStore,
+    pool: &PgPool,
     now: i64,
     policy: Policy,
     request: StartRequest,
@@ -33,7 +34,7 @@ pub async fn start(
         .iter()
         .filter(|(rl, _)| !rl.rules.is_empty())
         .collect();
-    let mut tx = p.pool.begin().await?;
+    let mut tx = pool.begin().await?;
     let mut keys = vec![lock_key(&["recipient", &request.service_sid, &request.to])];
     for (rl, value) in &counted {
         keys.push(lock_key(&["admission", &rl.record.id.to_string(), value]));

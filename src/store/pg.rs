@@ -25,6 +25,14 @@ pub struct PgStore {
     pub pool: PgPool,
     loaded: AtomicI64,
     reload: tokio::sync::Mutex<()>,
+    version_gate: std::sync::Arc<parking_lot::Mutex<VersionGate>>,
+}
+
+/// Requests waiting for the next read of the configuration version (`stale_version`).
+#[derive(Default)]
+struct VersionGate {
+    reading: bool,
+    waiting: Vec<tokio::sync::oneshot::Sender<Result<i64, String>>>,
 }
 
 /// A stable 64-bit key (FNV-1a) for an advisory lock, the same on every instance.
@@ -160,6 +168,13 @@ impl PgStore {
                     sqlx::query("SET statement_timeout = '15s'")
                         .execute(&mut *c)
                         .await?;
+                    // Every statement here reads through an index. A table that was empty when
+                    // a statement was first planned (a fresh database: statistics lag behind
+                    // the rows for up to a minute, and each connection keeps its plans) would
+                    // otherwise be read whole, for every start, while it grows.
+                    sqlx::query("SET enable_seqscan = off")
+                        .execute(&mut *c)
+                        .await?;
                     Ok(())
                 })
             })
@@ -170,6 +185,7 @@ impl PgStore {
             pool,
             loaded: AtomicI64::new(-1),
             reload: tokio::sync::Mutex::new(()),
+            version_gate: Default::default(),
         })
     }
 
@@ -219,10 +235,50 @@ impl PgStore {
     }
 
     /// The current configuration version, if it differs from the one the cache was loaded at.
+    ///
+    /// Requests asking at the same moment share one read: a request joins the next read to
+    /// *begin* (never one already under way, which may have read before a change the request
+    /// must see), and while a read runs every request arriving waits for the one after it. So
+    /// under load the version costs one or two reads in flight, not one per request, and each
+    /// request still sees every change committed before it asked.
     pub async fn stale_version(&self) -> Result<Option<i64>, sqlx::Error> {
-        let (version,): (i64,) = sqlx::query_as("SELECT version FROM config_version WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut gate = self.version_gate.lock();
+            gate.waiting.push(tx);
+            !std::mem::replace(&mut gate.reading, true)
+        };
+        if lead {
+            // On a task of its own: a request dropped mid-read (its client gone) must not leave
+            // the others waiting.
+            let (gate, pool) = (self.version_gate.clone(), self.pool.clone());
+            tokio::spawn(async move {
+                loop {
+                    let waiting = std::mem::take(&mut gate.lock().waiting);
+                    let read: Result<(i64,), sqlx::Error> =
+                        sqlx::query_as("SELECT version FROM config_version WHERE id = 1")
+                            .fetch_one(&pool)
+                            .await;
+                    let read = read.map(|(v,)| v).map_err(|e| e.to_string());
+                    for w in waiting {
+                        let _ = w.send(read.clone());
+                    }
+                    let mut gate = gate.lock();
+                    if gate.waiting.is_empty() {
+                        gate.reading = false;
+                        break;
+                    }
+                }
+            });
+        }
+        let version = rx
+            .await
+            .map_err(|_| {
+                sqlx::Error::Protocol("the configuration version read was dropped".into())
+            })?
+            .map_err(|e| {
+                sqlx::Error::Protocol(format!("reading the configuration version: {e}"))
+            })?;
         Ok((version != self.loaded.load(Ordering::Acquire)).then_some(version))
     }
 

@@ -207,6 +207,117 @@ async fn hundreds_of_concurrent_starts_for_one_value_admit_exactly_max() {
     assert_eq!(outbox["messages"].as_array().unwrap().len(), 10);
 }
 
+/// Concurrent starts to one recipient (decided together on PostgreSQL, where starts waiting
+/// at once share a transaction): they re-send one verification, and exactly as many are sent
+/// as the send-attempts rule allows (5 in 600 s); the rest are 60203.
+#[tokio::test]
+async fn concurrent_starts_to_one_recipient_resend_one_verification_up_to_the_send_limit() {
+    let server = TestServer::start(ServerOptions::new()).await;
+    let c = server.a();
+    let f = service_with(&c, &[("ip", &[(1000, 3600)])]).await;
+    let service = Arc::new(f.service.clone());
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let c = c.clone();
+        let service = service.clone();
+        tasks.push(tokio::spawn(async move {
+            let ip = format!(r#"{{"ip": "198.51.100.{}"}}"#, i % 7);
+            start(&c, &service, &phone(7), Some(&ip)).await
+        }));
+    }
+    let mut sids = std::collections::BTreeSet::new();
+    let mut refused = 0;
+    for t in tasks {
+        let reply = t.await.unwrap();
+        if reply.status == 201 {
+            sids.insert(reply.expect(201)["sid"].as_str().unwrap().to_owned());
+        } else {
+            reply.expect_error(429, 60203);
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 55);
+    assert_eq!(sids.len(), 1, "{sids:?}");
+    let sid = sids.into_iter().next().unwrap();
+    let v = c
+        .get(&format!("/v2/Services/{}/Verifications/{sid}", f.service))
+        .await
+        .expect(200);
+    assert_eq!(v["send_code_attempts"].as_array().unwrap().len(), 5, "{v}");
+    let codes = codes_sent_to(&c, &phone(7)).await;
+    assert_eq!(codes.len(), 5);
+    assert!(codes.iter().all(|code| *code == codes[0]), "{codes:?}");
+    // Only the five admitted starts are counted: 5 for the seven IPs together.
+    let usage = c
+        .get(&format!(
+            "/emulator/v1/Services/{}/Usage?RateLimit=ip",
+            f.service
+        ))
+        .await
+        .expect(200);
+    let counted: u64 = usage["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 5, "{usage}");
+}
+
+/// Concurrent starts naming several rate limits and values at once: every value of every rate
+/// limit admits exactly its bucket's max, a start is admitted only if all of its values had
+/// room, and the counts the server shows are the admitted starts.
+#[tokio::test]
+async fn concurrent_starts_over_several_values_admit_exactly_max_of_each() {
+    let server = TestServer::start(ServerOptions::new()).await;
+    let c = server.a();
+    // 4 IPs of at most 6 each, 12 users of at most 2 each.
+    let f = service_with(&c, &[("ip", &[(6, 3600)]), ("user", &[(2, 3600)])]).await;
+    let service = Arc::new(f.service.clone());
+    let mut tasks = Vec::new();
+    for i in 0..240 {
+        let c = c.clone();
+        let service = service.clone();
+        tasks.push(tokio::spawn(async move {
+            let (ip, user) = (i % 4, i % 12);
+            let limits = format!(r#"{{"ip": "ip-{ip}", "user": "user-{user}"}}"#);
+            let status = start(&c, &service, &phone(2000 + i), Some(&limits))
+                .await
+                .status;
+            (ip, user, status)
+        }));
+    }
+    let mut per_ip = [0u32; 4];
+    let mut per_user = [0u32; 12];
+    for t in tasks {
+        match t.await.unwrap() {
+            (ip, user, 201) => {
+                per_ip[ip] += 1;
+                per_user[user] += 1;
+            }
+            (_, _, 429) => {}
+            (_, _, other) => panic!("unexpected status {other}"),
+        }
+    }
+    // Each IP's starts name 3 users (i % 12 over i % 4 = ip): 3 users × 2 = 6 = the IP's max.
+    assert_eq!(per_ip, [6; 4]);
+    assert_eq!(per_user, [2; 12]);
+    for (name, values, max) in [("ip", 4, 6), ("user", 12, 2)] {
+        let usage = c
+            .get(&format!(
+                "/emulator/v1/Services/{}/Usage?RateLimit={name}",
+                f.service
+            ))
+            .await
+            .expect(200);
+        let rows = usage["usage"].as_array().unwrap();
+        assert_eq!(rows.len(), values, "{usage}");
+        assert!(rows.iter().all(|r| r["count"] == max), "{usage}");
+    }
+    let outbox = c.get("/emulator/v1/Outbox?PageSize=1000").await.expect(200);
+    assert_eq!(outbox["messages"].as_array().unwrap().len(), 24);
+}
+
 #[tokio::test]
 async fn bad_rate_limits_are_refused_with_60200() {
     let server = TestServer::start(ServerOptions::new()).await;
