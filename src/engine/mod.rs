@@ -214,12 +214,10 @@ impl Engine {
             Store::Sqlite(s) => {
                 sqlite::start(s, self.clocks.clone(), policy, request, &limits, fresh).await?
             }
-            Store::Postgres(p) => match &self.pg_starts {
-                Some(starts) => starts.start(policy, request, &limits, fresh).await?,
-                None => {
-                    pg::start(&p.pool, self.now(&account), policy, request, &limits, fresh).await?
-                }
-            },
+            Store::Postgres(_) => {
+                let starts = self.pg_starts.as_ref().ok_or(StoreError::Unavailable)?;
+                starts.start(policy, request, &limits, fresh).await?
+            }
         };
         let refused = |rate_limit: Option<&str>, error_code: u32| Event {
             kind: Kind::Refused,

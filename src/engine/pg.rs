@@ -1,6 +1,7 @@
-//! The PostgreSQL backend: the core inside one transaction per request. A start takes
-//! transaction-scoped advisory locks on its recipient and on every (rate limit, value) it names
-//! — in ascending key order, so two starts never deadlock — reads the state the core needs,
+//! The PostgreSQL backend: the core inside one transaction per request (starts: per batch of the
+//! starts waiting at once, `pg_starts`). A change takes a transaction-scoped advisory lock on
+//! its recipient, as a start does on its recipient and on every (rate limit, value) it names —
+//! in ascending key order, so no two transactions deadlock — reads the state the core needs,
 //! decides with it, and writes the changes in that same transaction. Decisions for one
 //! recipient or one value are thereby serialized across every instance: exact, all or nothing,
 //! and acknowledged only after commit.
@@ -10,101 +11,12 @@
 //! request that touched it first.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use super::{Change, Key, Modified, ValueLog};
-use crate::catalog::RateLimitNode;
-use crate::core::{
-    self, Checked, Fresh, LimitCheck, Policy, Resolved, StartRequest, Started, Verification,
-};
+use crate::core::{self, Checked, Policy, Resolved, Verification};
 use crate::store::StoreError;
 use crate::store::pg::{PgStore, lock_all, lock_key, pending_of};
 use crate::store::sql::pg as q;
-use sqlx::PgPool;
-
-pub async fn start(
-    pool: &PgPool,
-    now: i64,
-    policy: Policy,
-    request: StartRequest,
-    limits: &[(Arc<RateLimitNode>, String)],
-    fresh: Fresh,
-) -> Result<Started, StoreError> {
-    let counted: Vec<&(Arc<RateLimitNode>, String)> = limits
-        .iter()
-        .filter(|(rl, _)| !rl.rules.is_empty())
-        .collect();
-    let mut tx = pool.begin().await?;
-    let mut keys = vec![lock_key(&["recipient", &request.service_sid, &request.to])];
-    for (rl, value) in &counted {
-        keys.push(lock_key(&["admission", &rl.record.id.to_string(), value]));
-    }
-    lock_all(&mut tx, keys).await?;
-
-    // Every (rate limit, value)'s admissions still in some window, and the recipient's sends the
-    // send-attempts rule counts, in one round trip (after the locks: a statement's snapshot is
-    // taken when it starts). Row 0 holds sends; row i the admissions of check i.
-    let lowers: Vec<i64> = counted
-        .iter()
-        .map(|(rl, _)| {
-            rl.rules
-                .iter()
-                .map(|r| r.lower_bound(now))
-                .min()
-                .unwrap_or(now)
-        })
-        .collect();
-    let rows: Vec<(i32, i64)> = sqlx::query_as(
-        "SELECT 0::int4, s.at_ms FROM send_attempts s \
-           WHERE $4 AND s.service_sid = $5 AND s.recipient = $6 AND s.at_ms > $7 \
-         UNION ALL \
-         SELECT q.i::int4, a.at_ms FROM unnest($1::int8[], $2::text[], $3::int8[]) WITH ORDINALITY AS q(id, v, lower, i) \
-           JOIN admissions a ON a.rate_limit_id = q.id AND a.value = q.v AND a.at_ms >= q.lower \
-         ORDER BY 1, 2",
-    )
-    .bind(counted.iter().map(|(rl, _)| rl.record.id).collect::<Vec<i64>>())
-    .bind(counted.iter().map(|(_, v)| v.as_str()).collect::<Vec<&str>>())
-    .bind(&lowers)
-    .bind(policy.send_attempts_limit > 0)
-    .bind(&request.service_sid)
-    .bind(&request.to)
-    .bind(now - policy.send_window_ms)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut sends: Vec<i64> = Vec::new();
-    let mut logs: Vec<VecDeque<i64>> = vec![VecDeque::new(); counted.len()];
-    for (i, at) in rows {
-        if i == 0 {
-            sends.push(at);
-        // WITH ORDINALITY counts from 1.
-        } else if let Some(log) = usize::try_from(i - 1).ok().and_then(|i| logs.get_mut(i)) {
-            log.push_back(at);
-        }
-    }
-    let checks: Vec<(LimitCheck<'_>, Option<&VecDeque<i64>>)> = counted
-        .iter()
-        .zip(&logs)
-        .map(|((rl, value), log)| (super::limit_check(rl, value), Some(log)))
-        .collect();
-    let pending = pending_of(&mut tx, &request.service_sid, &request.to).await?;
-    let started = core::verification::start(
-        request,
-        pending.as_ref(),
-        sends,
-        &checks,
-        &policy,
-        fresh,
-        now,
-    );
-    if let Started::Admitted(a) = &started {
-        if let Some(old) = &a.expired {
-            q::save_verification(&mut tx, old, None, &[]).await?;
-        }
-        crate::store::pg::save_start(&mut tx, &a.verification, &a.attempt, &a.admissions).await?;
-        tx.commit().await?;
-    }
-    Ok(started)
-}
 
 /// The recipient a key names (a `VE` SID only names a pending verification) and the SID.
 async fn recipient_of(

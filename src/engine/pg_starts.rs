@@ -1,12 +1,13 @@
 //! Verification starts on PostgreSQL, decided in batches: group commit for the shared database.
 //!
-//! One start alone is seven round trips and a commit (`pg::start`); PostgreSQL's cost is per
-//! statement and per commit far more than per row. So the starts waiting at the same moment are
+//! A start alone is 6–7 round trips and a commit; PostgreSQL's cost is per statement and per
+//! commit far more than per row. So the starts waiting at the same moment are
 //! taken together (up to `BATCH`, by one task per instance) and decided in one transaction:
 //!
 //! 1. `BEGIN`; the advisory locks of every recipient and every (rate limit, value) the batch
-//!    names, in ascending key order in one statement (as `pg::start` takes its own: two batches,
-//!    or a batch and a single request, never deadlock, and every instance serializes on them);
+//!    names, in ascending key order in one statement (as every transaction here takes its own:
+//!    two batches, or a batch and a check, never deadlock, and every instance serializes on
+//!    them);
 //! 2. one statement reading every named value's admissions still in a window and every
 //!    recipient's sends in the send window; one reading (and locking, `FOR UPDATE`, so a sweep
 //!    on another instance skips them) the recipients' pending verifications; one their attempts;
@@ -16,11 +17,11 @@
 //!
 //! Only then is any start answered: a 201 is never sent for a start that is not committed. A
 //! batch that fails before its commit changed nothing (its transaction is rolled back), so its
-//! starts are decided again one by one (`pg::start`): one start the database refuses (a value
-//! PostgreSQL's text cannot hold) fails alone. A failed `COMMIT` is not retried — whether it
-//! took effect is unknown — and every start of the batch answers an error.
+//! starts are decided again one by one, each a batch of its own: one start the database refuses
+//! fails alone. A failed `COMMIT` is not retried — whether it took effect is unknown — and every
+//! start of the batch answers an error.
 //!
-//! So a batch of n starts costs 6–7 round trips instead of 7n, and one commit instead of n.
+//! So a batch of n starts costs 6–7 round trips instead of 6n–7n, and one commit instead of n.
 //! A start arriving while no batch is under way is decided at once: batching happens only
 //! under load, of the starts that would otherwise queue for connections.
 
@@ -45,11 +46,16 @@ pub struct Starts {
     queue: mpsc::Sender<Item>,
 }
 
-struct Item {
+/// A start to decide: what `Engine::start` was given.
+struct Start {
     policy: Policy,
     request: StartRequest,
     limits: Vec<(Arc<RateLimitNode>, String)>,
     fresh: Fresh,
+}
+
+struct Item {
+    start: Start,
     reply: oneshot::Sender<Result<Started, StoreError>>,
 }
 
@@ -82,10 +88,12 @@ impl Starts {
     ) -> Result<Started, StoreError> {
         let (reply, answer) = oneshot::channel();
         let item = Item {
-            policy,
-            request,
-            limits: limits.to_vec(),
-            fresh,
+            start: Start {
+                policy,
+                request,
+                limits: limits.to_vec(),
+                fresh,
+            },
             reply,
         };
         self.queue
@@ -98,42 +106,41 @@ impl Starts {
 
 /// Decides and commits one batch, and answers each of its starts.
 async fn run(pool: &PgPool, clocks: &Clocks, items: Vec<Item>) {
-    let nows: Vec<i64> = items
+    let (starts, replies): (Vec<Start>, Vec<_>) =
+        items.into_iter().map(|i| (i.start, i.reply)).unzip();
+    let nows: Vec<i64> = starts
         .iter()
-        .map(|i| clocks.now(&i.request.account_sid))
+        .map(|s| clocks.now(&s.request.account_sid))
         .collect();
-    if items.len() > 1 {
-        match decide(pool, &items, &nows).await {
+    if starts.len() > 1 {
+        match decide(pool, &starts, &nows).await {
             Ok((tx, outcomes)) => {
                 let committed = tx.commit().await;
                 if let Err(e) = &committed {
-                    tracing::error!(error = %e, starts = items.len(), "a batch of starts did not commit");
+                    tracing::error!(error = %e, starts = starts.len(), "a batch of starts did not commit");
                 }
-                for (item, started) in items.into_iter().zip(outcomes) {
+                for (reply, started) in replies.into_iter().zip(outcomes) {
                     let answer = match &committed {
                         Ok(()) => Ok(started),
                         Err(_) => Err(StoreError::NotCommitted),
                     };
-                    let _ = item.reply.send(answer);
+                    let _ = reply.send(answer);
                 }
                 return;
             }
             Err(e) => {
-                tracing::warn!(error = %e, starts = items.len(), "a batch of starts failed before its commit; deciding each alone");
+                tracing::warn!(error = %e, starts = starts.len(), "a batch of starts failed before its commit; deciding each alone");
             }
         }
     }
-    for (item, now) in items.into_iter().zip(nows) {
-        let started = super::pg::start(
-            pool,
-            now,
-            item.policy,
-            item.request,
-            &item.limits,
-            item.fresh,
-        )
-        .await;
-        let _ = item.reply.send(started);
+    for ((start, now), reply) in starts.iter().zip(&nows).zip(replies) {
+        let alone = async {
+            let (tx, mut outcomes) =
+                decide(pool, std::slice::from_ref(start), std::slice::from_ref(now)).await?;
+            tx.commit().await?;
+            outcomes.pop().ok_or(StoreError::NotCommitted)
+        };
+        let _ = reply.send(alone.await);
     }
 }
 
@@ -170,7 +177,7 @@ impl Writes {
 /// Locks, reads, decides and writes a batch; the transaction is left to commit.
 async fn decide(
     pool: &PgPool,
-    items: &[Item],
+    items: &[Start],
     nows: &[i64],
 ) -> Result<(Transaction<'static, Postgres>, Vec<Started>), StoreError> {
     // What the batch names, each once: recipients with the oldest send any start counts,
@@ -352,7 +359,8 @@ fn insert_sorted(log: &mut VecDeque<i64>, at: i64) {
 }
 
 /// Writes a batch's verification states, send attempts and admissions in one statement. Skips
-/// what a concurrent deletion of its service or rate limit removed, like `save_start`.
+/// what a concurrent deletion of its service or rate limit removed, as `save_verification`
+/// does.
 async fn save(tx: &mut Transaction<'static, Postgres>, w: &Writes) -> Result<(), sqlx::Error> {
     let v = &w.verifications;
     let a = &w.attempts;

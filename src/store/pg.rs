@@ -47,56 +47,6 @@ pub fn lock_key(parts: &[&str]) -> i64 {
     h as i64
 }
 
-/// Saves an admitted start — its verification state, its send attempt and its admissions — in
-/// one statement (one round trip). Skips what a concurrent deletion of its service or rate
-/// limit removed, like `save_verification`.
-pub async fn save_start(
-    c: &mut PgConnection,
-    v: &Verification,
-    attempt: &Attempt,
-    admissions: &[crate::core::Admission],
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "WITH v AS (\
-           INSERT INTO verifications (sid, service_sid, account_sid, recipient, channel, status, code, amount, payee, checks_failed, expires_ms, date_created, date_updated, version) \
-           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 WHERE EXISTS (SELECT 1 FROM services WHERE sid = $2) \
-           ON CONFLICT (sid) DO UPDATE SET channel = excluded.channel, status = excluded.status, \
-             checks_failed = excluded.checks_failed, expires_ms = excluded.expires_ms, \
-             date_updated = excluded.date_updated, version = excluded.version \
-           WHERE excluded.version > verifications.version \
-           RETURNING sid), \
-         a AS (\
-           INSERT INTO send_attempts (sid, verification_sid, service_sid, account_sid, recipient, channel, code, at_ms) \
-           SELECT $15, v.sid, $2, $3, $4, $16, $7, $17 FROM v) \
-         INSERT INTO admissions (rate_limit_id, value, at_ms) \
-         SELECT u.id, u.value, u.at_ms FROM unnest($18::int8[], $19::text[], $20::int8[]) AS u(id, value, at_ms) \
-         WHERE EXISTS (SELECT 1 FROM rate_limits r WHERE r.id = u.id)",
-    )
-    .bind(&v.sid)
-    .bind(&v.service_sid)
-    .bind(&v.account_sid)
-    .bind(&v.to)
-    .bind(&v.channel)
-    .bind(v.status.as_str())
-    .bind(&v.code)
-    .bind(&v.amount)
-    .bind(&v.payee)
-    .bind(i64::from(v.checks_failed))
-    .bind(v.expires_ms)
-    .bind(v.date_created)
-    .bind(v.date_updated)
-    .bind(v.version as i64)
-    .bind(&attempt.sid)
-    .bind(&attempt.channel)
-    .bind(attempt.at_ms)
-    .bind(admissions.iter().map(|a| a.rate_limit_id).collect::<Vec<i64>>())
-    .bind(admissions.iter().map(|a| &*a.value).collect::<Vec<&str>>())
-    .bind(admissions.iter().map(|a| a.at_ms).collect::<Vec<i64>>())
-    .execute(&mut *c)
-    .await?;
-    Ok(())
-}
-
 /// Takes the advisory locks in ascending key order (so two transactions never deadlock), in one
 /// round trip: the function scan over the sorted array yields, and locks, one key after another.
 pub async fn lock_all(c: &mut PgConnection, mut keys: Vec<i64>) -> Result<(), sqlx::Error> {
