@@ -1,8 +1,8 @@
 //! Verification starts on PostgreSQL, decided in batches: group commit for the shared database.
 //!
 //! A start alone is 6–7 round trips and a commit; PostgreSQL's cost is per statement and per
-//! commit far more than per row. So the starts waiting at the same moment are
-//! taken together (up to `BATCH`, by one task per instance) and decided in one transaction:
+//! commit far more than per row. So the starts waiting at the same moment are taken together
+//! (up to `BATCH`, by one task per instance) and decided in one transaction:
 //!
 //! 1. `BEGIN`; the advisory locks of every recipient and every (rate limit, value) the batch
 //!    names, in ascending key order in one statement (as every transaction here takes its own:
@@ -18,12 +18,15 @@
 //! Only then is any start answered: a 201 is never sent for a start that is not committed. A
 //! batch that fails before its commit changed nothing (its transaction is rolled back), so its
 //! starts are decided again one by one, each a batch of its own: one start the database refuses
-//! fails alone. A failed `COMMIT` is not retried — whether it took effect is unknown — and every
-//! start of the batch answers an error.
+//! fails alone (unless the connection was lost or a statement timed out: then every start of
+//! the batch answers an error at once). A failed `COMMIT` is not retried — whether it took
+//! effect is unknown — and every start of the batch answers an error.
 //!
 //! So a batch of n starts costs 6–7 round trips instead of 6n–7n, and one commit instead of n.
 //! A start arriving while no batch is under way is decided at once: batching happens only
-//! under load, of the starts that would otherwise queue for connections.
+//! under load, of the starts that would otherwise queue for connections. The price: a batch
+//! waiting for a lock another instance holds holds up the starts queued behind it, at most for
+//! the connections' `statement_timeout`, after which the batch answers an error.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -128,8 +131,15 @@ async fn run(pool: &PgPool, clocks: &Clocks, items: Vec<Item>) {
                 }
                 return;
             }
-            Err(e) => {
+            Err(e) if alone_could_succeed(&e) => {
                 tracing::warn!(error = %e, starts = starts.len(), "a batch of starts failed before its commit; deciding each alone");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, starts = starts.len(), "a batch of starts failed before its commit");
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::NotCommitted));
+                }
+                return;
             }
         }
     }
@@ -141,6 +151,19 @@ async fn run(pool: &PgPool, clocks: &Clocks, items: Vec<Item>) {
             outcomes.pop().ok_or(StoreError::NotCommitted)
         };
         let _ = reply.send(alone.await);
+    }
+}
+
+/// Whether a batch's error could spare some of its starts decided one by one: an error of the
+/// data (one start's value the database refuses, a deadlock with a deletion), not a lost
+/// connection or a statement timeout (a lock held elsewhere), which would only repeat once per
+/// start while the instance's other starts wait.
+fn alone_could_succeed(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(sqlx::Error::Database(db)) => {
+            !db.code().is_some_and(|code| code.starts_with("57"))
+        }
+        _ => false,
     }
 }
 
