@@ -118,14 +118,7 @@ async fn a_refused_start_leaves_no_trace() {
     .await
     .expect(404);
     assert!(codes_sent_to(&c, &phone(4)).await.is_empty());
-    let usage = c
-        .get(&format!(
-            "/emulator/v1/Services/{}/Usage?RateLimit=ip",
-            f.service
-        ))
-        .await
-        .expect(200);
-    let rows = usage["usage"].as_array().unwrap();
-    assert_eq!(rows.len(), 1, "{usage}");
-    assert_eq!(rows[0]["count"], 1, "{usage}");
+    let rows = usage(&c, &f.service, "RateLimit=ip").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["count"], 1, "{rows:?}");
 }

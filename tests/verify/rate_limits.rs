@@ -122,23 +122,12 @@ async fn admission_is_all_or_nothing_across_keys_and_buckets() {
     .await;
     refused.expect_error(429, 20429);
     assert_eq!(refused.header("twilio-reached-rate-limit"), Some("ip"));
-    let usage = c
-        .get(&format!(
-            "/emulator/v1/Services/{}/Usage?RateLimit=phone_country",
-            f.service
-        ))
-        .await
-        .expect(200);
-    let values: Vec<&str> = usage["usage"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["value"].as_str().unwrap())
-        .collect();
+    let rows = usage(&c, &f.service, "RateLimit=phone_country").await;
+    let values: Vec<&str> = rows.iter().map(|u| u["value"].as_str().unwrap()).collect();
     assert_eq!(
         values,
         vec!["US"],
-        "a refused request recorded something: {usage}"
+        "a refused request recorded something: {rows:?}"
     );
     // FR still has all 5 slots.
     for i in 0..5 {
@@ -160,16 +149,9 @@ async fn admission_is_all_or_nothing_across_keys_and_buckets() {
     .await
     .expect_error(429, 20429);
     // An admitted request counted in every bucket of ip: the hour bucket holds 1 for A.
-    let usage = c
-        .get(&format!(
-            "/emulator/v1/Services/{}/Usage?RateLimit=ip&Value=A",
-            f.service
-        ))
-        .await
-        .expect(200);
-    let rows = usage["usage"].as_array().unwrap();
-    assert_eq!(rows.len(), 2, "{usage}");
-    assert!(rows.iter().all(|r| r["count"] == 1), "{usage}");
+    let rows = usage(&c, &f.service, "RateLimit=ip&Value=A").await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r["count"] == 1), "{rows:?}");
 }
 
 #[tokio::test]
@@ -248,20 +230,9 @@ async fn concurrent_starts_to_one_recipient_resend_one_verification_up_to_the_se
     assert_eq!(codes.len(), 5);
     assert!(codes.iter().all(|code| *code == codes[0]), "{codes:?}");
     // Only the five admitted starts are counted: 5 for the seven IPs together.
-    let usage = c
-        .get(&format!(
-            "/emulator/v1/Services/{}/Usage?RateLimit=ip",
-            f.service
-        ))
-        .await
-        .expect(200);
-    let counted: u64 = usage["usage"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["count"].as_u64().unwrap())
-        .sum();
-    assert_eq!(counted, 5, "{usage}");
+    let rows = usage(&c, &f.service, "RateLimit=ip").await;
+    let counted: u64 = rows.iter().map(|r| r["count"].as_u64().unwrap()).sum();
+    assert_eq!(counted, 5, "{rows:?}");
 }
 
 /// Concurrent starts naming several rate limits and values at once: every value of every rate
@@ -303,16 +274,9 @@ async fn concurrent_starts_over_several_values_admit_exactly_max_of_each() {
     assert_eq!(per_ip, [6; 4]);
     assert_eq!(per_user, [2; 12]);
     for (name, values, max) in [("ip", 4, 6), ("user", 12, 2)] {
-        let usage = c
-            .get(&format!(
-                "/emulator/v1/Services/{}/Usage?RateLimit={name}",
-                f.service
-            ))
-            .await
-            .expect(200);
-        let rows = usage["usage"].as_array().unwrap();
-        assert_eq!(rows.len(), values, "{usage}");
-        assert!(rows.iter().all(|r| r["count"] == max), "{usage}");
+        let rows = usage(&c, &f.service, &format!("RateLimit={name}")).await;
+        assert_eq!(rows.len(), values, "{rows:?}");
+        assert!(rows.iter().all(|r| r["count"] == max), "{rows:?}");
     }
     let outbox = c.get("/emulator/v1/Outbox?PageSize=1000").await.expect(200);
     assert_eq!(outbox["messages"].as_array().unwrap().len(), 24);

@@ -34,6 +34,15 @@ pub async fn advance(c: &Client, seconds: i64) -> Value {
     .expect(200)
 }
 
+/// The rows of `GET /emulator/v1/Services/{service}/Usage?{query}` (`RateLimit=…[&Value=…]`).
+pub async fn usage(c: &Client, service: &str, query: &str) -> Vec<Value> {
+    let body = c
+        .get(&format!("/emulator/v1/Services/{service}/Usage?{query}"))
+        .await
+        .expect(200);
+    body["usage"].as_array().unwrap().clone()
+}
+
 /// The codes sent to `to`, oldest first.
 pub async fn codes_sent_to(c: &Client, to: &str) -> Vec<String> {
     let to = to.replace('+', "%2B");
