@@ -353,7 +353,7 @@ async fn decide(
         if let Started::Admitted(a) = &started {
             for admission in &a.admissions {
                 if let Some(&vi) = value_at.get(&(admission.rate_limit_id, &*admission.value)) {
-                    insert_sorted(&mut logs[vi], admission.at_ms);
+                    core::window::record(&mut logs[vi], admission.at_ms);
                 }
                 writes.admissions.push(admission.clone());
             }
@@ -373,12 +373,6 @@ async fn decide(
         save(&mut tx, &writes).await?;
     }
     Ok((tx, outcomes))
-}
-
-/// Puts `at` into a log kept oldest first.
-fn insert_sorted(log: &mut VecDeque<i64>, at: i64) {
-    let i = log.partition_point(|&t| t <= at);
-    log.insert(i, at);
 }
 
 /// Writes a batch's verification states, send attempts and admissions in one statement. Skips

@@ -1,8 +1,6 @@
 //! Service Rate Limits on verification starts: exact counts, all or nothing, Retry-After,
 //! concurrency, configuration changes, restarts.
 
-use std::sync::Arc;
-
 use crate::harness::{ServerOptions, TestServer};
 use crate::support::*;
 
@@ -159,26 +157,14 @@ async fn hundreds_of_concurrent_starts_for_one_value_admit_exactly_max() {
     let server = TestServer::start(ServerOptions::new()).await;
     let c = server.a();
     let f = service_with(&c, &[("ip", &[(10, 3600)])]).await;
-    let service = Arc::new(f.service.clone());
-    let mut tasks = Vec::new();
-    for i in 0..500 {
-        let c = c.clone();
-        let service = service.clone();
-        tasks.push(tokio::spawn(async move {
-            start(
-                &c,
-                &service,
-                &phone(1000 + i),
-                Some(r#"{"ip": "203.0.113.9"}"#),
-            )
-            .await
-            .status
-        }));
-    }
+    let replies = concurrent_starts(&c, &f.service, 500, |i| {
+        (phone(1000 + i), Some(r#"{"ip": "203.0.113.9"}"#.to_owned()))
+    })
+    .await;
     let mut admitted = 0;
     let mut refused = 0;
-    for t in tasks {
-        match t.await.unwrap() {
+    for reply in replies {
+        match reply.status {
             201 => admitted += 1,
             429 => refused += 1,
             other => panic!("unexpected status {other}"),
@@ -197,20 +183,14 @@ async fn concurrent_starts_to_one_recipient_resend_one_verification_up_to_the_se
     let server = TestServer::start(ServerOptions::new()).await;
     let c = server.a();
     let f = service_with(&c, &[("ip", &[(1000, 3600)])]).await;
-    let service = Arc::new(f.service.clone());
-    let mut tasks = Vec::new();
-    for i in 0..60 {
-        let c = c.clone();
-        let service = service.clone();
-        tasks.push(tokio::spawn(async move {
-            let ip = format!(r#"{{"ip": "198.51.100.{}"}}"#, i % 7);
-            start(&c, &service, &phone(7), Some(&ip)).await
-        }));
-    }
+    let replies = concurrent_starts(&c, &f.service, 60, |i| {
+        let ip = format!(r#"{{"ip": "198.51.100.{}"}}"#, i % 7);
+        (phone(7), Some(ip))
+    })
+    .await;
     let mut sids = std::collections::BTreeSet::new();
     let mut refused = 0;
-    for t in tasks {
-        let reply = t.await.unwrap();
+    for reply in replies {
         if reply.status == 201 {
             sids.insert(reply.expect(201)["sid"].as_str().unwrap().to_owned());
         } else {
@@ -244,30 +224,21 @@ async fn concurrent_starts_over_several_values_admit_exactly_max_of_each() {
     let c = server.a();
     // 4 IPs of at most 6 each, 12 users of at most 2 each.
     let f = service_with(&c, &[("ip", &[(6, 3600)]), ("user", &[(2, 3600)])]).await;
-    let service = Arc::new(f.service.clone());
-    let mut tasks = Vec::new();
-    for i in 0..240 {
-        let c = c.clone();
-        let service = service.clone();
-        tasks.push(tokio::spawn(async move {
-            let (ip, user) = (i % 4, i % 12);
-            let limits = format!(r#"{{"ip": "ip-{ip}", "user": "user-{user}"}}"#);
-            let status = start(&c, &service, &phone(2000 + i), Some(&limits))
-                .await
-                .status;
-            (ip, user, status)
-        }));
-    }
+    let replies = concurrent_starts(&c, &f.service, 240, |i| {
+        let limits = format!(r#"{{"ip": "ip-{}", "user": "user-{}"}}"#, i % 4, i % 12);
+        (phone(2000 + i), Some(limits))
+    })
+    .await;
     let mut per_ip = [0u32; 4];
     let mut per_user = [0u32; 12];
-    for t in tasks {
-        match t.await.unwrap() {
-            (ip, user, 201) => {
-                per_ip[ip] += 1;
-                per_user[user] += 1;
+    for (i, reply) in replies.iter().enumerate() {
+        match reply.status {
+            201 => {
+                per_ip[i % 4] += 1;
+                per_user[i % 12] += 1;
             }
-            (_, _, 429) => {}
-            (_, _, other) => panic!("unexpected status {other}"),
+            429 => {}
+            other => panic!("unexpected status {other}"),
         }
     }
     // Each IP's starts name 3 users (i % 12 over i % 4 = ip): 3 users × 2 = 6 = the IP's max.

@@ -25,6 +25,27 @@ pub async fn start(c: &Client, service: &str, to: &str, rate_limits: Option<&str
         .await
 }
 
+/// `n` starts sent at once (each on a task of its own), the `i`-th to the `To` and `RateLimits`
+/// JSON `to_and_limits(i)` gives; the replies in that order.
+pub async fn concurrent_starts(
+    c: &Client,
+    service: &str,
+    n: usize,
+    to_and_limits: impl Fn(usize) -> (String, Option<String>),
+) -> Vec<Reply> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (c, service, (to, limits)) = (c.clone(), service.to_owned(), to_and_limits(i));
+            tokio::spawn(async move { start(&c, &service, &to, limits.as_deref()).await })
+        })
+        .collect();
+    let mut replies = Vec::with_capacity(n);
+    for t in tasks {
+        replies.push(t.await.unwrap());
+    }
+    replies
+}
+
 pub async fn advance(c: &Client, seconds: i64) -> Value {
     c.post_form(
         "/emulator/v1/Clock",
