@@ -32,8 +32,8 @@ pub struct Refusal {
 /// The check (index) whose bucket waits longest at `now` (the first on ties), and that wait;
 /// `None` if every bucket has room. `full(check, rule, wait)` is told of every full bucket.
 /// Allocates nothing: `admit` decides with it, and so does the replay (`crate::replay`).
-pub fn longest_wait<'l>(
-    checks: impl IntoIterator<Item = (&'l [Rule], &'l VecDeque<i64>)>,
+pub fn longest_wait<'l, L: window::Log + ?Sized + 'l>(
+    checks: impl IntoIterator<Item = (&'l [Rule], &'l L)>,
     now: i64,
     mut full: impl FnMut(usize, usize, i64),
 ) -> Option<(usize, i64)> {

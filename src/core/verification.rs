@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 
 use super::limits::{self, Admission, LimitCheck, Refusal};
+use super::window;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -190,10 +191,12 @@ pub fn sends_in_window(sends: impl IntoIterator<Item = i64>, policy: &Policy, no
 
 /// Drops the sends (sorted, oldest first) that no window at `now` or later counts: what
 /// `sends_in_window` keeps is what remains.
-pub fn prune_sends(sends: &mut VecDeque<i64>, send_window_ms: i64, now: i64) {
-    while sends.front().is_some_and(|&t| now - t >= send_window_ms) {
-        sends.pop_front();
+pub fn prune_sends<L: window::Log + ?Sized>(sends: &mut L, send_window_ms: i64, now: i64) {
+    let mut n = 0;
+    while n < sends.len() && now - sends.at(n) >= send_window_ms {
+        n += 1;
     }
+    sends.drop_oldest(n);
 }
 
 /// The send-attempts rule (60203): whether the recipient's sends within the window at `now`

@@ -32,13 +32,48 @@ impl Rule {
     }
 }
 
+/// An admission log as the rules read and change it: sorted times (ms), oldest first. The
+/// server keeps `VecDeque<i64>`; the replay a compact form (`crate::replay::log`). The rules
+/// below are written once, for both.
+pub trait Log {
+    fn len(&self) -> usize;
+    /// The `i`-th oldest time; `i < len()`.
+    fn at(&self, i: usize) -> i64;
+    /// Appends `t`, at least the newest time.
+    fn push(&mut self, t: i64);
+    /// Drops the `n` oldest times; `n <= len()`.
+    fn drop_oldest(&mut self, n: usize);
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn newest(&self) -> Option<i64> {
+        self.len().checked_sub(1).map(|i| self.at(i))
+    }
+}
+
+impl Log for VecDeque<i64> {
+    fn len(&self) -> usize {
+        VecDeque::len(self)
+    }
+    fn at(&self, i: usize) -> i64 {
+        self[i]
+    }
+    fn push(&mut self, t: i64) {
+        self.push_back(t);
+    }
+    fn drop_oldest(&mut self, n: usize) {
+        self.drain(..n);
+    }
+}
+
 /// The index of the first admission at or after `lower` (`partition_point`, searched from the
 /// newest end: a short window's bound lies near it, so a long log costs a few steps).
-fn first_from(log: &VecDeque<i64>, lower: i64) -> usize {
+fn first_from<L: Log + ?Sized>(log: &L, lower: i64) -> usize {
     let len = log.len();
     let mut step = 1;
     let mut hi = len;
-    while step <= len && log[len - step] >= lower {
+    while step <= len && log.at(len - step) >= lower {
         hi = len - step;
         step *= 2;
     }
@@ -46,7 +81,7 @@ fn first_from(log: &VecDeque<i64>, lower: i64) -> usize {
     let mut lo = if step <= len { len - step + 1 } else { 0 };
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        if log[mid] < lower {
+        if log.at(mid) < lower {
             lo = mid + 1;
         } else {
             hi = mid;
@@ -56,7 +91,7 @@ fn first_from(log: &VecDeque<i64>, lower: i64) -> usize {
 }
 
 /// Admissions this rule counts at `now`.
-pub fn count(log: &VecDeque<i64>, rule: &Rule, now: i64) -> usize {
+pub fn count<L: Log + ?Sized>(log: &L, rule: &Rule, now: i64) -> usize {
     let lower = rule.lower_bound(now);
     log.len() - first_from(log, lower)
 }
@@ -66,12 +101,12 @@ pub fn count(log: &VecDeque<i64>, rule: &Rule, now: i64) -> usize {
 /// O(1): the log is sorted, so at least `max` admissions are counted exactly when the `max`-th
 /// newest is; and room appears when that one leaves the window, at its time + interval (all but
 /// `max - 1` counted admissions have then left). No search: the decision reads one entry.
-pub fn wait_ms(log: &VecDeque<i64>, rule: &Rule, now: i64) -> Option<i64> {
+pub fn wait_ms<L: Log + ?Sized>(log: &L, rule: &Rule, now: i64) -> Option<i64> {
     let max = rule.max as usize;
     if max == 0 {
         return Some(i64::MAX);
     }
-    let t = *log.get(log.len().checked_sub(max)?)?;
+    let t = log.at(log.len().checked_sub(max)?);
     if t < rule.lower_bound(now) {
         return None;
     }
@@ -79,23 +114,22 @@ pub fn wait_ms(log: &VecDeque<i64>, rule: &Rule, now: i64) -> Option<i64> {
 }
 
 /// Drops the admissions no rule counts at `now` or later. With no rules, everything goes.
-pub fn prune(log: &mut VecDeque<i64>, rules: &[Rule], now: i64) {
+pub fn prune<L: Log + ?Sized>(log: &mut L, rules: &[Rule], now: i64) {
     let Some(keep_from) = rules.iter().map(|r| r.lower_bound(now)).min() else {
-        log.clear();
+        log.drop_oldest(log.len());
         return;
     };
     // Most logs lose nothing at a prune: one read tells.
-    if log.front().is_none_or(|&t| t >= keep_from) {
+    if log.is_empty() || log.at(0) >= keep_from {
         return;
     }
-    let drop = log.partition_point(|&t| t < keep_from);
-    log.drain(..drop);
+    log.drop_oldest(first_from(log, keep_from));
 }
 
 /// Appends `now`, keeping the log sorted even if the wall clock stepped back.
-pub fn record(log: &mut VecDeque<i64>, now: i64) {
-    let t = log.back().map_or(now, |&last| last.max(now));
-    log.push_back(t);
+pub fn record<L: Log + ?Sized>(log: &mut L, now: i64) {
+    let t = log.newest().map_or(now, |last| last.max(now));
+    log.push(t);
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //!   prefetched while one is decided;
 //! - here: the command (inputs, progress, decisions file, table or JSON).
 
+pub mod log;
 pub mod parse;
 pub mod sim;
 pub mod table;
@@ -361,10 +362,10 @@ fn decide(
                 sim.touch_slots(&plans.plans[j], plans);
             }
             for j in group(g + 1) {
-                sim.touch_logs(records[j], &plans.plans[j], plans);
+                sim.touch_logs(records[j], j, plans);
             }
             for j in group(g) {
-                let d = sim.step(records[j], &plans.plans[j], plans);
+                let d = sim.step(records[j], j, plans);
                 if s == 0
                     && let Some(out) = decisions
                 {

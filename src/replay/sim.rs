@@ -3,16 +3,19 @@
 //! `core::window`), with the state the server keeps (admission logs per (rate limit, value),
 //! send times per recipient), pruned as the records' clock moves on.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::ops::Range;
 
 use serde::Serialize;
 
+use super::log::CompactLog;
 use super::parse::Record;
-use super::table::{Fx, Probe, Seen, Slots, hash_of, prefetch};
+use super::table::{Fx, Hint, Probe, Seen, Slots, hash_of, prefetch};
+use crate::catalog::values::{Interval, Max};
 use crate::core::limits::longest_wait;
 use crate::core::verification::{prune_sends, too_many_sends};
+use crate::core::window::Log;
 use crate::core::{Policy, Rule, window};
 use crate::seed::SeedFile;
 
@@ -67,15 +70,16 @@ impl Config {
             for (j, r) in s.rate_limits.into_iter().enumerate() {
                 let mut buckets = Vec::new();
                 for (k, b) in r.buckets.into_iter().enumerate() {
-                    if b.interval == 0 {
-                        return Err(format!(
-                            "services[{i}].rate_limits[{j}].buckets[{k}].interval must be positive"
-                        ));
-                    }
+                    // The bounds the server accepts (a bucket's log then spans at most a day,
+                    // which `CompactLog` relies on).
+                    let key = format!("services[{i}].rate_limits[{j}].buckets[{k}]");
+                    let max = Max::try_from(b.max).map_err(|e| format!("{key}.max: {e}"))?;
+                    let interval = Interval::try_from(b.interval)
+                        .map_err(|e| format!("{key}.interval: {e}"))?;
                     buckets.push(BucketCfg {
                         sid: b.sid,
-                        max: b.max,
-                        interval: b.interval,
+                        max: max.get(),
+                        interval: interval.get(),
                     });
                 }
                 if rate_limits.iter().any(|o| o.unique_name == r.unique_name) {
@@ -130,21 +134,21 @@ impl Config {
 }
 
 /// Prefetches the oldest entry of a log, which a prune reads first.
-fn front_ahead(log: &VecDeque<i64>) {
-    if let Some(t) = log.front() {
-        prefetch(t);
+fn front_ahead(log: &CompactLog) {
+    if !log.is_empty() {
+        prefetch(log.addr(0));
     }
 }
 
 /// Records `now` in the log `probe` found for `key`, or in a new one where it would go.
-fn record_in(table: &mut Slots<VecDeque<i64>>, probe: Probe, hash: u64, key: &[u8], now: i64) {
+fn record_in(table: &mut Slots<CompactLog>, probe: Probe, hash: u64, key: &[u8], now: i64) {
     match probe {
         Probe::Found(j) => {
             if let Some(log) = table.at_mut(j) {
                 window::record(log, now);
             }
         }
-        Probe::Vacant(j) => table.fill(j, hash, key, VecDeque::from([now])),
+        Probe::Vacant(j) => table.fill(j, hash, key, CompactLog::with(now)),
     }
 }
 
@@ -178,9 +182,9 @@ struct RateLimitStats {
 #[derive(Default)]
 struct ServiceState {
     /// Per rate limit: value → admission log.
-    logs: Vec<Slots<VecDeque<i64>>>,
+    logs: Vec<Slots<CompactLog>>,
     /// To → send times (admitted starts).
-    sends: Slots<VecDeque<i64>>,
+    sends: Slots<CompactLog>,
     stats: Vec<RateLimitStats>,
 }
 
@@ -188,8 +192,6 @@ struct ServiceState {
 const PRUNE_EVERY: u64 = 1 << 16;
 /// Records may come this far out of time order without a prune forgetting what they count.
 const PRUNE_SLACK_MS: i64 = 60_000;
-
-static EMPTY: VecDeque<i64> = VecDeque::new();
 
 /// What a record names in one configuration, resolved once (`Sim::plan`) for the loads ahead
 /// (`touch_slots`, `touch_logs`) and the decision (`step`).
@@ -212,12 +214,18 @@ type Check = (usize, usize, u64);
 pub struct Plans {
     pub plans: Vec<Plan>,
     checks: Vec<Check>,
+    /// Per check: where `touch_logs` found its log.
+    hints: Vec<Hint>,
+    /// Per plan: where `touch_logs` found its recipient's sends.
+    sent_hints: Vec<Hint>,
 }
 
 impl Plans {
     pub fn clear(&mut self) {
         self.plans.clear();
         self.checks.clear();
+        self.hints.clear();
+        self.sent_hints.clear();
     }
 }
 
@@ -297,6 +305,7 @@ impl Sim {
                 .unknown_services
                 .entry(r.service_sid.to_string())
                 .or_default() += 1;
+            plans.sent_hints.push(Hint::default());
             plans.plans.push(Plan {
                 service: None,
                 to_hash: 0,
@@ -322,6 +331,8 @@ impl Sim {
             }
         }
         plans.checks[from..].sort_unstable_by_key(|c| c.0);
+        plans.hints.resize(plans.checks.len(), Hint::default());
+        plans.sent_hints.push(Hint::default());
         plans.plans.push(Plan {
             service: Some(si),
             to_hash: hash_of(r.to.as_bytes()),
@@ -343,42 +354,39 @@ impl Sim {
     }
 
     /// The second: prefetches the log entries the decision reads (`window::wait_ms` reads the
-    /// `max`-th newest, `window::record` the newest); the slots are in the cache by now.
-    pub fn touch_logs(&self, r: &Record<'_>, plan: &Plan, plans: &Plans) {
+    /// `max`-th newest, `window::record` the newest); the slots are in the cache by now. Where
+    /// it finds them is kept for `step` (`Plans::hints`).
+    pub fn touch_logs(&self, r: &Record<'_>, j: usize, plans: &mut Plans) {
+        let plan = &plans.plans[j];
         let Some(si) = plan.service else { return };
         let (svc, st) = (&self.config.services[si], &self.state[si]);
-        for &(i, k, hash) in &plans.checks[plan.checks.clone()] {
-            if let Some(log) = st.logs[i].get(hash, r.rate_limits[k].1.as_bytes()) {
+        for c in plan.checks.clone() {
+            let (i, k, hash) = plans.checks[c];
+            let (log, hint) = st.logs[i].get_hinted(hash, r.rate_limits[k].1.as_bytes());
+            plans.hints[c] = hint;
+            if let Some(log) = log {
                 for rule in &svc.rate_limits[i].rules {
-                    if let Some(t) = log
-                        .len()
-                        .checked_sub(rule.max as usize)
-                        .and_then(|at| log.get(at))
-                    {
-                        prefetch(t);
+                    if let Some(at) = log.len().checked_sub(rule.max as usize) {
+                        prefetch(log.addr(at));
                     }
                 }
-                if let Some(t) = log.back() {
-                    prefetch(t);
+                if let Some(newest) = log.len().checked_sub(1) {
+                    prefetch(log.addr(newest));
                 }
             }
         }
-        if let Some(t) = st
-            .sends
-            .get(plan.to_hash, r.to.as_bytes())
-            .and_then(|s| s.back())
+        let (sent, hint) = st.sends.get_hinted(plan.to_hash, r.to.as_bytes());
+        plans.sent_hints[j] = hint;
+        if let Some(s) = sent
+            && let Some(newest) = s.len().checked_sub(1)
         {
-            prefetch(t);
+            prefetch(s.addr(newest));
         }
     }
 
     /// Decides one planned start at the record's time; `None` if its service is not configured.
-    pub fn step(
-        &mut self,
-        r: &Record<'_>,
-        plan: &Plan,
-        plans: &Plans,
-    ) -> Option<(usize, Decision)> {
+    pub fn step(&mut self, r: &Record<'_>, j: usize, plans: &Plans) -> Option<(usize, Decision)> {
+        let plan = &plans.plans[j];
         let now = r.time_ms;
         let si = plan.service?;
         let svc = &self.config.services[si];
@@ -388,21 +396,26 @@ impl Sim {
         self.tos.see(plan.seen_hash);
 
         self.probes.clear();
-        for &(i, k, hash) in checks {
+        let hints = &plans.hints[plan.checks.clone()];
+        for (&(i, k, hash), &hint) in checks.iter().zip(hints) {
             self.probes
-                .push(logs[i].probe(hash, r.rate_limits[k].1.as_bytes()));
+                .push(logs[i].probe_hinted(hint, hash, r.rate_limits[k].1.as_bytes()));
         }
+        let empty = CompactLog::default();
         let log_of = |c: usize| match self.probes[c] {
-            Probe::Found(j) => logs[checks[c].0].at(j).unwrap_or(&EMPTY),
-            Probe::Vacant(_) => &EMPTY,
+            Probe::Found(j) => logs[checks[c].0].at(j).unwrap_or(&empty),
+            Probe::Vacant(_) => &empty,
         };
-        let sent = sends.probe(plan.to_hash, r.to.as_bytes());
+        let sent = sends.probe_hinted(plans.sent_hints[j], plan.to_hash, r.to.as_bytes());
         let sent_log = match sent {
             Probe::Found(j) => sends.at(j),
             Probe::Vacant(_) => None,
         };
-        let decision = if too_many_sends(sent_log.into_iter().flatten().copied(), &self.policy, now)
-        {
+        let decision = if too_many_sends(
+            sent_log.into_iter().flat_map(CompactLog::iter),
+            &self.policy,
+            now,
+        ) {
             Decision::TooManySends
         } else {
             let refusal = longest_wait(

@@ -90,6 +90,36 @@ impl Key {
             Key::Heap(b) => b,
         }
     }
+
+    /// Whether this is the key `b` (what a probe asks of every entry whose hash matches).
+    pub fn is(&self, b: &[u8]) -> bool {
+        match self {
+            Key::Inline(len, buf) => usize::from(*len) == b.len() && same_short(&buf[..b.len()], b),
+            Key::Heap(h) => **h == *b,
+        }
+    }
+}
+
+/// `a == b` for two slices of one length up to 24 bytes, by overlapping word loads: no call to
+/// `memcmp` for the short keys every found entry compares.
+fn same_short(a: &[u8], b: &[u8]) -> bool {
+    fn word<const N: usize>(s: &[u8], at: usize) -> [u8; N] {
+        s.get(at..)
+            .and_then(|s| s.first_chunk::<N>())
+            .copied()
+            .unwrap_or([0; N])
+    }
+    let n = a.len();
+    match n {
+        16.. => {
+            word::<8>(a, 0) == word::<8>(b, 0)
+                && word::<8>(a, 8) == word::<8>(b, 8)
+                && word::<8>(a, n - 8) == word::<8>(b, n - 8)
+        }
+        8.. => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
+        4.. => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
+        _ => a.iter().zip(b).all(|(x, y)| x == y),
+    }
 }
 
 /// One slot: a cache line.
@@ -106,7 +136,15 @@ pub enum Probe {
 pub struct Slots<V> {
     lines: Vec<Line<V>>,
     len: usize,
+    /// Changes whenever entries move (growth, `retain`): a slot found at the same generation
+    /// still holds its entry (entries are only added in between, into vacant slots).
+    generation: u64,
 }
+
+/// Where a probe found an entry, valid while its table's generation stays the same: the
+/// decision reuses what the loads ahead found instead of probing again.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hint(Option<(u64, usize)>);
 
 const MIN_LINES: usize = 16;
 
@@ -121,6 +159,7 @@ impl<V> Slots<V> {
         Self {
             lines: std::iter::repeat_with(|| Line(None)).take(n).collect(),
             len: 0,
+            generation: 0,
         }
     }
 
@@ -146,7 +185,7 @@ impl<V> Slots<V> {
         loop {
             match &self.lines[i].0 {
                 None => return Probe::Vacant(i),
-                Some((h, k, _)) if *h == hash && k.bytes() == key => return Probe::Found(i),
+                Some((h, k, _)) if *h == hash && k.is(key) => return Probe::Found(i),
                 Some(_) => i = (i + 1) & mask,
             }
         }
@@ -156,6 +195,25 @@ impl<V> Slots<V> {
         match self.probe(hash, key) {
             Probe::Found(i) => self.at(i),
             Probe::Vacant(_) => None,
+        }
+    }
+
+    /// Like `get`, and where it found the entry, for `probe_hinted`.
+    pub fn get_hinted(&self, hash: u64, key: &[u8]) -> (Option<&V>, Hint) {
+        match self.probe(hash, key) {
+            Probe::Found(i) => (self.at(i), Hint(Some((self.generation, i)))),
+            Probe::Vacant(_) => (None, Hint(None)),
+        }
+    }
+
+    /// `probe`, without the walk when `hint` found the key in this generation of the table.
+    pub fn probe_hinted(&self, hint: Hint, hash: u64, key: &[u8]) -> Probe {
+        match hint.0 {
+            Some((generation, i)) if generation == self.generation => {
+                debug_assert_eq!(self.probe(hash, key), Probe::Found(i));
+                Probe::Found(i)
+            }
+            _ => self.probe(hash, key),
         }
     }
 
@@ -218,12 +276,14 @@ impl<V> Slots<V> {
         // Entries after a freed slot may now be unreachable from their home: place them again.
         let kept: Vec<(u64, Key, V)> = self.lines.iter_mut().filter_map(|l| l.0.take()).collect();
         let lines = (kept.len() * 2).next_power_of_two().max(MIN_LINES);
+        let generation = self.generation + 1;
         if lines <= self.lines.len() && lines * 4 > self.lines.len() {
             // The same size, give or take: refill the table in place (no new pages to fault in).
             self.len = 0;
         } else {
             *self = Self::with_lines(lines);
         }
+        self.generation = generation;
         for e in kept {
             self.place(e);
         }
@@ -231,6 +291,7 @@ impl<V> Slots<V> {
 
     fn rebuild(&mut self, lines: usize) {
         let old = std::mem::replace(self, Self::with_lines(lines));
+        self.generation = old.generation + 1;
         for line in old.lines {
             if let Some(e) = line.0 {
                 self.place(e);
@@ -359,6 +420,14 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn a_slot_with_a_compact_log_is_one_cache_line() {
+        assert_eq!(
+            std::mem::size_of::<Line<super::super::log::CompactLog>>(),
+            64
+        );
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Add(Vec<u8>),
@@ -396,6 +465,42 @@ mod tests {
             }
             let listed: HashMap<Vec<u8>, u32> = s.iter().map(|(k, v)| (k.to_vec(), *v)).collect();
             prop_assert_eq!(listed, m);
+        }
+
+        /// The word-at-a-time comparison is `==`, at every length and wherever the keys differ.
+        #[test]
+        fn short_keys_compare_as_slices(
+            (a, b) in (0usize..=24).prop_flat_map(|n| (
+                proptest::collection::vec(0u8..3, n),
+                proptest::collection::vec(0u8..3, n),
+            )),
+        ) {
+            prop_assert_eq!(same_short(&a, &b), a == b);
+            prop_assert!(same_short(&a, &a));
+        }
+
+        /// A hint taken by `get_hinted` gives what a fresh probe gives, after any entries were
+        /// added (growth) or pruned since: reused only while the generation is the same.
+        #[test]
+        fn a_hinted_probe_is_a_probe(
+            keys in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..6), 1..60),
+            later in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..6), 0..60),
+            prune in any::<bool>(),
+        ) {
+            let mut s: Slots<u32> = Slots::default();
+            for k in &keys {
+                s.upsert(k, || 0, |v| *v += 1);
+            }
+            let hints: Vec<Hint> = keys.iter().map(|k| s.get_hinted(hash_of(k), k).1).collect();
+            for k in &later {
+                s.upsert(k, || 0, |v| *v += 1);
+            }
+            if prune {
+                s.retain(|v| *v % 2 == 0, |_| {});
+            }
+            for (k, hint) in keys.iter().zip(hints) {
+                prop_assert_eq!(s.probe_hinted(hint, hash_of(k), k), s.probe(hash_of(k), k));
+            }
         }
 
         /// `Seen` counts distinct hashes and keeps one flag each.

@@ -203,15 +203,24 @@ fn replay_json(
         .expect("run")
 }
 
+/// Writes a configuration of one service `s` with one rate limit `ip` of these buckets
+/// (`[{"max": …, "interval": …}, …]` as JSON) into `dir`.
+fn ip_config(dir: &std::path::Path, buckets: &str) -> std::path::PathBuf {
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"services": [{{"friendly_name": "s", "rate_limits": [{{"unique_name": "ip", "buckets": {buckets}}}]}}]}}"#
+        ),
+    )
+    .expect("write");
+    config
+}
+
 #[test]
 fn a_malformed_line_names_its_file_and_line_and_skip_invalid_counts_it() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let config = dir.path().join("config.json");
-    std::fs::write(
-        &config,
-        r#"{"services": [{"friendly_name": "s", "rate_limits": [{"unique_name": "ip", "buckets": [{"max": 1, "interval": 60}]}]}]}"#,
-    )
-    .expect("write");
+    let config = ip_config(dir.path(), r#"[{"max": 1, "interval": 60}]"#);
     let traffic = dir.path().join("t.jsonl");
     std::fs::write(
         &traffic,
@@ -243,6 +252,101 @@ fn a_malformed_line_names_its_file_and_line_and_skip_invalid_counts_it() {
     assert_eq!(report["admitted"], 1);
     assert_eq!(report["refused_by_code"]["20429"], 1);
     assert_eq!(report["unknown_rate_limits"][0]["starts"], 1);
+}
+
+/// A configuration the server would refuse (a bucket past its bounds) is refused by the replay
+/// too, naming the key; the bounds themselves are accepted.
+#[test]
+fn a_bucket_past_the_servers_bounds_is_refused_with_its_key() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let traffic = dir.path().join("t.jsonl");
+    std::fs::write(
+        &traffic,
+        r#"{"time": 1796040000000, "service_sid": "s", "to": "+1", "rate_limits": {"ip": "a"}}"#,
+    )
+    .expect("write");
+    let with_bucket = |max: u64, interval: u64| {
+        let config = ip_config(
+            dir.path(),
+            &format!(r#"[{{"max": 2, "interval": 60}}, {{"max": {max}, "interval": {interval}}}]"#),
+        );
+        replay_json(&config, &traffic, &[])
+    };
+    for (max, interval, key) in [
+        (5, 86_401, "buckets[1].interval"),
+        (5, 0, "buckets[1].interval"),
+        (0, 600, "buckets[1].max"),
+    ] {
+        let out = with_bucket(max, interval);
+        assert!(!out.status.success(), "max {max}, interval {interval}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{err}");
+    }
+    let out = with_bucket(1_000_000_000, 86_400);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["admitted"], 1);
+}
+
+/// Traffic with gaps longer than 2^32 ms (49.7 days) between a value's starts: each day-long
+/// window still counts exactly what it holds (the replay keeps times as offsets from a base
+/// that moves on).
+#[test]
+fn a_window_counts_exactly_across_months_of_quiet() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = ip_config(dir.path(), r#"[{"max": 2, "interval": 86400}]"#);
+    let day = 86_400_000i64;
+    let t0 = 1_796_040_000_000i64;
+    // (time, expected status): two a day fit; a third within the day is refused.
+    let starts = [
+        (t0, 201),
+        (t0 + 1, 201),
+        (t0 + 2, 429),
+        (t0 + 60 * day, 201),
+        (t0 + 60 * day + 10, 201),
+        (t0 + 60 * day + day - 1, 429),
+        (t0 + 60 * day + day + 10, 201),
+        (t0 + 200 * day, 201),
+        (t0 + 200 * day + 5, 201),
+        (t0 + 200 * day + day - 1, 429),
+    ];
+    let traffic = dir.path().join("t.jsonl");
+    let lines: String = starts
+        .iter()
+        .enumerate()
+        .map(|(i, (t, _))| {
+            format!(
+                "{{\"time\": {t}, \"service_sid\": \"s\", \"to\": \"+1555000{i:04}\", \"rate_limits\": {{\"ip\": \"a\"}}}}\n"
+            )
+        })
+        .collect();
+    std::fs::write(&traffic, lines).expect("write");
+    let decisions = dir.path().join("decisions.jsonl");
+    let out = replay_json(
+        &config,
+        &traffic,
+        &["--decisions", decisions.to_str().expect("a UTF-8 path")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<u64> = std::fs::read_to_string(&decisions)
+        .expect("decisions")
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("JSON")["status"]
+                .as_u64()
+                .expect("a status")
+        })
+        .collect();
+    let want: Vec<u64> = starts.iter().map(|s| s.1).collect();
+    assert_eq!(got, want);
 }
 
 /// Thousands of lines (the replay reads and decides them in batches, prefetching ahead): every
