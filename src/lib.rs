@@ -12,6 +12,7 @@ pub mod engine;
 pub mod event_streams;
 pub mod events;
 pub mod healthcheck;
+pub mod memory;
 pub mod metrics;
 pub mod replay;
 pub mod seed;

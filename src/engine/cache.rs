@@ -309,16 +309,18 @@ impl Cache {
     /// Forgets what no decision counts any more: admissions outside every window (`rules_of`
     /// gives a rate limit's rules and its account's time, `None` once it is gone), send times
     /// outside the send window, and recipients with nothing left. Only the writer calls this,
-    /// between batches: it changes no decision.
+    /// between batches: it changes no decision. Answers how many entries it dropped.
     pub fn trim(
         &self,
         mut rules_of: impl FnMut(i64) -> Option<(Vec<window::Rule>, i64)>,
         now_of: impl Fn(&str) -> i64,
         send_window_ms: i64,
-    ) {
+    ) -> usize {
         let mut cache: HashMap<i64, Option<(Vec<window::Rule>, i64)>> = HashMap::new();
+        let mut dropped = 0;
         for shard in &self.logs.shards {
             let mut map = shard.lock();
+            let before = map.len();
             map.retain(
                 |(id, _), log| match cache.entry(*id).or_insert_with(|| rules_of(*id)) {
                     Some((rules, now)) => {
@@ -332,10 +334,12 @@ impl Cache {
                     None => false,
                 },
             );
+            dropped += before - map.len();
             shrink(&mut map);
         }
         for shard in &self.recipients.shards {
             let mut map = shard.lock();
+            let before = map.len();
             map.retain(|_, r| {
                 let now = now_of(&r.account);
                 // (No copy unless something is pruned, as with the logs above.)
@@ -344,10 +348,12 @@ impl Cache {
                 r.sends = boxed(sends);
                 r.pending.is_some() || !r.sends.is_empty()
             });
+            dropped += before - map.len();
             shrink(&mut map);
         }
         shrink(&mut self.by_sid.lock());
         self.names.sweep();
+        dropped
     }
 
     /// Forgets every log of the given rate limits, and every recipient for which
@@ -841,12 +847,14 @@ mod tests {
             interval_ms,
             live_since_ms: 0,
         };
-        // At 25 a 10 ms window counts only 20: 10 is pruned, the rest stays.
-        cache.trim(
+        // At 25 a 10 ms window counts only 20: 10 is pruned, the rest stays; the log of
+        // (2, "a") goes (the one entry dropped).
+        let dropped = cache.trim(
             |id| Some((vec![rule(5, 10)], if id == 1 { 25 } else { 100 })),
             |_| 0,
             1,
         );
+        assert_eq!(dropped, 1);
         assert_eq!(cache.log(1, "a"), Some(VecDeque::from([20])));
         assert_eq!(cache.log(1, "b"), Some(VecDeque::from([30, 30])));
         assert_eq!(cache.log(2, "a"), None);

@@ -341,7 +341,8 @@ pub async fn maintain(
                 .await?,
         );
     }
-    s.writer
+    let dropped = s
+        .writer
         .decide(move |batch| {
             let catalog = catalog.read();
             batch.cache.trim(
@@ -356,8 +357,12 @@ pub async fn maintain(
                 },
                 |a| clocks.now(a),
                 policy.send_window_ms,
-            );
+            )
         })
         .await?;
+    if expired.len() + dropped >= crate::memory::GIVE_BACK_AFTER {
+        // What they held is free now: give it back rather than when the allocators get to it.
+        let _ = tokio::task::spawn_blocking(crate::memory::give_back).await;
+    }
     Ok(expired)
 }
