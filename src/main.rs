@@ -8,8 +8,23 @@ use verilimit::config::{Command, Config};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // `#[tokio::main]`'s runtime, with each worker giving back its own free memory when it
+    // next goes idle after a large sweep (`verilimit::memory`).
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(verilimit::memory::on_idle)
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(serve_or_run()),
+        Err(e) => {
+            eprintln!("verilimit: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve_or_run() -> ExitCode {
     let config = Config::parse();
     if let Some(Command::Replay(args)) = &config.command {
         return match verilimit::replay::run(args) {

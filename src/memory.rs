@@ -7,18 +7,46 @@
 //! resident memory then follows live state, which is what an operator watching a container
 //! expects after a burst has passed.
 
-/// Releases the free memory of both allocators (a few milliseconds; run it off the async
-/// workers).
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Give-backs asked for so far; each async worker remembers the last it acted on.
+static ASKED: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static DONE: Cell<u64> = const { Cell::new(0) };
+}
+
+/// mimalloc collects one thread's heap at a time (the calling thread's), and purges the free
+/// pages of every thread's arenas.
 #[allow(unsafe_code)]
-pub fn give_back() {
+fn collect_this_thread() {
     // SAFETY: `mi_collect` takes no pointer and may be called from any thread at any time; with
     // `force` it frees nothing live, only purges free pages (mimalloc.h, "mi_collect").
     unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
+/// Releases the free memory of both allocators (a few milliseconds; run it off the async
+/// workers), and asks every async worker to release its own heap's when it next goes idle
+/// (`on_idle`): mimalloc keeps a thread's free pages with that thread.
+#[allow(unsafe_code)]
+pub fn give_back() {
+    ASKED.fetch_add(1, Ordering::Relaxed);
+    collect_this_thread();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `malloc_trim` takes no pointer, is thread-safe, and only returns free memory of
     // glibc's heaps to the system (malloc_trim(3)).
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// Run by each async worker as it goes idle (the runtime's `on_thread_park`): one atomic load,
+/// and a collection of its own heap when a give-back was asked since its last.
+pub fn on_idle() {
+    let asked = ASKED.load(Ordering::Relaxed);
+    if DONE.with(|d| d.replace(asked)) != asked {
+        collect_this_thread();
     }
 }
 
@@ -36,6 +64,10 @@ mod tests {
         let freed: Vec<Vec<u8>> = (0..1_000).map(|i| vec![i as u8; 4096]).collect();
         drop(freed);
         super::give_back();
+        super::on_idle();
+        std::thread::spawn(super::on_idle)
+            .join()
+            .expect("on_idle on another thread");
         std::thread::spawn(super::give_back)
             .join()
             .expect("give_back on another thread");

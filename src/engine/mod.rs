@@ -405,7 +405,7 @@ impl Engine {
     /// admissions no bucket counts pruned, verifications past retention deleted.
     pub async fn maintain(&self) -> Result<(), ApiError> {
         let accounts: Vec<String> = self.catalog.read().accounts().cloned().collect();
-        let expired = match &self.store {
+        let (expired, dropped) = match &self.store {
             Store::Sqlite(s) => {
                 sqlite::maintain(
                     s,
@@ -420,13 +420,15 @@ impl Engine {
                 for account in &accounts {
                     all.extend(pg::expire_due(p, account, self.now(account)).await?);
                 }
-                all
+                (all, 0)
             }
         };
         for v in &expired {
             self.events
                 .record_of(&v.account_sid, Event::of(v, Kind::Expired), v);
         }
+        let swept = expired.len() + dropped;
+        drop(expired);
         let horizons: Vec<(i64, i64)> = {
             let catalog = self.catalog.read();
             catalog
@@ -448,6 +450,11 @@ impl Engine {
         }
         if !horizons.is_empty() {
             self.store.prune_admissions(horizons).await?;
+        }
+        if swept >= crate::memory::GIVE_BACK_AFTER {
+            // What the swept entries, the expired verifications and the deletes' statements
+            // held is free now: give it back rather than when the allocators get to it.
+            let _ = tokio::task::spawn_blocking(crate::memory::give_back).await;
         }
         Ok(())
     }

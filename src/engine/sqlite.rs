@@ -304,13 +304,14 @@ pub fn fetch(s: &SqliteStore, service: &str, key: &str, now: i64) -> Option<Veri
 const EXPIRE_CHUNK: usize = 4096;
 
 /// Expires every verification past its lifetime (decided by the writer, like any change), then
-/// gives back memory no decision needs. Returns the verifications expired.
+/// drops from the cache what no decision needs. Returns the verifications expired and the
+/// number of cache entries dropped.
 pub async fn maintain(
     s: &SqliteStore,
     catalog: Arc<RwLock<Catalog>>,
     clocks: Arc<Clocks>,
     policy: Policy,
-) -> Result<Vec<Verification>, StoreError> {
+) -> Result<(Vec<Verification>, usize), StoreError> {
     let due = s.cache.expired(|a| clocks.now(a), usize::MAX);
     let mut expired = Vec::new();
     for chunk in due.chunks(EXPIRE_CHUNK) {
@@ -360,9 +361,5 @@ pub async fn maintain(
             )
         })
         .await?;
-    if expired.len() + dropped >= crate::memory::GIVE_BACK_AFTER {
-        // What they held is free now: give it back rather than when the allocators get to it.
-        let _ = tokio::task::spawn_blocking(crate::memory::give_back).await;
-    }
-    Ok(expired)
+    Ok((expired, dropped))
 }
