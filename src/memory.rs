@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 static ASKED: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
-    static DONE: Cell<u64> = const { Cell::new(0) };
+    /// A thread that starts after a give-back has nothing of it to collect.
+    static DONE: Cell<u64> = Cell::new(ASKED.load(Ordering::Relaxed));
 }
 
 /// mimalloc collects one thread's heap at a time (the calling thread's), and purges the free
@@ -50,9 +51,14 @@ pub fn on_idle() {
     }
 }
 
-/// Cache entries a sweep must drop before `give_back` runs after it: below this the allocators'
-/// own pace is fine, and a sweep every few seconds costs no system calls.
-pub const GIVE_BACK_AFTER: usize = 10_000;
+/// Whether a sweep that dropped `swept` entries (cache entries and expired verifications),
+/// leaving `held`, is worth a `give_back`: a burst that has passed — many entries, and at least
+/// as many as remain. Under steady load each 5-second sweep drops a small share of what is live
+/// (the allocators reuse that memory at once; giving it back would only fault it in again), and
+/// small sweeps are left to the allocators' own pace.
+pub fn worth_giving_back(swept: usize, held: usize) -> bool {
+    swept >= 10_000 && swept >= held
+}
 
 #[cfg(test)]
 mod tests {
@@ -74,5 +80,16 @@ mod tests {
         assert!(live.iter().enumerate().all(|(i, &v)| v == i as u64));
         let again: Vec<u8> = vec![7; 1 << 20];
         assert!(again.iter().all(|&b| b == 7));
+    }
+
+    #[test]
+    fn only_a_burst_that_has_passed_is_given_back() {
+        // A load test's million values expiring together.
+        assert!(super::worth_giving_back(1_000_000, 0));
+        assert!(super::worth_giving_back(10_000, 10_000));
+        // Steady load: each sweep drops a small share of what is live.
+        assert!(!super::worth_giving_back(10_000, 1_200_000));
+        // Small sweeps.
+        assert!(!super::worth_giving_back(9_999, 0));
     }
 }

@@ -405,7 +405,7 @@ impl Engine {
     /// admissions no bucket counts pruned, verifications past retention deleted.
     pub async fn maintain(&self) -> Result<(), ApiError> {
         let accounts: Vec<String> = self.catalog.read().accounts().cloned().collect();
-        let (expired, dropped) = match &self.store {
+        let (expired, dropped, held) = match &self.store {
             Store::Sqlite(s) => {
                 sqlite::maintain(
                     s,
@@ -420,7 +420,7 @@ impl Engine {
                 for account in &accounts {
                     all.extend(pg::expire_due(p, account, self.now(account)).await?);
                 }
-                (all, 0)
+                (all, 0, 0)
             }
         };
         for v in &expired {
@@ -451,7 +451,7 @@ impl Engine {
         if !horizons.is_empty() {
             self.store.prune_admissions(horizons).await?;
         }
-        if swept >= crate::memory::GIVE_BACK_AFTER {
+        if crate::memory::worth_giving_back(swept, held) {
             // What the swept entries, the expired verifications and the deletes' statements
             // held is free now: give it back rather than when the allocators get to it.
             let _ = tokio::task::spawn_blocking(crate::memory::give_back).await;

@@ -304,14 +304,14 @@ pub fn fetch(s: &SqliteStore, service: &str, key: &str, now: i64) -> Option<Veri
 const EXPIRE_CHUNK: usize = 4096;
 
 /// Expires every verification past its lifetime (decided by the writer, like any change), then
-/// drops from the cache what no decision needs. Returns the verifications expired and the
-/// number of cache entries dropped.
+/// drops from the cache what no decision needs. Returns the verifications expired, the number
+/// of cache entries dropped, and the number still held.
 pub async fn maintain(
     s: &SqliteStore,
     catalog: Arc<RwLock<Catalog>>,
     clocks: Arc<Clocks>,
     policy: Policy,
-) -> Result<(Vec<Verification>, usize), StoreError> {
+) -> Result<(Vec<Verification>, usize, usize), StoreError> {
     let due = s.cache.expired(|a| clocks.now(a), usize::MAX);
     let mut expired = Vec::new();
     for chunk in due.chunks(EXPIRE_CHUNK) {
@@ -361,5 +361,6 @@ pub async fn maintain(
             )
         })
         .await?;
-    Ok((expired, dropped))
+    let (logs, recipients) = s.cache.tracked();
+    Ok((expired, dropped, logs + recipients))
 }

@@ -30,8 +30,9 @@ impl CompactLog {
         log
     }
 
+    /// Where the `i`-th oldest time is (an empty ring has none: index 0, out of its bounds).
     fn slot(&self, i: usize) -> usize {
-        (self.head as usize + i) & (self.ring.len() - 1)
+        (self.head as usize + i) & self.ring.len().saturating_sub(1)
     }
 
     /// Where the `i`-th oldest time is held (for a prefetch); `i < len`.
