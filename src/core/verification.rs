@@ -192,11 +192,8 @@ pub fn sends_in_window(sends: impl IntoIterator<Item = i64>, policy: &Policy, no
 /// Drops the sends (sorted, oldest first) that no window at `now` or later counts: what
 /// `sends_in_window` keeps is what remains.
 pub fn prune_sends<L: window::Log + ?Sized>(sends: &mut L, send_window_ms: i64, now: i64) {
-    let mut n = 0;
-    while n < sends.len() && now - sends.at(n) >= send_window_ms {
-        n += 1;
-    }
-    sends.drop_oldest(n);
+    // A send counts while `now - t < send_window_ms`: from `now - send_window_ms + 1` on.
+    window::drop_before(sends, now.saturating_sub(send_window_ms).saturating_add(1));
 }
 
 /// The send-attempts rule (60203): whether the recipient's sends within the window at `now`

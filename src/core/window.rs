@@ -90,6 +90,11 @@ fn first_from<L: Log + ?Sized>(log: &L, lower: i64) -> usize {
     lo
 }
 
+/// Drops the times before `from`.
+pub fn drop_before<L: Log + ?Sized>(log: &mut L, from: i64) {
+    log.drop_oldest(first_from(log, from));
+}
+
 /// Admissions this rule counts at `now`.
 pub fn count<L: Log + ?Sized>(log: &L, rule: &Rule, now: i64) -> usize {
     let lower = rule.lower_bound(now);
@@ -123,7 +128,7 @@ pub fn prune<L: Log + ?Sized>(log: &mut L, rules: &[Rule], now: i64) {
     if log.is_empty() || log.at(0) >= keep_from {
         return;
     }
-    log.drop_oldest(first_from(log, keep_from));
+    drop_before(log, keep_from);
 }
 
 /// Appends `now`, keeping the log sorted even if the wall clock stepped back.

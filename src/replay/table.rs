@@ -90,36 +90,6 @@ impl Key {
             Key::Heap(b) => b,
         }
     }
-
-    /// Whether this is the key `b` (what a probe asks of every entry whose hash matches).
-    pub fn is(&self, b: &[u8]) -> bool {
-        match self {
-            Key::Inline(len, buf) => usize::from(*len) == b.len() && same_short(&buf[..b.len()], b),
-            Key::Heap(h) => **h == *b,
-        }
-    }
-}
-
-/// `a == b` for two slices of one length up to 24 bytes, by overlapping word loads: no call to
-/// `memcmp` for the short keys every found entry compares.
-fn same_short(a: &[u8], b: &[u8]) -> bool {
-    fn word<const N: usize>(s: &[u8], at: usize) -> [u8; N] {
-        s.get(at..)
-            .and_then(|s| s.first_chunk::<N>())
-            .copied()
-            .unwrap_or([0; N])
-    }
-    let n = a.len();
-    match n {
-        16.. => {
-            word::<8>(a, 0) == word::<8>(b, 0)
-                && word::<8>(a, 8) == word::<8>(b, 8)
-                && word::<8>(a, n - 8) == word::<8>(b, n - 8)
-        }
-        8.. => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
-        4.. => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
-        _ => a.iter().zip(b).all(|(x, y)| x == y),
-    }
 }
 
 /// One slot: a cache line.
@@ -185,17 +155,14 @@ impl<V> Slots<V> {
         loop {
             match &self.lines[i].0 {
                 None => return Probe::Vacant(i),
-                Some((h, k, _)) if *h == hash && k.is(key) => return Probe::Found(i),
+                Some((h, k, _)) if *h == hash && k.bytes() == key => return Probe::Found(i),
                 Some(_) => i = (i + 1) & mask,
             }
         }
     }
 
     pub fn get(&self, hash: u64, key: &[u8]) -> Option<&V> {
-        match self.probe(hash, key) {
-            Probe::Found(i) => self.at(i),
-            Probe::Vacant(_) => None,
-        }
+        self.get_hinted(hash, key).0
     }
 
     /// Like `get`, and where it found the entry, for `probe_hinted`.
@@ -465,18 +432,6 @@ mod tests {
             }
             let listed: HashMap<Vec<u8>, u32> = s.iter().map(|(k, v)| (k.to_vec(), *v)).collect();
             prop_assert_eq!(listed, m);
-        }
-
-        /// The word-at-a-time comparison is `==`, at every length and wherever the keys differ.
-        #[test]
-        fn short_keys_compare_as_slices(
-            (a, b) in (0usize..=24).prop_flat_map(|n| (
-                proptest::collection::vec(0u8..3, n),
-                proptest::collection::vec(0u8..3, n),
-            )),
-        ) {
-            prop_assert_eq!(same_short(&a, &b), a == b);
-            prop_assert!(same_short(&a, &a));
         }
 
         /// A hint taken by `get_hinted` gives what a fresh probe gives, after any entries were
