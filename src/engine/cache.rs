@@ -7,20 +7,25 @@
 //! usage, SID lookups — only ever see committed state. While a batch is decided, its changes
 //! live in a `Batch` overlay over the cache; a failed batch is dropped with its overlay.
 //!
-//! Recipients are held compactly (`Stored`, `Packed`): the cache may hold millions of them, so
-//! SIDs are packed into 18 bytes, service and account SIDs and channels are shared (`Names`),
-//! and the service and recipient of a key are one allocation (`RecipientKey`). The decisions see
-//! the same `Verification` either way: what goes in comes back out (unit tests below).
+//! Entries are held compactly (`record`): the cache may hold millions of them, so a recipient
+//! (its text, recent sends and pending verification with its attempts) and an admission log
+//! are each one allocation of bytes, held in tables whose slots are that pointer (`Table`). A
+//! recipient's service and account are shared (`Scopes`), and the index of pending SIDs holds
+//! two hashes, the recipient's record telling whether it is that SID. The decisions see the same
+//! `Verification` either way: what goes in comes back out (unit tests below and in `record`).
+
+mod record;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Arc;
 
-use data_encoding::HEXLOWER;
+use hashbrown::HashTable;
 use parking_lot::Mutex;
 
-use crate::core::{Attempt, Status, Verification, window};
+use crate::core::{Status, Verification, window};
 use crate::store::sql::sqlite::PendingRow;
+use record::{Pending, Rec, Wanted};
 
 const SHARDS: usize = 64;
 
@@ -36,24 +41,30 @@ pub struct Recipient {
     pub sends: VecDeque<i64>,
 }
 
-/// Sharded maps: a reader locks one shard briefly.
-struct Sharded<K, V> {
-    shards: Vec<Mutex<HashMap<K, V>>>,
+/// Sharded tables of entries that hold their own keys: a reader locks one shard briefly.
+struct Table<T> {
+    shards: Vec<Mutex<HashTable<T>>>,
     hasher: RandomState,
 }
 
-impl<K: Hash + Eq, V> Default for Sharded<K, V> {
+impl<T> Default for Table<T> {
     fn default() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashTable::new())).collect(),
             hasher: RandomState::new(),
         }
     }
 }
 
-impl<K: Hash + Eq, V> Sharded<K, V> {
-    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Mutex<HashMap<K, V>> {
-        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
+impl<T> Table<T> {
+    fn hash(&self, key: impl Hash) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The shard of a hash, chosen by bits its table does not look at (a table takes a
+    /// bucket's index from the low bits and its tag from the top seven).
+    fn shard(&self, hash: u64) -> &Mutex<HashTable<T>> {
+        &self.shards[(hash >> 32) as usize % SHARDS]
     }
 
     fn len(&self) -> usize {
@@ -62,10 +73,79 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
 
     /// Makes room for `n` more entries spread over the shards (at start-up: no table is
     /// rebuilt as it grows).
-    fn reserve(&self, n: usize) {
+    fn reserve(&self, n: usize, rehash: impl Fn(&T) -> u64) {
         let each = n / SHARDS + n / SHARDS / 8 + 1;
         for s in &self.shards {
-            s.lock().reserve(each);
+            s.lock().reserve(each, &rehash);
+        }
+    }
+
+    /// Puts `entry` in place of the one `is` finds, or adds it.
+    fn put(&self, hash: u64, entry: T, is: impl Fn(&T) -> bool, rehash: impl Fn(&T) -> u64) {
+        let mut shard = self.shard(hash).lock();
+        match shard.find_mut(hash, is) {
+            Some(held) => *held = entry,
+            None => {
+                shard.insert_unique(hash, entry, rehash);
+            }
+        }
+    }
+}
+
+/// A service and its account, held once however many recipients name them.
+struct Scope {
+    service: Box<str>,
+    account: Box<str>,
+}
+
+#[derive(Default)]
+struct Scopes(Mutex<HashMap<Box<str>, Arc<Scope>>>);
+
+impl Scopes {
+    fn get(&self, service: &str, account: &str) -> Arc<Scope> {
+        let mut map = self.0.lock();
+        match map.get(service) {
+            Some(scope) if *scope.account == *account => scope.clone(),
+            _ => {
+                let scope = Arc::new(Scope {
+                    service: service.into(),
+                    account: account.into(),
+                });
+                map.insert(service.into(), scope.clone());
+                scope
+            }
+        }
+    }
+
+    /// Forgets the scopes no recipient holds any more.
+    fn sweep(&self) {
+        let mut map = self.0.lock();
+        map.retain(|_, scope| Arc::strong_count(scope) > 1);
+        shrink(&mut map);
+    }
+}
+
+/// A recipient of a service: the scope it shares, and its record (`record::recipient`).
+struct Entry {
+    scope: Arc<Scope>,
+    data: Box<[u8]>,
+}
+
+impl Entry {
+    fn rec(&self) -> Rec<'_> {
+        Rec::read(&self.data)
+    }
+
+    fn is(&self, service: &str, to: &str) -> bool {
+        *self.scope.service == *service && self.rec().to == to
+    }
+
+    fn unpack(&self) -> Recipient {
+        let rec = self.rec();
+        Recipient {
+            account_sid: self.scope.account.to_string(),
+            pending: rec.pending(&self.scope.service, &self.scope.account),
+            sends: rec.sends_deque(),
         }
     }
 }
@@ -78,20 +158,45 @@ pub struct ValueLog {
 
 #[derive(Default)]
 pub struct Cache {
-    /// Each log exactly its entries' size (the batch that grew it works on a `VecDeque`).
-    logs: Sharded<LogKey, Box<[i64]>>,
-    /// Boxed: the tables are sized in powers of two, up to half of their slots stay empty.
-    recipients: Sharded<RecipientKey, Box<Stored>>,
-    /// Pending verification SID → its (service, recipient).
-    by_sid: Mutex<HashMap<Sid, RecipientKey>>,
-    names: Names,
+    /// Admission logs (`record::log`), by (rate limit, value).
+    logs: Table<Box<[u8]>>,
+    /// Recipients, by (service, recipient).
+    recipients: Table<Entry>,
+    /// Pending verification SIDs: (the SID's hash, its recipient's). The recipient's record
+    /// says whether it is that SID, so hashes that collide find nothing wrong.
+    by_sid: Mutex<HashTable<(u64, u64)>>,
+    scopes: Scopes,
 }
 
 impl Cache {
+    fn log_hash(&self, rate_limit_id: i64, value: &str) -> u64 {
+        self.logs.hash((rate_limit_id, value))
+    }
+
+    fn log_rehash(&self) -> impl Fn(&Box<[u8]>) -> u64 + '_ {
+        |b| {
+            let log = record::Log::read(b);
+            self.log_hash(log.id, log.value)
+        }
+    }
+
+    fn recipient_hash(&self, service: &str, to: &str) -> u64 {
+        self.recipients.hash((service, to))
+    }
+
+    fn recipient_rehash(&self) -> impl Fn(&Entry) -> u64 + '_ {
+        |e| self.recipient_hash(&e.scope.service, e.rec().to)
+    }
+
     pub fn log(&self, rate_limit_id: i64, value: &str) -> Option<VecDeque<i64>> {
-        let key = (rate_limit_id, Box::<str>::from(value));
-        let shard = self.logs.shard(&key).lock();
-        shard.get(&key).map(|log| VecDeque::from(log.to_vec()))
+        let hash = self.log_hash(rate_limit_id, value);
+        let shard = self.logs.shard(hash).lock();
+        shard
+            .find(hash, |b| {
+                let log = record::Log::read(b);
+                log.id == rate_limit_id && log.value == value
+            })
+            .map(|b| record::Log::read(b).times())
     }
 
     /// Reads a recipient's entry under its shard's lock (`None` if it has none).
@@ -99,49 +204,70 @@ impl Cache {
         &self,
         service: &str,
         to: &str,
-        f: impl FnOnce(&Stored) -> Option<T>,
+        f: impl FnOnce(&Entry) -> Option<T>,
     ) -> Option<T> {
-        let key = RecipientKey::new(service, to);
+        let hash = self.recipient_hash(service, to);
         self.recipients
-            .shard(&key)
+            .shard(hash)
             .lock()
-            .get(&key)
-            .and_then(|r| f(r))
+            .find(hash, |e| e.is(service, to))
+            .and_then(f)
     }
 
     pub fn recipient(&self, service: &str, to: &str) -> Option<Recipient> {
-        self.read_recipient(service, to, |r| Some(r.unpack(service, to)))
+        self.read_recipient(service, to, |e| Some(e.unpack()))
     }
 
     /// A recipient's recent send times (for the send-attempts rule).
     pub fn sends(&self, service: &str, to: &str) -> Option<VecDeque<i64>> {
-        self.read_recipient(service, to, |r| Some(VecDeque::from(r.sends.to_vec())))
+        self.read_recipient(service, to, |e| Some(e.rec().sends_deque()))
     }
 
     /// The pending verification of a recipient, if any (live or not).
     pub fn pending(&self, service: &str, to: &str) -> Option<Verification> {
-        self.read_recipient(service, to, |r| {
-            let p = r.pending.as_ref()?;
-            Some(p.unpack(service, &r.account, to))
+        self.read_recipient(service, to, |e| {
+            e.rec().pending(&e.scope.service, &e.scope.account)
         })
+    }
+
+    /// Finds the recipient whose pending verification is `sid`, and applies `f` to it under its
+    /// shard's lock.
+    fn with_sid<T>(&self, sid: &str, f: impl FnOnce(&mut Entry) -> T) -> Option<T> {
+        let hash = self.recipients.hash(sid);
+        let candidates: Vec<u64> = self
+            .by_sid
+            .lock()
+            .iter_hash(hash)
+            .filter(|(h, _)| *h == hash)
+            .map(|(_, recipient)| *recipient)
+            .collect();
+        let want = Wanted::new(sid);
+        for hash in candidates {
+            let mut shard = self.recipients.shard(hash).lock();
+            if let Some(e) = shard.find_mut(hash, |e| e.rec().pending_is(&want)) {
+                return Some(f(e));
+            }
+        }
+        None
     }
 
     /// The (service, recipient) of a pending verification SID.
     pub fn find_sid(&self, sid: &str) -> Option<(String, String)> {
-        let key = self.by_sid.lock().get(&Sid::new(sid))?.clone();
-        let (service, to) = key.parts();
-        Some((service.to_owned(), to.to_owned()))
+        self.with_sid(sid, |e| {
+            (e.scope.service.to_string(), e.rec().to.to_owned())
+        })
     }
 
     /// The logs of one rate limit, optionally of one value, ordered by value.
     pub fn usage(&self, rate_limit_id: i64, value: Option<&str>) -> Vec<ValueLog> {
         let mut out = Vec::new();
         for shard in &self.logs.shards {
-            for ((id, v), log) in shard.lock().iter() {
-                if *id == rate_limit_id && value.is_none_or(|want| want == &**v) {
+            for b in shard.lock().iter() {
+                let log = record::Log::read(b);
+                if log.id == rate_limit_id && value.is_none_or(|want| want == log.value) {
                     out.push(ValueLog {
-                        value: v.to_string(),
-                        log: VecDeque::from(log.to_vec()),
+                        value: log.value.to_owned(),
+                        log: log.times(),
                     });
                 }
             }
@@ -164,124 +290,173 @@ impl Cache {
             .windows(2)
             .filter(|w| (w[0].0, &w[0].1) != (w[1].0, &w[1].1))
             .count();
-        self.logs.reserve(logs);
+        self.logs.reserve(logs, self.log_rehash());
         let mut rows = rows.into_iter().peekable();
         while let Some((id, value, t)) = rows.next() {
             let mut log = VecDeque::from([t]);
             while let Some((_, _, t)) = rows.next_if(|(i, v, _)| *i == id && *v == value) {
                 window::record(&mut log, t);
             }
-            let key = (id, value.into_boxed_str());
-            self.logs.shard(&key).lock().insert(key, boxed(log));
+            let hash = self.log_hash(id, &value);
+            self.logs.shard(hash).lock().insert_unique(
+                hash,
+                record::log(id, &value, log.iter()),
+                self.log_rehash(),
+            );
         }
     }
 
     /// Makes room for `n` recipients with a pending verification.
     pub fn reserve_pending(&self, n: usize) {
-        self.recipients.reserve(n);
-        self.by_sid.lock().reserve(n);
+        self.recipients.reserve(n, self.recipient_rehash());
+        self.by_sid.lock().reserve(n, |(h, _)| *h);
     }
 
     /// Restores a pending verification as the start-up reads it (its attempts follow:
     /// `restore_attempt`).
     pub fn restore_pending(&self, row: &PendingRow<'_>) {
-        let key = RecipientKey::new(&row.service_sid, &row.to);
-        let sid = Sid::new(&row.sid);
-        let pending = Packed {
-            sid: sid.clone(),
-            channel: self.names.get(&row.channel),
-            code: (*row.code).into(),
-            psd2: Packed::psd2(&row.amount, &row.payee),
-            attempts: Box::new([]),
+        let pending = Pending {
+            sid: &row.sid,
+            status: Status::parse(&row.status).unwrap_or(Status::Failed),
+            channel: &row.channel,
+            code: &row.code,
+            amount: row.amount.as_deref(),
+            payee: row.payee.as_deref(),
+            checks_failed: row.checks_failed as u32,
             expires_ms: row.expires_ms,
             date_created: row.date_created,
             date_updated: row.date_updated,
             version: row.version as u64,
-            checks_failed: row.checks_failed as u32,
-            status: Status::parse(&row.status).unwrap_or(Status::Failed),
+            attempts: &[],
         };
-        self.by_sid.lock().insert(sid, key.clone());
-        self.restore(key, &row.account_sid, |r| r.pending = Some(pending));
+        let hash = self.recipient_hash(&row.service_sid, &row.to);
+        self.restore(hash, &row.service_sid, &row.account_sid, &row.to, |held| {
+            let sends = held
+                .map(|rec| rec.sends().collect::<Vec<_>>())
+                .unwrap_or_default();
+            record::recipient(&row.to, sends.iter(), Some(&pending))
+        });
+        let sid_hash = self.recipients.hash(&*row.sid);
+        self.by_sid
+            .lock()
+            .insert_unique(sid_hash, (sid_hash, hash), |(h, _)| *h);
     }
 
     /// Restores one send attempt of a pending verification (in any order; of any other
     /// verification, nothing).
     pub fn restore_attempt(&self, verification_sid: &str, sid: &str, channel: &str, at_ms: i64) {
-        let key = {
-            let index = self.by_sid.lock();
-            match index.get(&Sid::new(verification_sid)) {
-                Some(key) => key.clone(),
-                None => return,
+        self.with_sid(verification_sid, |e| {
+            if let Some(data) = record::with_attempt(&e.data, sid, channel, at_ms) {
+                e.data = data;
             }
-        };
-        let mut shard = self.recipients.shard(&key).lock();
-        let Some(p) = shard.get_mut(&key).and_then(|r| r.pending.as_mut()) else {
-            return;
-        };
-        // Oldest first (then by SID).
-        let attempt = PackedAttempt {
-            sid: Sid::new(sid),
-            channel: self.names.get(channel),
-            at_ms,
-        };
-        insert_sorted(&mut p.attempts, attempt, |a| {
-            a.at_ms > at_ms || (a.at_ms == at_ms && a.sid.text().as_str() > sid)
         });
     }
 
     /// Restores one recent send of a recipient (in any order).
     pub fn restore_send(&self, account: &str, service: &str, to: &str, at: i64) {
-        self.restore(RecipientKey::new(service, to), account, |r| {
-            insert_sorted(&mut r.sends, at, |&t| t > at);
+        let hash = self.recipient_hash(service, to);
+        self.restore(hash, service, account, to, |held| match held {
+            Some(rec) => {
+                let mut sends: Vec<i64> = rec.sends().collect();
+                // Before the trailing sends that come after it (mostly in order already).
+                let later = sends.iter().rev().take_while(|&&t| t > at).count();
+                sends.insert(sends.len() - later, at);
+                record::with_sends(rec.bytes(), sends.iter())
+            }
+            None => record::recipient(to, [at].iter(), None),
         });
     }
 
-    /// Changes a recipient's entry at start-up (made if it has none).
-    fn restore(&self, key: RecipientKey, account: &str, f: impl FnOnce(&mut Stored)) {
-        let account = self.names.get(account);
-        let mut shard = self.recipients.shard(&key).lock();
-        let r = shard
-            .entry(key)
-            .or_insert_with(|| Box::new(Stored::new(account.clone())));
-        r.account = account;
-        f(r);
+    /// Changes a recipient's entry at start-up: `f` makes its record from the one held, if any.
+    fn restore(
+        &self,
+        hash: u64,
+        service: &str,
+        account: &str,
+        to: &str,
+        f: impl FnOnce(Option<Rec<'_>>) -> Box<[u8]>,
+    ) {
+        let mut shard = self.recipients.shard(hash).lock();
+        match shard.find_mut(hash, |e| e.is(service, to)) {
+            Some(e) => e.data = f(Some(e.rec())),
+            None => {
+                let entry = Entry {
+                    scope: self.scopes.get(service, account),
+                    data: f(None),
+                };
+                shard.insert_unique(hash, entry, self.recipient_rehash());
+            }
+        }
     }
 
     // --- the writer's side ----------------------------------------------------------------
 
     /// Applies a committed batch's overlay.
     pub fn publish(&self, overlay: Overlay) {
-        for (key, log) in overlay.logs {
-            let mut shard = self.logs.shard(&key).lock();
+        for ((id, value), log) in overlay.logs {
+            let hash = self.log_hash(id, &value);
+            let is = |b: &[u8]| {
+                let held = record::Log::read(b);
+                held.id == id && held.value == &*value
+            };
             if log.is_empty() {
-                shard.remove(&key);
+                if let Ok(held) = self.logs.shard(hash).lock().find_entry(hash, |b| is(b)) {
+                    held.remove();
+                }
             } else {
-                shard.insert(key, boxed(log));
+                let entry = record::log(id, &value, log.iter());
+                self.logs.put(hash, entry, |b| is(b), self.log_rehash());
             }
         }
         let mut index = self.by_sid.lock();
         for ((service, to), r) in overlay.recipients {
-            let key = RecipientKey::new(&service, &to);
-            let mut shard = self.recipients.shard(&key).lock();
-            // The key already held (so that the SID index shares its text), and its SID.
-            let (key, old_sid) = match shard.get_key_value(&key) {
-                Some((held, o)) => (held.clone(), o.pending.as_ref().map(|p| p.sid.clone())),
-                None => (key, None),
-            };
-            let new_sid = r.pending.as_ref().map(|v| Sid::new(&v.sid));
-            if old_sid != new_sid {
-                if let Some(s) = old_sid {
-                    index.remove(&s);
+            let hash = self.recipient_hash(&service, &to);
+            let mut shard = self.recipients.shard(hash).lock();
+            let held = shard.find_entry(hash, |e| e.is(&service, &to)).ok();
+            // The SID index follows the pending verification.
+            let new_sid = r.pending.as_ref().map(|v| v.sid.as_str());
+            let rec = held.as_ref().map(|e| e.get().rec());
+            let same = rec
+                .as_ref()
+                .zip(new_sid)
+                .is_some_and(|(rec, sid)| rec.pending_is(&Wanted::new(sid)));
+            if !same {
+                if let Some(old) = rec.and_then(|rec| rec.pending_sid()) {
+                    let h = self.recipients.hash(old.as_str());
+                    if let Ok(i) = index.find_entry(h, |&(sh, rh)| sh == h && rh == hash) {
+                        i.remove();
+                    }
                 }
-                if let Some(s) = new_sid {
-                    index.insert(s, key.clone());
+                if let Some(sid) = new_sid {
+                    let h = self.recipients.hash(sid);
+                    index.insert_unique(h, (h, hash), |(h, _)| *h);
                 }
             }
             if r.pending.is_none() && r.sends.is_empty() {
-                shard.remove(&key);
-            } else {
-                let stored = Box::new(Stored::pack(r, &self.names));
-                shard.insert(key, stored);
+                if let Some(e) = held {
+                    e.remove();
+                }
+                continue;
+            }
+            let data = record::recipient(
+                &to,
+                r.sends.iter(),
+                r.pending.as_ref().map(Pending::from).as_ref(),
+            );
+            match held {
+                Some(mut e) if *e.get().scope.account == *r.account_sid => e.get_mut().data = data,
+                held => {
+                    let entry = Entry {
+                        scope: self.scopes.get(&service, &r.account_sid),
+                        data,
+                    };
+                    match held {
+                        Some(mut e) => *e.get_mut() = entry,
+                        None => {
+                            shard.insert_unique(hash, entry, self.recipient_rehash());
+                        }
+                    }
+                }
             }
         }
     }
@@ -290,13 +465,10 @@ impl Cache {
     pub fn expired(&self, now_of: impl Fn(&str) -> i64, limit: usize) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for shard in &self.recipients.shards {
-            for (key, r) in shard.lock().iter() {
-                if r.pending
-                    .as_ref()
-                    .is_some_and(|p| !p.is_live(now_of(&r.account)))
-                {
-                    let (service, to) = key.parts();
-                    out.push((service.to_owned(), to.to_owned()));
+            for e in shard.lock().iter() {
+                let rec = e.rec();
+                if rec.has_pending() && rec.pending_ended(now_of(&e.scope.account)) {
+                    out.push((e.scope.service.to_string(), rec.to.to_owned()));
                     if out.len() >= limit {
                         return out;
                     }
@@ -318,41 +490,54 @@ impl Cache {
     ) -> usize {
         let mut cache: HashMap<i64, Option<(Vec<window::Rule>, i64)>> = HashMap::new();
         let mut dropped = 0;
+        // One buffer for every log and every recipient's sends.
+        let mut times = VecDeque::new();
         for shard in &self.logs.shards {
-            let mut map = shard.lock();
-            let before = map.len();
-            map.retain(
-                |(id, _), log| match cache.entry(*id).or_insert_with(|| rules_of(*id)) {
-                    Some((rules, now)) => {
-                        // No copy unless something is pruned (`deque` and `boxed` then only
-                        // hand the allocation over).
-                        let mut d = deque(std::mem::take(log));
-                        window::prune(&mut d, rules, *now);
-                        *log = boxed(d);
-                        !log.is_empty()
-                    }
-                    None => false,
-                },
-            );
-            dropped += before - map.len();
-            shrink(&mut map);
+            let mut table = shard.lock();
+            let before = table.len();
+            table.retain(|b| {
+                let log = record::Log::read(b);
+                let Some((rules, now)) = cache.entry(log.id).or_insert_with(|| rules_of(log.id))
+                else {
+                    return false;
+                };
+                times.clear();
+                times.extend(log.iter());
+                let held = times.len();
+                window::prune(&mut times, rules, *now);
+                if times.len() == held {
+                    return true;
+                }
+                let kept = record::log(log.id, log.value, times.iter());
+                *b = kept;
+                !times.is_empty()
+            });
+            dropped += before - table.len();
+            shrink_table(&mut table, self.log_rehash());
         }
         for shard in &self.recipients.shards {
-            let mut map = shard.lock();
-            let before = map.len();
-            map.retain(|_, r| {
-                let now = now_of(&r.account);
-                // (No copy unless something is pruned, as with the logs above.)
-                let mut sends = deque(std::mem::take(&mut r.sends));
-                crate::core::verification::prune_sends(&mut sends, send_window_ms, now);
-                r.sends = boxed(sends);
-                r.pending.is_some() || !r.sends.is_empty()
+            let mut table = shard.lock();
+            let before = table.len();
+            table.retain(|e| {
+                let rec = e.rec();
+                if rec.has_sends() {
+                    times.clear();
+                    times.extend(rec.sends());
+                    let held = times.len();
+                    let now = now_of(&e.scope.account);
+                    crate::core::verification::prune_sends(&mut times, send_window_ms, now);
+                    if times.len() != held {
+                        e.data = record::with_sends(&e.data, times.iter());
+                    }
+                }
+                let rec = e.rec();
+                rec.has_pending() || rec.has_sends()
             });
-            dropped += before - map.len();
-            shrink(&mut map);
+            dropped += before - table.len();
+            shrink_table(&mut table, self.recipient_rehash());
         }
-        shrink(&mut self.by_sid.lock());
-        self.names.sweep();
+        shrink_table(&mut self.by_sid.lock(), |(h, _)| *h);
+        self.scopes.sweep();
         dropped
     }
 
@@ -363,20 +548,24 @@ impl Cache {
             for shard in &self.logs.shards {
                 shard
                     .lock()
-                    .retain(|(id, _), _| !rate_limit_ids.contains(id));
+                    .retain(|b| !rate_limit_ids.contains(&record::Log::read(b).id));
             }
         }
         let mut index = self.by_sid.lock();
         for shard in &self.recipients.shards {
-            shard.lock().retain(|key, r| {
-                if gone(key.parts().0, &r.account) {
-                    if let Some(p) = &r.pending {
-                        index.remove(&p.sid);
-                    }
-                    false
-                } else {
-                    true
+            shard.lock().retain(|e| {
+                if !gone(&e.scope.service, &e.scope.account) {
+                    return true;
                 }
+                let rec = e.rec();
+                if let Some(sid) = rec.pending_sid() {
+                    let h = self.recipients.hash(sid.as_str());
+                    let rh = self.recipient_hash(&e.scope.service, rec.to);
+                    if let Ok(i) = index.find_entry(h, |&(sh, r)| sh == h && r == rh) {
+                        i.remove();
+                    }
+                }
+                false
             });
         }
     }
@@ -418,24 +607,6 @@ impl Overlay {
     }
 }
 
-/// Inserts `item` into `sorted` before the trailing elements that come `after` it (the start-up
-/// restores in any order, mostly in order already: the search runs from the end).
-fn insert_sorted<T>(sorted: &mut Box<[T]>, item: T, after: impl Fn(&T) -> bool) {
-    let mut v = std::mem::take(sorted).into_vec();
-    let later = v.iter().rev().take_while(|x| after(x)).count();
-    v.insert(v.len() - later, item);
-    *sorted = v.into_boxed_slice();
-}
-
-/// A log as the cache keeps it: exactly its entries.
-fn boxed(log: VecDeque<i64>) -> Box<[i64]> {
-    Vec::from(log).into_boxed_slice()
-}
-
-fn deque(log: Box<[i64]>) -> VecDeque<i64> {
-    VecDeque::from(Vec::from(log))
-}
-
 /// Records a changed verification in the recipient: pending, or gone once it has ended.
 pub fn settle(r: &mut Recipient, v: &Verification) {
     r.account_sid.clone_from(&v.account_sid);
@@ -455,232 +626,17 @@ pub fn shrink<K: Hash + Eq, V, S: BuildHasher>(map: &mut HashMap<K, V, S>) {
     }
 }
 
-// --- compact storage ------------------------------------------------------------------------
-
-/// Text the cache holds once however many entries name it: service and account SIDs, channels.
-#[derive(Default)]
-struct Names(Mutex<HashSet<Arc<str>>>);
-
-impl Names {
-    fn get(&self, text: &str) -> Arc<str> {
-        let mut set = self.0.lock();
-        if let Some(name) = set.get(text) {
-            return name.clone();
-        }
-        let name: Arc<str> = Arc::from(text);
-        set.insert(name.clone());
-        name
-    }
-
-    /// Forgets the names nothing holds any more.
-    fn sweep(&self) {
-        let mut set = self.0.lock();
-        set.retain(|name| Arc::strong_count(name) > 1);
-        if set.capacity() > 64 && set.capacity() > 4 * set.len() {
-            set.shrink_to_fit();
-        }
-    }
-}
-
-/// A SID as the cache keeps it: a generated one (two capital letters, 32 lowercase hex digits)
-/// in 18 bytes, anything else as it is. The same text always gives the same value, so equality
-/// and hashing are those of the text.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Sid {
-    Packed([u8; 18]),
-    Text(Box<str>),
-}
-
-impl Sid {
-    fn new(text: &str) -> Self {
-        let b = text.as_bytes();
-        if b.len() == 34 && b[..2].iter().all(u8::is_ascii_uppercase) {
-            let mut out = [0u8; 18];
-            out[..2].copy_from_slice(&b[..2]);
-            // Lowercase only: the text must come back as it was.
-            if HEXLOWER.decode_mut(&b[2..], &mut out[2..]).is_ok() {
-                return Sid::Packed(out);
-            }
-        }
-        Sid::Text(text.into())
-    }
-
-    fn text(&self) -> String {
-        match self {
-            Sid::Packed(b) => {
-                let mut s = String::with_capacity(34);
-                s.push(b[0] as char);
-                s.push(b[1] as char);
-                s.push_str(&HEXLOWER.encode(&b[2..]));
-                s
-            }
-            Sid::Text(t) => t.to_string(),
-        }
-    }
-}
-
-/// A (service, recipient) key in one allocation, shared by the recipient's entry and the index
-/// of its pending SID: the service's length as one character, the service, the recipient (so
-/// the key is as thin as a pointer to text, and equal texts are equal pairs).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct RecipientKey {
-    text: Arc<str>,
-}
-
-impl RecipientKey {
-    fn new(service: &str, to: &str) -> Self {
-        let len = u32::try_from(service.len())
-            .ok()
-            .and_then(char::from_u32)
-            .expect("a service SID is short");
-        let mut text = String::with_capacity(len.len_utf8() + service.len() + to.len());
-        text.push(len);
-        text.push_str(service);
-        text.push_str(to);
-        Self {
-            text: Arc::from(text),
-        }
-    }
-
-    fn parts(&self) -> (&str, &str) {
-        let mut chars = self.text.chars();
-        let len = chars.next().map_or(0, |c| c as usize);
-        chars.as_str().split_at(len)
-    }
-}
-
-/// A recipient as the cache keeps it.
-struct Stored {
-    account: Arc<str>,
-    /// Inline: a recipient is held mostly for its pending verification (one allocation of
-    /// 160 bytes for both, not 64 + 128).
-    pending: Option<Packed>,
-    /// Times of recent sends, oldest first (exactly their size).
-    sends: Box<[i64]>,
-}
-
-impl Stored {
-    fn new(account: Arc<str>) -> Self {
-        Self {
-            account,
-            pending: None,
-            sends: Box::new([]),
-        }
-    }
-
-    fn pack(r: Recipient, names: &Names) -> Self {
-        let sends = boxed(r.sends);
-        Self {
-            account: names.get(&r.account_sid),
-            pending: r.pending.as_ref().map(|v| Packed::pack(v, names)),
-            sends,
-        }
-    }
-
-    fn unpack(&self, service: &str, to: &str) -> Recipient {
-        Recipient {
-            account_sid: self.account.to_string(),
-            pending: self
-                .pending
-                .as_ref()
-                .map(|p| p.unpack(service, &self.account, to)),
-            sends: VecDeque::from(self.sends.to_vec()),
-        }
-    }
-}
-
-/// A pending verification as the cache keeps it: its service, account and recipient are its
-/// entry's.
-struct Packed {
-    sid: Sid,
-    channel: Arc<str>,
-    code: Box<str>,
-    /// Amount and payee (PSD2 verifications only).
-    psd2: Option<Box<(Option<String>, Option<String>)>>,
-    attempts: Box<[PackedAttempt]>,
-    expires_ms: i64,
-    date_created: i64,
-    date_updated: i64,
-    version: u64,
-    checks_failed: u32,
-    status: Status,
-}
-
-struct PackedAttempt {
-    sid: Sid,
-    channel: Arc<str>,
-    at_ms: i64,
-}
-
-impl Packed {
-    fn pack(v: &Verification, names: &Names) -> Self {
-        Self {
-            sid: Sid::new(&v.sid),
-            channel: names.get(&v.channel),
-            code: v.code.as_str().into(),
-            psd2: Self::psd2(&v.amount, &v.payee),
-            attempts: v
-                .attempts
-                .iter()
-                .map(|a| PackedAttempt {
-                    sid: Sid::new(&a.sid),
-                    channel: names.get(&a.channel),
-                    at_ms: a.at_ms,
-                })
-                .collect(),
-            expires_ms: v.expires_ms,
-            date_created: v.date_created,
-            date_updated: v.date_updated,
-            version: v.version,
-            checks_failed: v.checks_failed,
-            status: v.status,
-        }
-    }
-
-    fn psd2(
-        amount: &Option<String>,
-        payee: &Option<String>,
-    ) -> Option<Box<(Option<String>, Option<String>)>> {
-        (amount.is_some() || payee.is_some()).then(|| Box::new((amount.clone(), payee.clone())))
-    }
-
-    fn unpack(&self, service: &str, account: &str, to: &str) -> Verification {
-        let (amount, payee) = self.psd2.as_deref().cloned().unwrap_or_default();
-        Verification {
-            sid: self.sid.text(),
-            service_sid: service.to_owned(),
-            account_sid: account.to_owned(),
-            to: to.to_owned(),
-            channel: self.channel.to_string(),
-            status: self.status,
-            code: self.code.to_string(),
-            amount,
-            payee,
-            checks_failed: self.checks_failed,
-            expires_ms: self.expires_ms,
-            date_created: self.date_created,
-            date_updated: self.date_updated,
-            version: self.version,
-            attempts: self
-                .attempts
-                .iter()
-                .map(|a| Attempt {
-                    sid: a.sid.text(),
-                    channel: a.channel.to_string(),
-                    at_ms: a.at_ms,
-                })
-                .collect(),
-        }
-    }
-
-    fn is_live(&self, now: i64) -> bool {
-        self.status == Status::Pending && now < self.expires_ms
+/// `shrink` for a table of entries that hold their keys.
+fn shrink_table<T>(table: &mut HashTable<T>, rehash: impl Fn(&T) -> u64) {
+    if table.capacity() > 64 && table.capacity() > 4 * table.len() {
+        table.shrink_to_fit(rehash);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::Attempt;
     use proptest::prelude::*;
 
     fn verification(sid: &str, attempts: &[(&str, &str)], psd2: bool) -> Verification {
@@ -736,33 +692,12 @@ mod tests {
         cache.restore_attempt("VEother", "VLother", "sms", 0);
     }
 
-    proptest! {
-        /// A key gives back the pair it was made of, and two keys are equal exactly when their
-        /// pairs are.
-        #[test]
-        fn a_recipient_key_is_its_pair(
-            a in (".{0,40}", ".{0,20}"),
-            b in (".{0,40}", ".{0,20}"),
-        ) {
-            let ka = RecipientKey::new(&a.0, &a.1);
-            let kb = RecipientKey::new(&b.0, &b.1);
-            prop_assert_eq!(ka.parts(), (a.0.as_str(), a.1.as_str()));
-            prop_assert_eq!(ka == kb, a == b);
-            let joined = RecipientKey::new(&format!("{}{}", a.0, a.1), "");
-            prop_assert_eq!(joined == ka, a.1.is_empty());
-        }
-    }
-
-    /// What a recipient with its pending verification costs: one allocation of at most 160
-    /// bytes (an allocator's size class), plus its key, code and attempts.
+    /// What a recipient costs besides its record: a slot of three words; and an admission
+    /// log, two.
     #[test]
-    fn a_recipient_is_one_small_allocation() {
-        assert_eq!(std::mem::size_of::<RecipientKey>(), 16);
-        assert!(
-            std::mem::size_of::<Stored>() <= 160,
-            "{}",
-            std::mem::size_of::<Stored>()
-        );
+    fn a_slot_is_a_pointer() {
+        assert_eq!(std::mem::size_of::<Entry>(), 24);
+        assert_eq!(std::mem::size_of::<Box<[u8]>>(), 16);
     }
 
     #[test]
@@ -861,14 +796,139 @@ mod tests {
         assert_eq!(cache.tracked(), (2, 0));
     }
 
+    /// What a model of the cache (plain maps) says after each change.
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// (service, recipient), account, pending SID (a number of that recipient's), sends.
+        Recipient(usize, usize, Option<u8>, Vec<i64>),
+        /// (rate limit, value), times.
+        Log(i64, usize, Vec<i64>),
+        /// Keeps times from this one on.
+        Trim(i64),
+        /// Forgets a rate limit and the recipients of a service.
+        Forget(i64, usize),
+    }
+
+    const SERVICES: [&str; 2] = ["VA0123456789abcdef0123456789abcdef", "VAshort"];
+    const ACCOUNTS: [&str; 2] = ["AC0123456789abcdef0123456789abcdef", "ACother"];
+    const TOS: [&str; 3] = ["+15550000001", "+15550000002", "a@example.com"];
+    const VALUES: [&str; 3] = ["1.2.3.4", "1.2.3.5", ""];
+
+    /// A SID per (recipient, number): generated ones for even numbers, other text for odd.
+    fn sid_of(recipient: usize, n: u8) -> String {
+        if n % 2 == 0 {
+            format!("VE{:032x}", recipient * 256 + usize::from(n))
+        } else {
+            format!("VEtext-{recipient}-{n}")
+        }
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let times = || {
+            proptest::collection::vec(0i64..100, 0..4).prop_map(|mut v| {
+                v.sort_unstable();
+                v
+            })
+        };
+        prop_oneof![
+            4 => (0..6usize, 0..2usize, proptest::option::of(0u8..4), times())
+                .prop_map(|(r, a, p, s)| Op::Recipient(r, a, p, s)),
+            3 => (0..2i64, 0..3usize, times()).prop_map(|(id, v, t)| Op::Log(id, v, t)),
+            1 => (0i64..100).prop_map(Op::Trim),
+            1 => (0..3i64, 0..3usize).prop_map(|(id, s)| Op::Forget(id, s)),
+        ]
+    }
+
     proptest! {
         #[test]
-        fn a_sid_is_its_text(a in "[A-Z]{2}[0-9a-f]{32}|[A-Za-z0-9]{0,40}|\\PC{0,40}", b in "[A-Z]{2}[0-9a-fA-F]{32}") {
-            for text in [&a, &b] {
-                prop_assert_eq!(Sid::new(text).text(), text.as_str());
-                prop_assert_eq!(Sid::new(text), Sid::new(text));
+        fn the_cache_is_its_model(ops in proptest::collection::vec(op(), 1..40)) {
+            let cache = Cache::default();
+            let mut recipients: HashMap<usize, Recipient> = HashMap::new();
+            let mut logs: HashMap<(i64, usize), VecDeque<i64>> = HashMap::new();
+            let key = |r: usize| (SERVICES[r % 2], TOS[r / 2]);
+            for op in ops {
+                match op {
+                    Op::Recipient(r, account, pending, sends) => {
+                        let (service, to) = key(r);
+                        let pending = pending.map(|n| {
+                            let mut v = verification(&sid_of(r, n), &[("VLx", "sms")], n == 3);
+                            v.service_sid = service.into();
+                            v.account_sid = ACCOUNTS[account].into();
+                            v.to = to.into();
+                            v
+                        });
+                        let value = Recipient {
+                            account_sid: ACCOUNTS[account].into(),
+                            pending,
+                            sends: sends.into(),
+                        };
+                        let mut overlay = Overlay::default();
+                        *overlay.recipient(&cache, service, to) = value.clone();
+                        cache.publish(overlay);
+                        if value.pending.is_none() && value.sends.is_empty() {
+                            recipients.remove(&r);
+                        } else {
+                            recipients.insert(r, value);
+                        }
+                    }
+                    Op::Log(id, v, times) => {
+                        let mut overlay = Overlay::default();
+                        overlay.log(&cache, id, VALUES[v]);
+                        overlay.parts().0.insert((id, VALUES[v].into()), times.clone().into());
+                        cache.publish(overlay);
+                        if times.is_empty() {
+                            logs.remove(&(id, v));
+                        } else {
+                            logs.insert((id, v), times.into());
+                        }
+                    }
+                    Op::Trim(from) => {
+                        let rule = window::Rule { max: 100, interval_ms: 100, live_since_ms: 0 };
+                        // Rate limit 1 is gone; the window at `from + 99` keeps `from` on;
+                        // sends are kept while `now - t < 100`.
+                        cache.trim(
+                            |id| (id != 1).then(|| (vec![rule], from + 99)),
+                            |_| from + 99,
+                            100,
+                        );
+                        logs.retain(|(id, _), log| {
+                            log.retain(|&t| t >= from);
+                            *id != 1 && !log.is_empty()
+                        });
+                        recipients.retain(|_, r| {
+                            r.sends.retain(|&t| t >= from);
+                            r.pending.is_some() || !r.sends.is_empty()
+                        });
+                    }
+                    Op::Forget(id, s) => {
+                        let gone = SERVICES.get(s).copied();
+                        cache.forget(&HashSet::from([id]), |service, _| Some(service) == gone);
+                        logs.retain(|(i, _), _| *i != id);
+                        recipients.retain(|r, _| Some(key(*r).0) != gone);
+                    }
+                }
+                // Every key, and every SID, as the model has it.
+                for r in 0..6 {
+                    let (service, to) = key(r);
+                    let want = recipients.get(&r);
+                    let got = cache.recipient(service, to);
+                    prop_assert_eq!(got.as_ref().map(|g| &g.account_sid), want.map(|w| &w.account_sid));
+                    prop_assert_eq!(got.as_ref().map(|g| &g.sends), want.map(|w| &w.sends));
+                    prop_assert_eq!(got.and_then(|g| g.pending), want.and_then(|w| w.pending.clone()));
+                    for n in 0..4 {
+                        let held = want.and_then(|w| w.pending.as_ref()).is_some_and(|p| p.sid == sid_of(r, n));
+                        let found = cache.find_sid(&sid_of(r, n));
+                        prop_assert_eq!(found, held.then(|| (service.to_owned(), to.to_owned())));
+                    }
+                }
+                for id in 0..3 {
+                    for (v, value) in VALUES.iter().enumerate() {
+                        prop_assert_eq!(cache.log(id, value), logs.get(&(id, v)).cloned());
+                    }
+                }
+                prop_assert_eq!(cache.tracked(), (logs.len(), recipients.len()));
+                prop_assert_eq!(cache.by_sid.lock().len(), recipients.values().filter(|r| r.pending.is_some()).count());
             }
-            prop_assert_eq!(Sid::new(&a) == Sid::new(&b), a == b);
         }
     }
 }

@@ -96,6 +96,9 @@ pub async fn rebuild(
         attempts_ms = ms(phase),
         "rebuilt the live state from the database"
     );
+    // What the reads held (rows, JSON chunks, the admissions sorted whole) is free now: give it
+    // back rather than keep it resident beside the live state.
+    let _ = tokio::task::spawn_blocking(crate::memory::give_back).await;
     Ok(())
 }
 
