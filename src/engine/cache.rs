@@ -7,29 +7,34 @@
 //! usage, SID lookups — only ever see committed state. While a batch is decided, its changes
 //! live in a `Batch` overlay over the cache; a failed batch is dropped with its overlay.
 //!
-//! Entries are held compactly (`record`): the cache may hold millions of them, so a recipient
-//! (its text, recent sends and pending verification with its attempts) and an admission log
-//! are each one allocation of bytes, held in tables whose slots are that pointer (`Table`). A
-//! recipient's service and account are shared (`Scopes`), and the index of pending SIDs holds
-//! two hashes, the recipient's record telling whether it is that SID. The decisions see the same
-//! `Verification` either way: what goes in comes back out (unit tests below and in `record`).
+//! Entries are held compactly: the cache may hold millions of them, so a recipient (its text,
+//! recent sends and pending verification with its attempts) and an admission log are each a
+//! record of bytes (`record`), kept in the buffers of sharded tables whose slots are 4-byte
+//! offsets (`arena`). A recipient's service and account are a number (`Scopes`), and the index of
+//! pending SIDs holds two hashes, the recipient's record telling whether it is that SID. The
+//! decisions see the same `Verification` either way: what goes in comes back out (unit tests
+//! below and in `record`; the whole cache against a model of maps).
 
+mod arena;
 mod record;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasher, Hash, RandomState};
-use std::sync::Arc;
+use std::hash::{BuildHasher, Hash};
 
 use hashbrown::HashTable;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use crate::core::{Status, Verification, window};
 use crate::store::sql::sqlite::PendingRow;
+use arena::Table;
 use record::{Pending, Rec, Wanted};
 
-const SHARDS: usize = 64;
-
 type LogKey = (i64, Box<str>);
+
+/// What the start-up writes for a recipient, typically (a number's text, one send, a pending
+/// verification with one attempt: ~100 bytes with its length), twice: without its attempt, then
+/// with it. Only room made at once; what is not written is never touched.
+const RESTORED_BYTES: usize = 200;
 type OverlayKey = (String, String);
 
 /// What is known of one recipient of one service.
@@ -41,112 +46,75 @@ pub struct Recipient {
     pub sends: VecDeque<i64>,
 }
 
-/// Sharded tables of entries that hold their own keys: a reader locks one shard briefly.
-struct Table<T> {
-    shards: Vec<Mutex<HashTable<T>>>,
-    hasher: RandomState,
-}
-
-impl<T> Default for Table<T> {
-    fn default() -> Self {
-        Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashTable::new())).collect(),
-            hasher: RandomState::new(),
-        }
-    }
-}
-
-impl<T> Table<T> {
-    fn hash(&self, key: impl Hash) -> u64 {
-        self.hasher.hash_one(key)
-    }
-
-    /// The shard of a hash, chosen by bits its table does not look at (a table takes a
-    /// bucket's index from the low bits and its tag from the top seven).
-    fn shard(&self, hash: u64) -> &Mutex<HashTable<T>> {
-        &self.shards[(hash >> 32) as usize % SHARDS]
-    }
-
-    fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
-    }
-
-    /// Makes room for `n` more entries spread over the shards (at start-up: no table is
-    /// rebuilt as it grows).
-    fn reserve(&self, n: usize, rehash: impl Fn(&T) -> u64) {
-        let each = n / SHARDS + n / SHARDS / 8 + 1;
-        for s in &self.shards {
-            s.lock().reserve(each, &rehash);
-        }
-    }
-
-    /// Puts `entry` in place of the one `is` finds, or adds it.
-    fn put(&self, hash: u64, entry: T, is: impl Fn(&T) -> bool, rehash: impl Fn(&T) -> u64) {
-        let mut shard = self.shard(hash).lock();
-        match shard.find_mut(hash, is) {
-            Some(held) => *held = entry,
-            None => {
-                shard.insert_unique(hash, entry, rehash);
-            }
-        }
-    }
-}
-
-/// A service and its account, held once however many recipients name them.
-struct Scope {
-    service: Box<str>,
-    account: Box<str>,
-}
+/// The services that recipients belong to, numbered (a record holds the number), each with its
+/// account.
+#[derive(Default)]
+struct Scopes(RwLock<ScopeList>);
 
 #[derive(Default)]
-struct Scopes(Mutex<HashMap<Box<str>, Arc<Scope>>>);
+struct ScopeList {
+    ids: HashMap<Box<str>, u32>,
+    /// (service, account) by number; `None` for a number free to reuse (also in `free`).
+    list: Vec<Option<(Box<str>, Box<str>)>>,
+    free: Vec<u32>,
+}
+
+impl ScopeList {
+    /// The service and account of a number a record holds.
+    fn get(&self, id: u32) -> (&str, &str) {
+        let (service, account) = self.list[id as usize]
+            .as_ref()
+            .expect("a record's service is numbered");
+        (service, account)
+    }
+}
 
 impl Scopes {
-    fn get(&self, service: &str, account: &str) -> Arc<Scope> {
-        let mut map = self.0.lock();
-        match map.get(service) {
-            Some(scope) if *scope.account == *account => scope.clone(),
-            _ => {
-                let scope = Arc::new(Scope {
-                    service: service.into(),
-                    account: account.into(),
-                });
-                map.insert(service.into(), scope.clone());
-                scope
+    fn id(&self, service: &str) -> Option<u32> {
+        self.0.read().ids.get(service).copied()
+    }
+
+    /// The number of a service, made if it has none; `account` is the service's.
+    fn get(&self, service: &str, account: &str) -> u32 {
+        {
+            let list = self.0.read();
+            if let Some(&id) = list.ids.get(service)
+                && list.get(id).1 == account
+            {
+                return id;
             }
         }
+        let mut guard = self.0.write();
+        let list = &mut *guard;
+        let id = match list.ids.get(service) {
+            Some(&id) => id,
+            None => {
+                let id = list.free.pop().unwrap_or_else(|| {
+                    list.list.push(None);
+                    u32::try_from(list.list.len() - 1).expect("fewer than 2^32 services")
+                });
+                list.ids.insert(service.into(), id);
+                id
+            }
+        };
+        list.list[id as usize] = Some((service.into(), account.into()));
+        id
     }
 
-    /// Forgets the scopes no recipient holds any more.
-    fn sweep(&self) {
-        let mut map = self.0.lock();
-        map.retain(|_, scope| Arc::strong_count(scope) > 1);
-        shrink(&mut map);
-    }
-}
-
-/// A recipient of a service: the scope it shares, and its record (`record::recipient`).
-struct Entry {
-    scope: Arc<Scope>,
-    data: Box<[u8]>,
-}
-
-impl Entry {
-    fn rec(&self) -> Rec<'_> {
-        Rec::read(&self.data)
-    }
-
-    fn is(&self, service: &str, to: &str) -> bool {
-        *self.scope.service == *service && self.rec().to == to
-    }
-
-    fn unpack(&self) -> Recipient {
-        let rec = self.rec();
-        Recipient {
-            account_sid: self.scope.account.to_string(),
-            pending: rec.pending(&self.scope.service, &self.scope.account),
-            sends: rec.sends_deque(),
+    /// Frees the numbers no record holds (`live` holds every number that records hold).
+    fn sweep(&self, live: &HashSet<u32>) {
+        let mut guard = self.0.write();
+        let list = &mut *guard;
+        for (id, scope) in list.list.iter_mut().enumerate() {
+            let id = id as u32;
+            if !live.contains(&id)
+                && let Some((service, _)) = scope.take()
+            {
+                list.ids.remove(&service);
+                list.free.push(id);
+            }
         }
+        shrink(&mut list.ids);
     }
 }
 
@@ -156,16 +124,28 @@ pub struct ValueLog {
     pub log: VecDeque<i64>,
 }
 
+/// Lock order: `by_sid`, then a shard, then `scopes`; `scopes` is never held while another lock
+/// is taken.
 #[derive(Default)]
 pub struct Cache {
     /// Admission logs (`record::log`), by (rate limit, value).
-    logs: Table<Box<[u8]>>,
-    /// Recipients, by (service, recipient).
-    recipients: Table<Entry>,
+    logs: Table,
+    /// Recipients (`record::recipient`), by (service number, recipient).
+    recipients: Table,
     /// Pending verification SIDs: (the SID's hash, its recipient's). The recipient's record
     /// says whether it is that SID, so hashes that collide find nothing wrong.
     by_sid: Mutex<HashTable<(u64, u64)>>,
     scopes: Scopes,
+}
+
+fn is_log(rec: &[u8], rate_limit_id: i64, value: &str) -> bool {
+    let log = record::Log::read(rec);
+    log.id == rate_limit_id && log.value == value
+}
+
+fn is_recipient(rec: &[u8], scope: u32, to: &str) -> bool {
+    let r = Rec::read(rec);
+    r.scope == scope && r.to == to
 }
 
 impl Cache {
@@ -173,96 +153,98 @@ impl Cache {
         self.logs.hash((rate_limit_id, value))
     }
 
-    fn log_rehash(&self) -> impl Fn(&Box<[u8]>) -> u64 + '_ {
+    fn log_rehash(&self) -> impl Fn(&[u8]) -> u64 + '_ {
         |b| {
             let log = record::Log::read(b);
             self.log_hash(log.id, log.value)
         }
     }
 
-    fn recipient_hash(&self, service: &str, to: &str) -> u64 {
-        self.recipients.hash((service, to))
+    fn recipient_hash(&self, scope: u32, to: &str) -> u64 {
+        self.recipients.hash((scope, to))
     }
 
-    fn recipient_rehash(&self) -> impl Fn(&Entry) -> u64 + '_ {
-        |e| self.recipient_hash(&e.scope.service, e.rec().to)
+    fn recipient_rehash(&self) -> impl Fn(&[u8]) -> u64 + '_ {
+        |b| {
+            let r = Rec::read(b);
+            self.recipient_hash(r.scope, r.to)
+        }
+    }
+
+    fn sid_hash(&self, sid: &str) -> u64 {
+        self.recipients.hash(sid)
     }
 
     pub fn log(&self, rate_limit_id: i64, value: &str) -> Option<VecDeque<i64>> {
         let hash = self.log_hash(rate_limit_id, value);
-        let shard = self.logs.shard(hash).lock();
-        shard
-            .find(hash, |b| {
-                let log = record::Log::read(b);
-                log.id == rate_limit_id && log.value == value
-            })
+        self.logs
+            .lock(hash)
+            .find(hash, |b| is_log(b, rate_limit_id, value))
             .map(|b| record::Log::read(b).times())
     }
 
-    /// Reads a recipient's entry under its shard's lock (`None` if it has none).
+    /// Reads a recipient's record under its shard's lock, with its service's account (`None`
+    /// if it has none).
     fn read_recipient<T>(
         &self,
         service: &str,
         to: &str,
-        f: impl FnOnce(&Entry) -> Option<T>,
+        f: impl FnOnce(Rec<'_>, &str) -> Option<T>,
     ) -> Option<T> {
-        let hash = self.recipient_hash(service, to);
-        self.recipients
-            .shard(hash)
-            .lock()
-            .find(hash, |e| e.is(service, to))
-            .and_then(f)
+        let scope = self.scopes.id(service)?;
+        let hash = self.recipient_hash(scope, to);
+        let shard = self.recipients.lock(hash);
+        let rec = Rec::read(shard.find(hash, |b| is_recipient(b, scope, to))?);
+        f(rec, self.scopes.0.read().get(scope).1)
     }
 
     pub fn recipient(&self, service: &str, to: &str) -> Option<Recipient> {
-        self.read_recipient(service, to, |e| Some(e.unpack()))
+        self.read_recipient(service, to, |rec, account| {
+            Some(Recipient {
+                account_sid: account.to_owned(),
+                pending: rec.pending(service, account),
+                sends: rec.sends().collect(),
+            })
+        })
     }
 
     /// A recipient's recent send times (for the send-attempts rule).
     pub fn sends(&self, service: &str, to: &str) -> Option<VecDeque<i64>> {
-        self.read_recipient(service, to, |e| Some(e.rec().sends_deque()))
+        self.read_recipient(service, to, |rec, _| Some(rec.sends().collect()))
     }
 
     /// The pending verification of a recipient, if any (live or not).
     pub fn pending(&self, service: &str, to: &str) -> Option<Verification> {
-        self.read_recipient(service, to, |e| {
-            e.rec().pending(&e.scope.service, &e.scope.account)
-        })
+        self.read_recipient(service, to, |rec, account| rec.pending(service, account))
     }
 
-    /// Finds the recipient whose pending verification is `sid`, and applies `f` to it under its
-    /// shard's lock.
-    fn with_sid<T>(&self, sid: &str, f: impl FnOnce(&mut Entry) -> T) -> Option<T> {
-        let hash = self.recipients.hash(sid);
-        let candidates: Vec<u64> = self
-            .by_sid
+    /// The hashes of the recipients that may hold the pending verification `sid`.
+    fn sid_candidates(&self, sid: &str) -> Vec<u64> {
+        let hash = self.sid_hash(sid);
+        self.by_sid
             .lock()
             .iter_hash(hash)
             .filter(|(h, _)| *h == hash)
             .map(|(_, recipient)| *recipient)
-            .collect();
-        let want = Wanted::new(sid);
-        for hash in candidates {
-            let mut shard = self.recipients.shard(hash).lock();
-            if let Some(e) = shard.find_mut(hash, |e| e.rec().pending_is(&want)) {
-                return Some(f(e));
-            }
-        }
-        None
+            .collect()
     }
 
     /// The (service, recipient) of a pending verification SID.
     pub fn find_sid(&self, sid: &str) -> Option<(String, String)> {
-        self.with_sid(sid, |e| {
-            (e.scope.service.to_string(), e.rec().to.to_owned())
+        let want = Wanted::new(sid);
+        self.sid_candidates(sid).into_iter().find_map(|hash| {
+            let shard = self.recipients.lock(hash);
+            let rec = Rec::read(shard.find(hash, |b| Rec::read(b).pending_is(&want))?);
+            let service = self.scopes.0.read().get(rec.scope).0.to_owned();
+            Some((service, rec.to.to_owned()))
         })
     }
 
     /// The logs of one rate limit, optionally of one value, ordered by value.
     pub fn usage(&self, rate_limit_id: i64, value: Option<&str>) -> Vec<ValueLog> {
         let mut out = Vec::new();
-        for shard in &self.logs.shards {
-            for b in shard.lock().iter() {
+        for shard in self.logs.shards() {
+            for b in shard.iter() {
                 let log = record::Log::read(b);
                 if log.id == rate_limit_id && value.is_none_or(|want| want == log.value) {
                     out.push(ValueLog {
@@ -290,25 +272,35 @@ impl Cache {
             .windows(2)
             .filter(|w| (w[0].0, &w[0].1) != (w[1].0, &w[1].1))
             .count();
-        self.logs.reserve(logs, self.log_rehash());
+        // Each log's bytes: its length, rate limit, value (with a length of one byte, mostly)
+        // and times.
+        let bytes = 13 * logs + 8 * rows.len() + {
+            let mut values = rows.iter().map(|(id, v, _)| (id, v)).collect::<Vec<_>>();
+            values.dedup();
+            values.iter().map(|(_, v)| v.len()).sum::<usize>()
+        };
+        self.logs.reserve(logs, bytes, self.log_rehash());
         let mut rows = rows.into_iter().peekable();
+        let mut out = Vec::new();
         while let Some((id, value, t)) = rows.next() {
             let mut log = VecDeque::from([t]);
             while let Some((_, _, t)) = rows.next_if(|(i, v, _)| *i == id && *v == value) {
                 window::record(&mut log, t);
             }
+            out.clear();
+            record::log(&mut out, id, &value, log.iter().copied());
             let hash = self.log_hash(id, &value);
-            self.logs.shard(hash).lock().insert_unique(
-                hash,
-                record::log(id, &value, log.iter()),
-                self.log_rehash(),
-            );
+            self.logs
+                .lock(hash)
+                .insert_new(hash, &out, self.log_rehash());
         }
     }
 
-    /// Makes room for `n` recipients with a pending verification.
+    /// Makes room for `n` recipients with a pending verification: in the buffers, for a
+    /// typical record written twice (`RESTORED_BYTES`).
     pub fn reserve_pending(&self, n: usize) {
-        self.recipients.reserve(n, self.recipient_rehash());
+        self.recipients
+            .reserve(n, n * RESTORED_BYTES, self.recipient_rehash());
         self.by_sid.lock().reserve(n, |(h, _)| *h);
     }
 
@@ -329,14 +321,20 @@ impl Cache {
             version: row.version as u64,
             attempts: &[],
         };
-        let hash = self.recipient_hash(&row.service_sid, &row.to);
-        self.restore(hash, &row.service_sid, &row.account_sid, &row.to, |held| {
-            let sends = held
-                .map(|rec| rec.sends().collect::<Vec<_>>())
-                .unwrap_or_default();
-            record::recipient(&row.to, sends.iter(), Some(&pending))
-        });
-        let sid_hash = self.recipients.hash(&*row.sid);
+        let scope = self.scopes.get(&row.service_sid, &row.account_sid);
+        let hash = self.recipient_hash(scope, &row.to);
+        self.recipients.lock(hash).write_keeping_garbage(
+            hash,
+            |b| is_recipient(b, scope, &row.to),
+            self.recipient_rehash(),
+            |held, out| {
+                let sends: Vec<i64> = held
+                    .map(|b| Rec::read(b).sends().collect())
+                    .unwrap_or_default();
+                record::recipient(out, scope, &row.to, sends.into_iter(), Some(&pending));
+            },
+        );
+        let sid_hash = self.sid_hash(&row.sid);
         self.by_sid
             .lock()
             .insert_unique(sid_hash, (sid_hash, hash), |(h, _)| *h);
@@ -345,48 +343,47 @@ impl Cache {
     /// Restores one send attempt of a pending verification (in any order; of any other
     /// verification, nothing).
     pub fn restore_attempt(&self, verification_sid: &str, sid: &str, channel: &str, at_ms: i64) {
-        self.with_sid(verification_sid, |e| {
-            if let Some(data) = record::with_attempt(&e.data, sid, channel, at_ms) {
-                e.data = data;
-            }
-        });
+        let want = Wanted::new(verification_sid);
+        for hash in self.sid_candidates(verification_sid) {
+            self.recipients.lock(hash).write_keeping_garbage(
+                hash,
+                |b| Rec::read(b).pending_is(&want),
+                self.recipient_rehash(),
+                |held, out| {
+                    if let Some(b) = held {
+                        record::with_attempt(out, b, sid, channel, at_ms);
+                    }
+                },
+            );
+        }
     }
 
     /// Restores one recent send of a recipient (in any order).
     pub fn restore_send(&self, account: &str, service: &str, to: &str, at: i64) {
-        let hash = self.recipient_hash(service, to);
-        self.restore(hash, service, account, to, |held| match held {
-            Some(rec) => {
-                let mut sends: Vec<i64> = rec.sends().collect();
-                // Before the trailing sends that come after it (mostly in order already).
-                let later = sends.iter().rev().take_while(|&&t| t > at).count();
-                sends.insert(sends.len() - later, at);
-                record::with_sends(rec.bytes(), sends.iter())
-            }
-            None => record::recipient(to, [at].iter(), None),
-        });
+        let scope = self.scopes.get(service, account);
+        let hash = self.recipient_hash(scope, to);
+        self.recipients.lock(hash).write_keeping_garbage(
+            hash,
+            |b| is_recipient(b, scope, to),
+            self.recipient_rehash(),
+            |held, out| match held {
+                Some(b) => {
+                    let mut sends: Vec<i64> = Rec::read(b).sends().collect();
+                    // Before the trailing sends that come after it (mostly in order already).
+                    let later = sends.iter().rev().take_while(|&&t| t > at).count();
+                    sends.insert(sends.len() - later, at);
+                    record::with_sends(out, b, sends.into_iter());
+                }
+                None => record::recipient(out, scope, to, [at].into_iter(), None),
+            },
+        );
     }
 
-    /// Changes a recipient's entry at start-up: `f` makes its record from the one held, if any.
-    fn restore(
-        &self,
-        hash: u64,
-        service: &str,
-        account: &str,
-        to: &str,
-        f: impl FnOnce(Option<Rec<'_>>) -> Box<[u8]>,
-    ) {
-        let mut shard = self.recipients.shard(hash).lock();
-        match shard.find_mut(hash, |e| e.is(service, to)) {
-            Some(e) => e.data = f(Some(e.rec())),
-            None => {
-                let entry = Entry {
-                    scope: self.scopes.get(service, account),
-                    data: f(None),
-                };
-                shard.insert_unique(hash, entry, self.recipient_rehash());
-            }
-        }
+    /// Ends the start-up: its records were written more than once (a verification, then its
+    /// attempts and sends), so the buffers are copied to exactly what is live.
+    pub fn restored(&self) {
+        self.logs.tighten();
+        self.recipients.tighten();
     }
 
     // --- the writer's side ----------------------------------------------------------------
@@ -395,68 +392,56 @@ impl Cache {
     pub fn publish(&self, overlay: Overlay) {
         for ((id, value), log) in overlay.logs {
             let hash = self.log_hash(id, &value);
-            let is = |b: &[u8]| {
-                let held = record::Log::read(b);
-                held.id == id && held.value == &*value
-            };
+            let mut shard = self.logs.lock(hash);
+            let is = |b: &[u8]| is_log(b, id, &value);
             if log.is_empty() {
-                if let Ok(held) = self.logs.shard(hash).lock().find_entry(hash, |b| is(b)) {
-                    held.remove();
-                }
+                shard.remove(hash, is);
             } else {
-                let entry = record::log(id, &value, log.iter());
-                self.logs.put(hash, entry, |b| is(b), self.log_rehash());
+                shard.write(hash, is, self.log_rehash(), |_, out| {
+                    record::log(out, id, &value, log.iter().copied());
+                });
             }
         }
         let mut index = self.by_sid.lock();
         for ((service, to), r) in overlay.recipients {
-            let hash = self.recipient_hash(&service, &to);
-            let mut shard = self.recipients.shard(hash).lock();
-            let held = shard.find_entry(hash, |e| e.is(&service, &to)).ok();
+            let gone = r.pending.is_none() && r.sends.is_empty();
+            let scope = if gone {
+                match self.scopes.id(&service) {
+                    Some(scope) => scope,
+                    None => continue,
+                }
+            } else {
+                self.scopes.get(&service, &r.account_sid)
+            };
+            let hash = self.recipient_hash(scope, &to);
+            let mut shard = self.recipients.lock(hash);
+            let is = |b: &[u8]| is_recipient(b, scope, &to);
             // The SID index follows the pending verification.
             let new_sid = r.pending.as_ref().map(|v| v.sid.as_str());
-            let rec = held.as_ref().map(|e| e.get().rec());
-            let same = rec
+            let held = shard.find(hash, is).map(Rec::read);
+            let same = held
                 .as_ref()
                 .zip(new_sid)
                 .is_some_and(|(rec, sid)| rec.pending_is(&Wanted::new(sid)));
             if !same {
-                if let Some(old) = rec.and_then(|rec| rec.pending_sid()) {
-                    let h = self.recipients.hash(old.as_str());
+                if let Some(old) = held.and_then(|rec| rec.pending_sid()) {
+                    let h = self.sid_hash(&old);
                     if let Ok(i) = index.find_entry(h, |&(sh, rh)| sh == h && rh == hash) {
                         i.remove();
                     }
                 }
                 if let Some(sid) = new_sid {
-                    let h = self.recipients.hash(sid);
+                    let h = self.sid_hash(sid);
                     index.insert_unique(h, (h, hash), |(h, _)| *h);
                 }
             }
-            if r.pending.is_none() && r.sends.is_empty() {
-                if let Some(e) = held {
-                    e.remove();
-                }
-                continue;
-            }
-            let data = record::recipient(
-                &to,
-                r.sends.iter(),
-                r.pending.as_ref().map(Pending::from).as_ref(),
-            );
-            match held {
-                Some(mut e) if *e.get().scope.account == *r.account_sid => e.get_mut().data = data,
-                held => {
-                    let entry = Entry {
-                        scope: self.scopes.get(&service, &r.account_sid),
-                        data,
-                    };
-                    match held {
-                        Some(mut e) => *e.get_mut() = entry,
-                        None => {
-                            shard.insert_unique(hash, entry, self.recipient_rehash());
-                        }
-                    }
-                }
+            if gone {
+                shard.remove(hash, is);
+            } else {
+                shard.write(hash, is, self.recipient_rehash(), |_, out| {
+                    let pending = r.pending.as_ref().map(Pending::from);
+                    record::recipient(out, scope, &to, r.sends.iter().copied(), pending.as_ref());
+                });
             }
         }
     }
@@ -464,11 +449,13 @@ impl Cache {
     /// Recipients whose pending verification has expired, as `now_of(account)` says.
     pub fn expired(&self, now_of: impl Fn(&str) -> i64, limit: usize) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        for shard in &self.recipients.shards {
-            for e in shard.lock().iter() {
-                let rec = e.rec();
-                if rec.has_pending() && rec.pending_ended(now_of(&e.scope.account)) {
-                    out.push((e.scope.service.to_string(), rec.to.to_owned()));
+        for shard in self.recipients.shards() {
+            let scopes = self.scopes.0.read();
+            for b in shard.iter() {
+                let rec = Rec::read(b);
+                let (service, account) = scopes.get(rec.scope);
+                if rec.pending_ended(now_of(account)) {
+                    out.push((service.to_owned(), rec.to.to_owned()));
                     if out.len() >= limit {
                         return out;
                     }
@@ -492,10 +479,9 @@ impl Cache {
         let mut dropped = 0;
         // One buffer for every log and every recipient's sends.
         let mut times = VecDeque::new();
-        for shard in &self.logs.shards {
-            let mut table = shard.lock();
-            let before = table.len();
-            table.retain(|b| {
+        for mut shard in self.logs.shards() {
+            let before = shard.len();
+            shard.retain(|b, out| {
                 let log = record::Log::read(b);
                 let Some((rules, now)) = cache.entry(log.id).or_insert_with(|| rules_of(log.id))
                 else {
@@ -505,39 +491,43 @@ impl Cache {
                 times.extend(log.iter());
                 let held = times.len();
                 window::prune(&mut times, rules, *now);
-                if times.len() == held {
-                    return true;
+                if times.len() != held && !times.is_empty() {
+                    record::log(out, log.id, log.value, times.iter().copied());
                 }
-                let kept = record::log(log.id, log.value, times.iter());
-                *b = kept;
                 !times.is_empty()
             });
-            dropped += before - table.len();
-            shrink_table(&mut table, self.log_rehash());
+            dropped += before - shard.len();
+            shard.shrink(self.log_rehash());
         }
-        for shard in &self.recipients.shards {
-            let mut table = shard.lock();
-            let before = table.len();
-            table.retain(|e| {
-                let rec = e.rec();
-                if rec.has_sends() {
-                    times.clear();
-                    times.extend(rec.sends());
-                    let held = times.len();
-                    let now = now_of(&e.scope.account);
+        // The service numbers still held, to free the others.
+        let mut live = HashSet::new();
+        for mut shard in self.recipients.shards() {
+            let before = shard.len();
+            let scopes = self.scopes.0.read();
+            shard.retain(|b, out| {
+                let rec = Rec::read(b);
+                times.clear();
+                times.extend(rec.sends());
+                let held = times.len();
+                if held > 0 {
+                    let now = now_of(scopes.get(rec.scope).1);
                     crate::core::verification::prune_sends(&mut times, send_window_ms, now);
-                    if times.len() != held {
-                        e.data = record::with_sends(&e.data, times.iter());
-                    }
                 }
-                let rec = e.rec();
-                rec.has_pending() || rec.has_sends()
+                let keep = rec.has_pending() || !times.is_empty();
+                if keep && times.len() != held {
+                    record::with_sends(out, b, times.iter().copied());
+                }
+                if keep {
+                    live.insert(rec.scope);
+                }
+                keep
             });
-            dropped += before - table.len();
-            shrink_table(&mut table, self.recipient_rehash());
+            drop(scopes);
+            dropped += before - shard.len();
+            shard.shrink(self.recipient_rehash());
         }
-        shrink_table(&mut self.by_sid.lock(), |(h, _)| *h);
-        self.scopes.sweep();
+        shrink_table(&mut self.by_sid.lock());
+        self.scopes.sweep(&live);
         dropped
     }
 
@@ -545,22 +535,22 @@ impl Cache {
     /// `gone(service, account)` holds.
     pub fn forget(&self, rate_limit_ids: &HashSet<i64>, gone: impl Fn(&str, &str) -> bool) {
         if !rate_limit_ids.is_empty() {
-            for shard in &self.logs.shards {
-                shard
-                    .lock()
-                    .retain(|b| !rate_limit_ids.contains(&record::Log::read(b).id));
+            for mut shard in self.logs.shards() {
+                shard.retain(|b, _| !rate_limit_ids.contains(&record::Log::read(b).id));
             }
         }
         let mut index = self.by_sid.lock();
-        for shard in &self.recipients.shards {
-            shard.lock().retain(|e| {
-                if !gone(&e.scope.service, &e.scope.account) {
+        for mut shard in self.recipients.shards() {
+            let scopes = self.scopes.0.read();
+            shard.retain(|b, _| {
+                let rec = Rec::read(b);
+                let (service, account) = scopes.get(rec.scope);
+                if !gone(service, account) {
                     return true;
                 }
-                let rec = e.rec();
                 if let Some(sid) = rec.pending_sid() {
-                    let h = self.recipients.hash(sid.as_str());
-                    let rh = self.recipient_hash(&e.scope.service, rec.to);
+                    let h = self.sid_hash(&sid);
+                    let rh = self.recipient_hash(rec.scope, rec.to);
                     if let Ok(i) = index.find_entry(h, |&(sh, r)| sh == h && r == rh) {
                         i.remove();
                     }
@@ -626,10 +616,10 @@ pub fn shrink<K: Hash + Eq, V, S: BuildHasher>(map: &mut HashMap<K, V, S>) {
     }
 }
 
-/// `shrink` for a table of entries that hold their keys.
-fn shrink_table<T>(table: &mut HashTable<T>, rehash: impl Fn(&T) -> u64) {
+/// `shrink` for the SID index.
+fn shrink_table(table: &mut HashTable<(u64, u64)>) {
     if table.capacity() > 64 && table.capacity() > 4 * table.len() {
-        table.shrink_to_fit(rehash);
+        table.shrink_to_fit(|(h, _)| *h);
     }
 }
 
@@ -690,14 +680,6 @@ mod tests {
         }
         // An attempt of a verification that is not pending is not kept.
         cache.restore_attempt("VEother", "VLother", "sms", 0);
-    }
-
-    /// What a recipient costs besides its record: a slot of three words; and an admission
-    /// log, two.
-    #[test]
-    fn a_slot_is_a_pointer() {
-        assert_eq!(std::mem::size_of::<Entry>(), 24);
-        assert_eq!(std::mem::size_of::<Box<[u8]>>(), 16);
     }
 
     #[test]
@@ -799,8 +781,8 @@ mod tests {
     /// What a model of the cache (plain maps) says after each change.
     #[derive(Debug, Clone)]
     enum Op {
-        /// (service, recipient), account, pending SID (a number of that recipient's), sends.
-        Recipient(usize, usize, Option<u8>, Vec<i64>),
+        /// (service, recipient), pending SID (a number of that recipient's), sends.
+        Recipient(usize, Option<u8>, Vec<i64>),
         /// (rate limit, value), times.
         Log(i64, usize, Vec<i64>),
         /// Keeps times from this one on.
@@ -831,8 +813,8 @@ mod tests {
             })
         };
         prop_oneof![
-            4 => (0..6usize, 0..2usize, proptest::option::of(0u8..4), times())
-                .prop_map(|(r, a, p, s)| Op::Recipient(r, a, p, s)),
+            4 => (0..6usize, proptest::option::of(0u8..4), times())
+                .prop_map(|(r, p, s)| Op::Recipient(r, p, s)),
             3 => (0..2i64, 0..3usize, times()).prop_map(|(id, v, t)| Op::Log(id, v, t)),
             1 => (0i64..100).prop_map(Op::Trim),
             1 => (0..3i64, 0..3usize).prop_map(|(id, s)| Op::Forget(id, s)),
@@ -848,8 +830,10 @@ mod tests {
             let key = |r: usize| (SERVICES[r % 2], TOS[r / 2]);
             for op in ops {
                 match op {
-                    Op::Recipient(r, account, pending, sends) => {
+                    Op::Recipient(r, pending, sends) => {
                         let (service, to) = key(r);
+                        // A service's recipients are of its account.
+                        let account = r % 2;
                         let pending = pending.map(|n| {
                             let mut v = verification(&sid_of(r, n), &[("VLx", "sms")], n == 3);
                             v.service_sid = service.into();

@@ -87,6 +87,7 @@ pub async fn rebuild(
         .await
         .into_iter()
         .collect::<Result<(), _>>()?;
+    s.cache.restored();
     let (values, recipients) = s.cache.tracked();
     tracing::info!(
         values,

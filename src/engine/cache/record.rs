@@ -8,7 +8,7 @@
 //! text):
 //!
 //! ```text
-//! to: text | sends: uv count, i64 LE each (oldest first) | 0, or the pending verification:
+//! scope: uv | to: text | sends: uv count, i64 LE each (oldest first) | 0, or the pending verification:
 //!   1 + status: u8 | sid | date_created: i64 LE | expires, date_updated: zz from date_created |
 //!   version, checks_failed: uv | channel, code: text | amount, payee: 0, or 1 and text |
 //!   attempts: uv count, each sid, channel (uv 0 if the verification's, else uv 1 + length and
@@ -263,9 +263,9 @@ impl<'a> From<&'a Verification> for Pending<'a> {
     }
 }
 
-fn put_sends<'s>(out: &mut Vec<u8>, sends: impl ExactSizeIterator<Item = &'s i64>) {
+fn put_sends(out: &mut Vec<u8>, sends: impl ExactSizeIterator<Item = i64>) {
     put_uv(out, sends.len() as u64);
-    for &t in sends {
+    for t in sends {
         put_i64(out, t);
     }
 }
@@ -288,53 +288,59 @@ fn put_attempt(
     put_zz(out, at_ms.wrapping_sub(created));
 }
 
-/// Encodes a recipient of a service: its text, its recent sends (oldest first) and its pending
-/// verification (whose service, account and recipient are the entry's, not written again).
-pub fn recipient<'s>(
+/// Encodes a recipient of a service: the number of its service (and account), its text, its
+/// recent sends (oldest first) and its pending verification (whose service, account and
+/// recipient are the record's, not written again).
+pub fn recipient(
+    out: &mut Vec<u8>,
+    scope: u32,
     to: &str,
-    sends: impl ExactSizeIterator<Item = &'s i64>,
+    sends: impl ExactSizeIterator<Item = i64>,
     pending: Option<&Pending<'_>>,
-) -> Box<[u8]> {
-    let mut out = Vec::with_capacity(112);
-    put_text(&mut out, to);
-    put_sends(&mut out, sends);
+) {
+    put_uv(out, scope.into());
+    put_text(out, to);
+    put_sends(out, sends);
     match pending {
         None => out.push(0),
         Some(v) => {
             out.push(v.status as u8 + 1);
-            put_sid(&mut out, v.sid);
-            put_i64(&mut out, v.date_created);
-            put_zz(&mut out, v.expires_ms.wrapping_sub(v.date_created));
-            put_zz(&mut out, v.date_updated.wrapping_sub(v.date_created));
-            put_uv(&mut out, v.version);
-            put_uv(&mut out, v.checks_failed.into());
-            put_text(&mut out, v.channel);
-            put_text(&mut out, v.code);
-            put_option(&mut out, v.amount);
-            put_option(&mut out, v.payee);
-            put_uv(&mut out, v.attempts.len() as u64);
+            put_sid(out, v.sid);
+            put_i64(out, v.date_created);
+            put_zz(out, v.expires_ms.wrapping_sub(v.date_created));
+            put_zz(out, v.date_updated.wrapping_sub(v.date_created));
+            put_uv(out, v.version);
+            put_uv(out, v.checks_failed.into());
+            put_text(out, v.channel);
+            put_text(out, v.code);
+            put_option(out, v.amount);
+            put_option(out, v.payee);
+            put_uv(out, v.attempts.len() as u64);
             for a in v.attempts {
                 let a = (a.sid.as_str(), a.channel.as_str(), a.at_ms);
-                put_attempt(&mut out, a, v.channel, v.date_created);
+                put_attempt(out, a, v.channel, v.date_created);
             }
         }
     }
-    out.into_boxed_slice()
 }
 
 /// The record with its sends replaced (the rest as it was).
-pub fn with_sends<'s>(b: &[u8], sends: impl ExactSizeIterator<Item = &'s i64>) -> Box<[u8]> {
+pub fn with_sends(out: &mut Vec<u8>, b: &[u8], sends: impl ExactSizeIterator<Item = i64>) {
     let rec = Rec::read(b);
-    let mut out = Vec::with_capacity(b.len() + 8 * sends.len());
     out.extend_from_slice(&b[..rec.sends_count_at]);
-    put_sends(&mut out, sends);
+    put_sends(out, sends);
     out.extend_from_slice(&b[rec.r.at..]);
-    out.into_boxed_slice()
 }
 
 /// The record with one more attempt of its pending verification, in order (oldest first, then
 /// by SID); `None` if it has no pending verification.
-pub fn with_attempt(b: &[u8], sid: &str, channel: &str, at_ms: i64) -> Option<Box<[u8]>> {
+pub fn with_attempt(
+    out: &mut Vec<u8>,
+    b: &[u8],
+    sid: &str,
+    channel: &str,
+    at_ms: i64,
+) -> Option<()> {
     let rec = Rec::read(b);
     let mut r = Reader::new(b);
     r.at = rec.r.at;
@@ -368,18 +374,19 @@ pub fn with_attempt(b: &[u8], sid: &str, channel: &str, at_ms: i64) -> Option<Bo
     let insert_at = starts
         .get(starts.len() - later)
         .map_or(r.at, |(start, _)| *start);
-    let mut out = Vec::with_capacity(b.len() + 48);
     out.extend_from_slice(&b[..count_at]);
-    put_uv(&mut out, n + 1);
+    put_uv(out, n + 1);
     out.extend_from_slice(&b[first..insert_at]);
-    put_attempt(&mut out, (sid, channel, at_ms), v_channel, created);
+    put_attempt(out, (sid, channel, at_ms), v_channel, created);
     out.extend_from_slice(&b[insert_at..]);
-    Some(out.into_boxed_slice())
+    Some(())
 }
 
 /// A recipient record, read.
 pub struct Rec<'a> {
     r: Reader<'a>,
+    /// Its service and account, by their number (`Scopes` in the cache).
+    pub scope: u32,
     pub to: &'a str,
     /// Where the sends' count is, where their times start, and how many there are.
     sends_count_at: usize,
@@ -390,6 +397,7 @@ pub struct Rec<'a> {
 impl<'a> Rec<'a> {
     pub fn read(b: &'a [u8]) -> Self {
         let mut r = Reader::new(b);
+        let scope = r.uv() as u32;
         let to = r.text();
         let sends_count_at = r.at;
         let sends = r.uv() as usize;
@@ -397,6 +405,7 @@ impl<'a> Rec<'a> {
         r.at += 8 * sends;
         Self {
             r,
+            scope,
             to,
             sends_count_at,
             sends_at,
@@ -404,19 +413,10 @@ impl<'a> Rec<'a> {
         }
     }
 
-    /// The record's bytes.
-    pub fn bytes(&self) -> &'a [u8] {
-        self.r.b
-    }
-
     pub fn sends(&self) -> impl ExactSizeIterator<Item = i64> + '_ {
         self.r.b[self.sends_at..self.sends_at + 8 * self.sends]
             .chunks_exact(8)
             .map(|c| i64::from_le_bytes(c.try_into().expect("eight bytes")))
-    }
-
-    pub fn has_sends(&self) -> bool {
-        self.sends > 0
     }
 
     pub fn has_pending(&self) -> bool {
@@ -491,23 +491,17 @@ impl<'a> Rec<'a> {
             attempts,
         })
     }
-
-    pub fn sends_deque(&self) -> VecDeque<i64> {
-        self.sends().collect()
-    }
 }
 
 // --- an admission log -----------------------------------------------------------------------
 
 /// Encodes the admission log of one value of one rate limit (times oldest first).
-pub fn log<'a>(id: i64, value: &str, times: impl ExactSizeIterator<Item = &'a i64>) -> Box<[u8]> {
-    let mut out = Vec::with_capacity(8 + 1 + value.len() + 8 * times.len());
-    put_i64(&mut out, id);
-    put_text(&mut out, value);
-    for &t in times {
-        put_i64(&mut out, t);
+pub fn log(out: &mut Vec<u8>, id: i64, value: &str, times: impl ExactSizeIterator<Item = i64>) {
+    put_i64(out, id);
+    put_text(out, value);
+    for t in times {
+        put_i64(out, t);
     }
-    out.into_boxed_slice()
 }
 
 /// An admission log, read: its rate limit, value and times.
@@ -544,6 +538,12 @@ impl<'a> Log<'a> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn written(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let mut out = Vec::new();
+        f(&mut out);
+        out
+    }
 
     fn text() -> impl Strategy<Value = String> {
         prop_oneof![
@@ -595,17 +595,18 @@ mod tests {
         /// Whatever a recipient holds comes back out as it went in, at any time, length or SID.
         #[test]
         fn a_recipient_comes_back_as_it_went_in(
+            scope in any::<u32>(),
             to in text(),
             sends in proptest::collection::vec(any::<i64>(), 0..200),
             pending in proptest::option::of(verification()),
             now in any::<i64>(),
         ) {
             let pending = pending.map(|mut v| { v.to.clone_from(&to); v });
-            let bytes = recipient(&to, sends.iter(), pending.as_ref().map(Pending::from).as_ref());
+            let bytes = written(|out| recipient(out, scope, &to, sends.iter().copied(), pending.as_ref().map(Pending::from).as_ref()));
             let rec = Rec::read(&bytes);
+            prop_assert_eq!(rec.scope, scope);
             prop_assert_eq!(rec.to, to.as_str());
             prop_assert_eq!(rec.sends().collect::<Vec<_>>(), sends.clone());
-            prop_assert_eq!(rec.has_sends(), !sends.is_empty());
             prop_assert_eq!(rec.has_pending(), pending.is_some());
             let back = rec.pending(
                 "VA0123456789abcdef0123456789abcdef",
@@ -626,6 +627,7 @@ mod tests {
         /// where sorting by (time, SID) puts it, after the equal ones.
         #[test]
         fn a_record_changes_only_where_it_is_changed(
+            scope in any::<u32>(),
             to in text(),
             sends in proptest::collection::vec(any::<i64>(), 0..20),
             new_sends in proptest::collection::vec(any::<i64>(), 0..200),
@@ -637,21 +639,24 @@ mod tests {
                 v.attempts.sort_by(|a, b| (a.at_ms, &a.sid).cmp(&(b.at_ms, &b.sid)));
                 v
             });
-            let bytes = recipient(&to, sends.iter(), pending.as_ref().map(Pending::from).as_ref());
+            let bytes = written(|out| recipient(out, scope, &to, sends.iter().copied(), pending.as_ref().map(Pending::from).as_ref()));
             let service = "VA0123456789abcdef0123456789abcdef";
             let account = "AC0123456789abcdef0123456789abcdef";
 
-            let changed = with_sends(&bytes, new_sends.iter());
+            let changed = written(|out| with_sends(out, &bytes, new_sends.iter().copied()));
             let rec = Rec::read(&changed);
+            prop_assert_eq!(rec.scope, scope);
             prop_assert_eq!(rec.to, to.as_str());
             prop_assert_eq!(rec.sends().collect::<Vec<_>>(), new_sends.clone());
             prop_assert_eq!(rec.pending(service, account), pending.clone());
 
             let (sid, channel, at_ms) = attempt;
-            let added = with_attempt(&bytes, &sid, &channel, at_ms);
-            prop_assert_eq!(added.is_some(), pending.is_some());
-            if let (Some(added), Some(mut v)) = (added, pending) {
+            let mut added = Vec::new();
+            let done = with_attempt(&mut added, &bytes, &sid, &channel, at_ms);
+            prop_assert_eq!(done.is_some(), pending.is_some());
+            if let (Some(()), Some(mut v)) = (done, pending) {
                 let rec = Rec::read(&added);
+                prop_assert_eq!(rec.scope, scope);
                 prop_assert_eq!(rec.sends().collect::<Vec<_>>(), sends);
                 let at = v.attempts.partition_point(|a| (a.at_ms, a.sid.as_str()) <= (at_ms, sid.as_str()));
                 v.attempts.insert(at, Attempt { sid, channel, at_ms });
@@ -666,7 +671,7 @@ mod tests {
             value in text(),
             times in proptest::collection::vec(any::<i64>(), 0..100),
         ) {
-            let bytes = log(id, &value, times.iter());
+            let bytes = written(|out| log(out, id, &value, times.iter().copied()));
             let back = Log::read(&bytes);
             prop_assert_eq!(back.id, id);
             prop_assert_eq!(back.value, value.as_str());
@@ -677,7 +682,7 @@ mod tests {
         #[test]
         fn a_sid_is_its_text(a in text(), b in text()) {
             let v = Verification { sid: a.clone(), ..typical() };
-            let bytes = recipient("", [].iter(), Some(&Pending::from(&v)));
+            let bytes = written(|out| recipient(out, 0, "", [].into_iter(), Some(&Pending::from(&v))));
             let rec = Rec::read(&bytes);
             prop_assert_eq!(rec.pending_sid(), Some(a.clone()));
             prop_assert_eq!(rec.pending_is(&Wanted::new(&b)), a == b);
@@ -716,16 +721,21 @@ mod tests {
     }
 
     /// What the memory figures rest on: a recipient (an E.164 number of the greatest length)
-    /// with a pending SMS verification just sent, of one attempt and one send, fits an
-    /// allocator's 96-byte class.
+    /// with a pending SMS verification just sent, of one attempt and one send, takes at most
+    /// 100 bytes.
     #[test]
     fn a_typical_recipient_is_small() {
         let v = typical();
-        let bytes = recipient(
-            "+123456789012345",
-            [1_700_000_000_000].iter(),
-            Some(&(&v).into()),
-        );
-        assert!(bytes.len() <= 96, "{}", bytes.len());
+        let bytes = written(|out| {
+            recipient(
+                out,
+                3,
+                "+123456789012345",
+                [1_700_000_000_000].into_iter(),
+                Some(&(&v).into()),
+            )
+        });
+        // With the 4 bytes of its length in the cache's buffer.
+        assert!(bytes.len() + 4 <= 100, "{}", bytes.len());
     }
 }
