@@ -195,7 +195,14 @@ impl Cache {
         let hash = self.recipient_hash(scope, to);
         let shard = self.recipients.lock(hash);
         let rec = Rec::read(shard.find(hash, |b| is_recipient(b, scope, to))?);
-        f(rec, self.scopes.0.read().get(scope).1)
+        let scopes = self.scopes.0.read();
+        // The number may have been freed and given to another service since it was looked up
+        // (a sweep between the two locks): the record found is then that service's.
+        let (held, account) = scopes.get(scope);
+        if held != service {
+            return None;
+        }
+        f(rec, account)
     }
 
     pub fn recipient(&self, service: &str, to: &str) -> Option<Recipient> {
