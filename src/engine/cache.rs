@@ -341,10 +341,7 @@ impl Cache {
                 record::recipient(out, scope, &row.to, sends.into_iter(), Some(&pending));
             },
         );
-        let sid_hash = self.sid_hash(&row.sid);
-        self.by_sid
-            .lock()
-            .insert_unique(sid_hash, (sid_hash, hash), |(h, _)| *h);
+        self.index_sid(&mut self.by_sid.lock(), &row.sid, hash);
     }
 
     /// Restores one send attempt of a pending verification (in any order; of any other
@@ -423,34 +420,51 @@ impl Cache {
             let hash = self.recipient_hash(scope, &to);
             let mut shard = self.recipients.lock(hash);
             let is = |b: &[u8]| is_recipient(b, scope, &to);
-            // The SID index follows the pending verification.
-            let new_sid = r.pending.as_ref().map(|v| v.sid.as_str());
-            let held = shard.find(hash, is).map(Rec::read);
-            let same = held
-                .as_ref()
-                .zip(new_sid)
-                .is_some_and(|(rec, sid)| rec.pending_is(&Wanted::new(sid)));
-            if !same {
-                if let Some(old) = held.and_then(|rec| rec.pending_sid()) {
-                    let h = self.sid_hash(&old);
-                    if let Ok(i) = index.find_entry(h, |&(sh, rh)| sh == h && rh == hash) {
-                        i.remove();
-                    }
-                }
-                if let Some(sid) = new_sid {
-                    let h = self.sid_hash(sid);
-                    index.insert_unique(h, (h, hash), |(h, _)| *h);
-                }
-            }
             if gone {
+                let held = shard.find(hash, is).map(Rec::read);
+                self.follow_sid(&mut index, held, None, hash);
                 shard.remove(hash, is);
             } else {
-                shard.write(hash, is, self.recipient_rehash(), |_, out| {
+                shard.write(hash, is, self.recipient_rehash(), |held, out| {
                     let pending = r.pending.as_ref().map(Pending::from);
+                    let sid = pending.as_ref().map(|p| p.sid);
+                    self.follow_sid(&mut index, held.map(Rec::read), sid, hash);
                     record::recipient(out, scope, &to, r.sends.iter().copied(), pending.as_ref());
                 });
             }
         }
+    }
+
+    /// Keeps the SID index on a recipient's pending verification: `held` is its record before
+    /// the change, `sid` its pending SID after.
+    fn follow_sid(
+        &self,
+        index: &mut HashTable<(u64, u64)>,
+        held: Option<Rec<'_>>,
+        sid: Option<&str>,
+        recipient: u64,
+    ) {
+        if held
+            .as_ref()
+            .zip(sid)
+            .is_some_and(|(rec, sid)| rec.pending_is(&Wanted::new(sid)))
+        {
+            return;
+        }
+        if let Some(old) = held.and_then(|rec| rec.pending_sid()) {
+            let h = self.sid_hash(&old);
+            if let Ok(i) = index.find_entry(h, |&(sh, rh)| sh == h && rh == recipient) {
+                i.remove();
+            }
+        }
+        if let Some(sid) = sid {
+            self.index_sid(index, sid, recipient);
+        }
+    }
+
+    fn index_sid(&self, index: &mut HashTable<(u64, u64)>, sid: &str, recipient: u64) {
+        let h = self.sid_hash(sid);
+        index.insert_unique(h, (h, recipient), |(h, _)| *h);
     }
 
     /// Recipients whose pending verification has expired, as `now_of(account)` says.
@@ -555,13 +569,8 @@ impl Cache {
                 if !gone(service, account) {
                     return true;
                 }
-                if let Some(sid) = rec.pending_sid() {
-                    let h = self.sid_hash(&sid);
-                    let rh = self.recipient_hash(rec.scope, rec.to);
-                    if let Ok(i) = index.find_entry(h, |&(sh, r)| sh == h && r == rh) {
-                        i.remove();
-                    }
-                }
+                let recipient = self.recipient_hash(rec.scope, rec.to);
+                self.follow_sid(&mut index, Some(rec), None, recipient);
                 false
             });
         }
