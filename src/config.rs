@@ -90,6 +90,12 @@ pub struct Config {
     #[arg(long, env = "VERILIMIT_CHECK_ATTEMPTS_LIMIT", default_value_t = 5)]
     pub check_attempts_limit: u32,
 
+    /// MiB of live state the SQLite engine keeps in memory (admission logs, recipients and
+    /// their pending verifications); past it, what was used least recently is evicted and read
+    /// back from the database when needed. 0: no limit.
+    #[arg(long, env = "VERILIMIT_CACHE_MEMORY", default_value_t = 128)]
+    pub cache_memory: usize,
+
     /// Seconds a code stays valid.
     #[arg(long, env = "VERILIMIT_CODE_TTL", default_value_t = 600,
           value_parser = clap::value_parser!(u32).range(1..=86_400))]

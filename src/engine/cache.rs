@@ -16,10 +16,12 @@
 //! below and in `record`; the whole cache against a model of maps).
 
 mod arena;
+mod filter;
 mod record;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hashbrown::HashTable;
 use parking_lot::{Mutex, RwLock};
@@ -27,7 +29,15 @@ use parking_lot::{Mutex, RwLock};
 use crate::core::{Status, Verification, window};
 use crate::store::sql::sqlite::PendingRow;
 use arena::Table;
+use filter::Evicted;
 use record::{Pending, Rec, Wanted};
+
+/// How long an evicted admission log may matter at least: a bucket's widest interval
+/// (`Interval` is at most a day) — what an interval raised later may count again.
+const LOG_HORIZON_MS: i64 = 86_400_000;
+/// How long past its expiry an evicted pending verification matters: the expiry sweep stores
+/// it as expired (reading it back from the database) well within this.
+const PENDING_HORIZON_MS: i64 = 3_600_000;
 
 type LogKey = (i64, Box<str>);
 
@@ -125,8 +135,13 @@ pub struct ValueLog {
 }
 
 /// Lock order: `by_sid`, then a shard, then `scopes`; `scopes` is never held while another lock
-/// is taken.
-#[derive(Default)]
+/// is taken, except `evicted`, which is taken last of all (nothing is taken while it is held).
+///
+/// **Eviction.** Past its budget the cache lets go of what was used least recently (`evict`),
+/// with the database's tables holding all of it, and keeps the keys in a filter. An entry whose
+/// key the filter may hold leaves the tables only by another eviction (an entry emptied is kept
+/// empty): what the tables hold for a key the cache does not is then always that key's state,
+/// and a decision reads it back from them first (`Need`).
 pub struct Cache {
     /// Admission logs (`record::log`), by (rate limit, value).
     logs: Table,
@@ -136,6 +151,53 @@ pub struct Cache {
     /// says whether it is that SID, so hashes that collide find nothing wrong.
     by_sid: Mutex<HashTable<(u64, u64)>>,
     scopes: Scopes,
+    /// The keys of what was evicted to stay within `budget` (their state is in the database's
+    /// tables: `evict`), and of their pending SIDs.
+    evicted: Mutex<Evicted>,
+    /// Bytes the tables may hold before the least recently used entries are evicted.
+    budget: AtomicUsize,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Self {
+            logs: Table::default(),
+            recipients: Table::default(),
+            by_sid: Mutex::default(),
+            scopes: Scopes::default(),
+            evicted: Mutex::default(),
+            budget: AtomicUsize::new(usize::MAX),
+        }
+    }
+}
+
+/// What a decision needs in the cache: an entry evicted is read back from the tables first
+/// (`engine::sqlite::fault_in`).
+#[derive(Debug, Clone)]
+pub enum Need {
+    Log(i64, String),
+    /// A recipient, with the sends since `sends_since` (none kept if `None`).
+    Recipient {
+        service: String,
+        to: String,
+        sends_since: Option<i64>,
+    },
+    /// The recipient of a pending SID.
+    Sid {
+        sid: String,
+        sends_since: Option<i64>,
+    },
+}
+
+/// An entry's age in one of 512 classes, 8 to each doubling (16 ms units): ages an eighth
+/// apart fall in different classes.
+fn age_class(age_ms: i64) -> usize {
+    let a = (age_ms.max(0) as u64) / 16;
+    if a < 8 {
+        return a as usize;
+    }
+    let octave = 63 - a.leading_zeros() as usize;
+    8 + (octave - 3) * 8 + ((a >> (octave - 3)) & 7) as usize
 }
 
 fn is_log(rec: &[u8], rate_limit_id: i64, value: &str) -> bool {
@@ -270,6 +332,220 @@ impl Cache {
         (self.logs.len(), self.recipients.len())
     }
 
+    // --- the budget and what was evicted ------------------------------------------------
+
+    /// Sets the bytes the cache may hold before it evicts (`evict`).
+    pub fn set_budget(&self, bytes: usize) {
+        self.budget.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn budget(&self) -> usize {
+        self.budget.load(Ordering::Relaxed)
+    }
+
+    /// Bytes held by the filter of evicted keys.
+    pub fn evicted_bytes(&self) -> usize {
+        self.evicted.lock().bytes()
+    }
+
+    /// Forgets the evicted keys that no longer matter at `real_now` (ms).
+    pub fn expire_evicted(&self, real_now: i64) {
+        self.evicted.lock().expire(real_now);
+    }
+
+    /// Bytes held by the tables and the SID index (not the filter of evicted keys).
+    pub fn bytes(&self) -> usize {
+        self.logs.bytes() + self.recipients.bytes() + 17 * self.by_sid.lock().capacity()
+    }
+
+    /// The filter's key of a recipient: by its service's SID (a service's number may be given
+    /// to another service once no record holds it).
+    fn recipient_key(&self, service: &str, to: &str) -> u64 {
+        self.recipients.hash((service, to))
+    }
+
+    fn was_evicted(&self, key: u64) -> bool {
+        let evicted = self.evicted.lock();
+        !evicted.is_empty() && evicted.may_hold(key)
+    }
+
+    /// Whether anything evicted may still matter (reads that list must then read the tables).
+    pub fn evicted_any(&self) -> bool {
+        !self.evicted.lock().is_empty()
+    }
+
+    /// Whether the log of (rate limit, value) is held.
+    pub fn has_log(&self, rate_limit_id: i64, value: &str) -> bool {
+        let hash = self.log_hash(rate_limit_id, value);
+        self.logs
+            .lock(hash)
+            .find(hash, |b| is_log(b, rate_limit_id, value))
+            .is_some()
+    }
+
+    /// Whether the recipient is held.
+    pub fn has_recipient(&self, service: &str, to: &str) -> bool {
+        self.read_recipient(service, to, |_, _| Some(())).is_some()
+    }
+
+    /// Whether the log of (rate limit, value), not held, may have been evicted.
+    pub fn log_evicted(&self, rate_limit_id: i64, value: &str) -> bool {
+        self.was_evicted(self.log_hash(rate_limit_id, value))
+    }
+
+    /// Whether the recipient, not held, may have been evicted.
+    pub fn recipient_evicted(&self, service: &str, to: &str) -> bool {
+        self.was_evicted(self.recipient_key(service, to))
+    }
+
+    /// Whether a pending SID the index does not hold may be an evicted recipient's.
+    pub fn sid_evicted(&self, sid: &str) -> bool {
+        self.was_evicted(self.sid_hash(sid))
+    }
+
+    /// Holds again a log read back from the tables (`times` in time order).
+    pub fn restore_log(&self, rate_limit_id: i64, value: &str, times: &[i64]) {
+        let hash = self.log_hash(rate_limit_id, value);
+        self.logs.lock(hash).write(
+            hash,
+            |b| is_log(b, rate_limit_id, value),
+            self.log_rehash(),
+            |_, out| record::log(out, rate_limit_id, value, times.iter().copied()),
+        );
+    }
+
+    /// Evicts the entries used least recently until the tables hold about half of the budget,
+    /// if they hold more than it. Each evicted key (and pending SID) goes to the filter with the
+    /// real time until which it may matter. Only the writer calls this, with the journal
+    /// applied and nothing decided since: the tables then hold every evicted entry as it is
+    /// here, and a decision reads it back from them first (`Need`). `log_home(rate limit)`: its
+    /// account's time and its widest interval (`None`: it is gone). Answers how many entries it
+    /// evicted.
+    pub fn evict(
+        &self,
+        mut log_home: impl FnMut(i64) -> Option<(i64, i64)>,
+        now_of: impl Fn(&str) -> i64,
+        send_window_ms: i64,
+        real_now: i64,
+    ) -> usize {
+        let budget = self.budget.load(Ordering::Relaxed);
+        if self.bytes() <= budget {
+            return 0;
+        }
+        let mut homes: HashMap<i64, Option<(i64, i64)>> = HashMap::new();
+        let mut home = |id: i64| *homes.entry(id).or_insert_with(|| log_home(id));
+        let mut nows: HashMap<u32, i64> = HashMap::new();
+        // An entry's age class, and until when (real time) it matters once evicted (`None`:
+        // never again).
+        let mut log_age = |b: &[u8]| {
+            let log = record::Log::read(b);
+            let newest = log.iter().last().unwrap_or(i64::MIN / 4);
+            match home(log.id) {
+                Some((now, widest)) => (
+                    age_class(now - newest),
+                    Some(real_now + newest + widest.max(LOG_HORIZON_MS) - now),
+                ),
+                None => (usize::MAX, None),
+            }
+        };
+        let mut recipient_age = |b: &[u8], scopes: &ScopeList| {
+            let rec = Rec::read(b);
+            let now = *nows
+                .entry(rec.scope)
+                .or_insert_with(|| now_of(scopes.get(rec.scope).1));
+            let last_send = rec.sends().last();
+            let span = rec.pending_span();
+            let newest = last_send
+                .max(span.map(|(created, _)| created))
+                .unwrap_or(i64::MIN / 4);
+            let until = last_send
+                .map(|t| t + send_window_ms)
+                .max(span.map(|(_, expires)| expires + PENDING_HORIZON_MS))
+                .unwrap_or(now);
+            (age_class(now - newest), real_now + until - now)
+        };
+        // Bytes by age class, youngest first; the classes kept are the youngest whose bytes
+        // stay within half the budget.
+        let mut bytes = [0usize; 513];
+        for shard in self.logs.shards() {
+            for b in shard.iter() {
+                bytes[log_age(b).0.min(512)] += b.len() + 9;
+            }
+        }
+        for shard in self.recipients.shards() {
+            let scopes = self.scopes.0.read();
+            for b in shard.iter() {
+                bytes[recipient_age(b, &scopes).0] += b.len() + 9;
+            }
+        }
+        let mut kept = 0;
+        let cut = bytes
+            .iter()
+            .position(|&n| {
+                kept += n;
+                kept > budget / 2
+            })
+            .unwrap_or(bytes.len());
+        // The keys go to the filter before their entries leave the tables: a reader that
+        // finds an entry gone then finds its key (the ages are the same in both passes: each
+        // account's time and each rate limit's home were taken once).
+        let mut keys: Vec<(u64, i64)> = Vec::new();
+        for shard in self.logs.shards() {
+            for b in shard.iter() {
+                if let (class, Some(until)) = log_age(b)
+                    && class >= cut
+                {
+                    let log = record::Log::read(b);
+                    keys.push((self.log_hash(log.id, log.value), until));
+                }
+            }
+        }
+        for shard in self.recipients.shards() {
+            let scopes = self.scopes.0.read();
+            for b in shard.iter() {
+                let (class, until) = recipient_age(b, &scopes);
+                if class >= cut {
+                    let rec = Rec::read(b);
+                    keys.push((self.recipient_key(scopes.get(rec.scope).0, rec.to), until));
+                    if let Some(sid) = rec.pending_sid() {
+                        keys.push((self.sid_hash(&sid), until));
+                    }
+                }
+            }
+        }
+        let mut filter = self.evicted.lock();
+        for (key, until) in keys {
+            filter.insert(key, until);
+        }
+        drop(filter);
+        let mut evicted = 0;
+        for mut shard in self.logs.shards() {
+            let before = shard.len();
+            shard.retain(|b, _| log_age(b).0 < cut);
+            evicted += before - shard.len();
+            shard.shrink(self.log_rehash());
+        }
+        let mut index = self.by_sid.lock();
+        for mut shard in self.recipients.shards() {
+            let before = shard.len();
+            let scopes = self.scopes.0.read();
+            shard.retain(|b, _| {
+                if recipient_age(b, &scopes).0 < cut {
+                    return true;
+                }
+                let rec = Rec::read(b);
+                let recipient = self.recipient_hash(rec.scope, rec.to);
+                self.follow_sid(&mut index, Some(rec), None, recipient);
+                false
+            });
+            drop(scopes);
+            evicted += before - shard.len();
+            shard.shrink(self.recipient_rehash());
+        }
+        shrink_table(&mut index);
+        evicted
+    }
+
     // --- start-up -------------------------------------------------------------------------
 
     /// Restores the persisted admissions, `(rate limit, value, time)` in any order.
@@ -398,7 +674,7 @@ impl Cache {
             let hash = self.log_hash(id, &value);
             let mut shard = self.logs.lock(hash);
             let is = |b: &[u8]| is_log(b, id, &value);
-            if log.is_empty() {
+            if log.is_empty() && !self.log_evicted(id, &value) {
                 shard.remove(hash, is);
             } else {
                 shard.write(hash, is, self.log_rehash(), |_, out| {
@@ -408,8 +684,10 @@ impl Cache {
         }
         let mut index = self.by_sid.lock();
         for ((service, to), r) in overlay.recipients {
-            let gone = r.pending.is_none() && r.sends.is_empty();
-            let scope = if gone {
+            let empty = r.pending.is_none() && r.sends.is_empty();
+            // Emptied, but it may have been evicted before: kept empty (see `Cache`).
+            let gone = empty && !self.recipient_evicted(&service, &to);
+            let scope = if empty {
                 match self.scopes.id(&service) {
                     Some(scope) => scope,
                     None => continue,
@@ -467,8 +745,13 @@ impl Cache {
         index.insert_unique(h, (h, recipient), |(h, _)| *h);
     }
 
-    /// Recipients whose pending verification has expired, as `now_of(account)` says.
-    pub fn expired(&self, now_of: impl Fn(&str) -> i64, limit: usize) -> Vec<(String, String)> {
+    /// Recipients whose pending verification has expired, as `now_of(account)` says: (account,
+    /// service, recipient).
+    pub fn expired(
+        &self,
+        now_of: impl Fn(&str) -> i64,
+        limit: usize,
+    ) -> Vec<(String, String, String)> {
         let mut out = Vec::new();
         for shard in self.recipients.shards() {
             let scopes = self.scopes.0.read();
@@ -476,7 +759,7 @@ impl Cache {
                 let rec = Rec::read(b);
                 let (service, account) = scopes.get(rec.scope);
                 if rec.pending_ended(now_of(account)) {
-                    out.push((service.to_owned(), rec.to.to_owned()));
+                    out.push((account.to_owned(), service.to_owned(), rec.to.to_owned()));
                     if out.len() >= limit {
                         return out;
                     }
@@ -488,13 +771,16 @@ impl Cache {
 
     /// Forgets what no decision counts any more: admissions outside every window (`rules_of`
     /// gives a rate limit's rules and its account's time, `None` once it is gone), send times
-    /// outside the send window, and recipients with nothing left. Only the writer calls this,
-    /// between batches: it changes no decision. Answers how many entries it dropped.
+    /// outside the send window, and recipients with nothing left — those that may have been
+    /// evicted before only if `tables_current` (the tables hold every committed decision: see
+    /// `Cache`). Only the writer calls this, between batches: it changes no decision. Answers
+    /// how many entries it dropped.
     pub fn trim(
         &self,
         mut rules_of: impl FnMut(i64) -> Option<(Vec<window::Rule>, i64)>,
         now_of: impl Fn(&str) -> i64,
         send_window_ms: i64,
+        tables_current: bool,
     ) -> usize {
         let mut cache: HashMap<i64, Option<(Vec<window::Rule>, i64)>> = HashMap::new();
         let mut dropped = 0;
@@ -512,10 +798,12 @@ impl Cache {
                 times.extend(log.iter());
                 let held = times.len();
                 window::prune(&mut times, rules, *now);
-                if times.len() != held && !times.is_empty() {
+                let keep =
+                    !times.is_empty() || (!tables_current && self.log_evicted(log.id, log.value));
+                if keep && times.len() != held {
                     record::log(out, log.id, log.value, times.iter().copied());
                 }
-                !times.is_empty()
+                keep
             });
             dropped += before - shard.len();
             shard.shrink(self.log_rehash());
@@ -534,7 +822,9 @@ impl Cache {
                     let now = now_of(scopes.get(rec.scope).1);
                     crate::core::verification::prune_sends(&mut times, send_window_ms, now);
                 }
-                let keep = rec.has_pending() || !times.is_empty();
+                let keep = rec.has_pending()
+                    || !times.is_empty()
+                    || (!tables_current && self.recipient_evicted(scopes.get(rec.scope).0, rec.to));
                 if keep && times.len() != held {
                     record::with_sends(out, b, times.iter().copied());
                 }
@@ -748,6 +1038,91 @@ mod tests {
         }
     }
 
+    proptest! {
+        #[test]
+        fn age_classes_follow_ages(a in 0i64..1 << 40, b in 0i64..1 << 40) {
+            let (young, old) = (a.min(b), a.max(b));
+            prop_assert!(age_class(young) <= age_class(old));
+            prop_assert!(age_class(old) < 512);
+            // An eighth apart is another class.
+            if young >= 256 {
+                prop_assert!(age_class(young + young / 8 + 16) > age_class(young));
+            }
+        }
+    }
+
+    #[test]
+    fn eviction_lets_go_of_the_oldest_and_remembers_their_keys() {
+        let cache = Cache::default();
+        let base = 1_700_000_000_000;
+        let n = 4000;
+        let recipient = |i: usize| {
+            let mut v = verification(&format!("VE{i:032x}"), &[("VL0", "sms")], false);
+            v.to = format!("+1555{i:07}");
+            v.date_created = base + i as i64 * 1000;
+            v.date_updated = v.date_created;
+            v.expires_ms = v.date_created + 600_000;
+            v
+        };
+        for i in 0..n {
+            restore(&cache, &recipient(i));
+        }
+        cache.restore_admissions(
+            (0..n)
+                .map(|i| (1, format!("value-{i}"), base + i as i64 * 1000))
+                .collect(),
+        );
+        let now = base + n as i64 * 1000;
+        let bytes = cache.bytes();
+        cache.set_budget(bytes / 2);
+        let evicted = cache.evict(|_| Some((now, 3_600_000)), |_| now, 600_000, now);
+        assert!(evicted > 0);
+        let v = |i: usize| recipient(i);
+        let held = |i: usize| cache.has_recipient(&v(i).service_sid, &v(i).to);
+        // The youngest stay, the oldest go; what went is remembered, SID and all.
+        assert!((n - n / 10..n).all(held));
+        assert!((0..n / 10).all(|i| !held(i)));
+        for i in 0..n {
+            let r = v(i);
+            if held(i) {
+                assert_eq!(cache.pending(&r.service_sid, &r.to), Some(r.clone()));
+            } else {
+                assert!(cache.recipient_evicted(&r.service_sid, &r.to));
+                assert!(cache.sid_evicted(&r.sid));
+                assert_eq!(cache.find_sid(&r.sid), None);
+            }
+            let value = format!("value-{i}");
+            assert!(cache.has_log(1, &value) || cache.log_evicted(1, &value));
+        }
+        assert!(cache.has_log(1, &format!("value-{}", n - 1)));
+        assert!(!cache.has_log(1, "value-0"));
+        // A key never seen is (nearly always) not taken for an evicted one.
+        let strangers = (0..1000)
+            .filter(|i| cache.log_evicted(1, &format!("stranger-{i}")))
+            .count();
+        assert!(strangers < 30, "{strangers}");
+
+        // Read back, then emptied: kept empty (the tables may still hold its older state
+        // until the journal reaches them), also through a sweep.
+        let old = v(0);
+        restore(&cache, &old);
+        let mut overlay = Overlay::default();
+        let mut ended = old.clone();
+        ended.status = Status::Approved;
+        settle(overlay.recipient(&cache, &old.service_sid, &old.to), &ended);
+        cache.publish(overlay);
+        assert!(cache.has_recipient(&old.service_sid, &old.to));
+        assert_eq!(cache.pending(&old.service_sid, &old.to), None);
+        cache.trim(|_| Some((Vec::new(), now)), |_| now, 600_000, false);
+        assert!(cache.has_recipient(&old.service_sid, &old.to));
+        // Once the tables hold every decision, it goes.
+        cache.trim(|_| Some((Vec::new(), now)), |_| now, 600_000, true);
+        assert!(!cache.has_recipient(&old.service_sid, &old.to));
+        // Once what it evicted no longer matters, it is forgotten.
+        cache.expire_evicted(now + 86_400_000 + 3_600_000 + 1);
+        assert!(!cache.evicted_any());
+    }
+
     #[test]
     fn recipients_of_different_services_are_different() {
         let cache = Cache::default();
@@ -786,6 +1161,7 @@ mod tests {
             |id| Some((vec![rule(5, 10)], if id == 1 { 25 } else { 100 })),
             |_| 0,
             1,
+            true,
         );
         assert_eq!(dropped, 1);
         assert_eq!(cache.log(1, "a"), Some(VecDeque::from([20])));
@@ -890,6 +1266,7 @@ mod tests {
                             |id| (id != 1).then(|| (vec![rule], from + 99)),
                             |_| from + 99,
                             100,
+                            true,
                         );
                         logs.retain(|(id, _), log| {
                             log.retain(|&t| t >= from);

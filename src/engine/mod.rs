@@ -145,6 +145,10 @@ impl Engine {
         }
         let settings = Settings::from_config(config);
         if let Store::Sqlite(s) = &store {
+            s.cache.set_budget(match config.cache_memory {
+                0 => usize::MAX,
+                mib => mib.saturating_mul(1 << 20),
+            });
             sqlite::rebuild(s, &catalog, &clocks, &settings.policy)
                 .await
                 .map_err(load)?;
@@ -337,7 +341,15 @@ impl Engine {
         }
         let now = self.now(account);
         match &self.store {
-            Store::Sqlite(s) => Ok(sqlite::fetch(s, service, key, now)),
+            Store::Sqlite(s) => Ok(sqlite::fetch(
+                s,
+                &self.clocks,
+                &self.settings.policy,
+                account,
+                service,
+                key,
+            )
+            .await?),
             Store::Postgres(p) => Ok(pg::fetch(p, service, key, now).await?),
         }
     }
@@ -352,18 +364,21 @@ impl Engine {
         rl: &RateLimitNode,
         value: Option<&str>,
     ) -> Result<(Vec<ValueLog>, i64), ApiError> {
+        let since = || {
+            let now = self.now(account);
+            rl.rules
+                .iter()
+                .map(|r| r.lower_bound(now))
+                .min()
+                .unwrap_or(now)
+        };
         let mut logs = match &self.store {
-            Store::Sqlite(s) => s.cache.usage(rl.record.id, value),
-            Store::Postgres(p) => {
-                let now = self.now(account);
-                let since = rl
-                    .rules
-                    .iter()
-                    .map(|r| r.lower_bound(now))
-                    .min()
-                    .unwrap_or(now);
-                pg::usage(p, rl.record.id, value, since).await?
+            // Once the cache has evicted some logs, the tables hold them all.
+            Store::Sqlite(s) if s.cache.evicted_any() => {
+                sqlite::usage(s, rl.record.id, value, since()).await?
             }
+            Store::Sqlite(s) => s.cache.usage(rl.record.id, value),
+            Store::Postgres(p) => pg::usage(p, rl.record.id, value, since()).await?,
         };
         let now = self.now(account);
         for entry in &mut logs {

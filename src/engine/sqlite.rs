@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use super::cache::settle;
+use super::cache::{Cache, Need, ValueLog, settle};
 use super::writer::Batch;
 use super::{Change, Clocks, Key, Modified};
 use crate::catalog::{Catalog, RateLimitNode};
 use crate::core::Verification;
 use crate::core::{self, Checked, Fresh, LimitCheck, Policy, Resolved, StartRequest, Started};
 use crate::store::StoreError;
+use crate::store::sql::sqlite as q;
 use crate::store::{BoxFuture, SqliteStore};
 
 /// Rebuilds the cache from the database at start-up: admission logs, pending verifications
@@ -148,12 +149,90 @@ pub async fn start(
     if let Some(refused) = refused_by_committed(s, &clocks, &policy, &request, &limits) {
         return Ok(refused);
     }
+    let mut needs: Vec<Need> = limits
+        .iter()
+        .map(|(rl, value)| Need::Log(rl.record.id, value.clone()))
+        .collect();
+    needs.push(Need::Recipient {
+        service: request.service_sid.clone(),
+        to: request.to.clone(),
+        sends_since: sends_since(&policy, clocks.now(&request.account_sid)),
+    });
     s.writer
-        .decide(move |batch| {
+        .decide_needing(needs, move |batch| {
             let now = clocks.now(&request.account_sid);
             decide_start(batch, &policy, request, &limits, fresh, now)
         })
         .await
+}
+
+/// From when a recipient's sends count for the send-attempts rule (`None`: the rule is off,
+/// none is kept).
+fn sends_since(policy: &Policy, now: i64) -> Option<i64> {
+    (policy.send_attempts_limit > 0).then(|| now - policy.send_window_ms)
+}
+
+/// Reads back from the tables what `needs` names and the cache evicted. The writer calls this
+/// on its own connection before it decides a batch: the tables hold every evicted entry as it
+/// was evicted (`Cache::evict` runs with the journal applied, and nothing is decided about an
+/// entry before it is read back).
+pub(crate) async fn fault_in(
+    conn: &mut sqlx::SqliteConnection,
+    cache: &Cache,
+    needs: &[Need],
+) -> Result<(), sqlx::Error> {
+    for need in needs {
+        match need {
+            Need::Log(id, value) => {
+                if !cache.has_log(*id, value) && cache.log_evicted(*id, value) {
+                    let times = q::admissions_of(conn, *id, value).await?;
+                    if !times.is_empty() {
+                        cache.restore_log(*id, value, &times);
+                    }
+                }
+            }
+            Need::Recipient {
+                service,
+                to,
+                sends_since,
+            } => recipient_in(conn, cache, service, to, *sends_since).await?,
+            Need::Sid { sid, sends_since } => {
+                if cache.find_sid(sid).is_none()
+                    && cache.sid_evicted(sid)
+                    && let Some((service, to)) = q::pending_recipient(conn, sid).await?
+                {
+                    recipient_in(conn, cache, &service, &to, *sends_since).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `fault_in` of one recipient: its pending verification with its attempts, and its sends.
+async fn recipient_in(
+    conn: &mut sqlx::SqliteConnection,
+    cache: &Cache,
+    service: &str,
+    to: &str,
+    sends_since: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    if cache.has_recipient(service, to) || !cache.recipient_evicted(service, to) {
+        return Ok(());
+    }
+    q::recipient_rows(
+        conn,
+        service,
+        to,
+        |row| cache.restore_pending(&row),
+        |a| {
+            if sends_since.is_some_and(|since| a.at_ms >= since) {
+                cache.restore_send(&a.account_sid, service, to, a.at_ms);
+            }
+            cache.restore_attempt(&a.verification_sid, &a.sid, &a.channel, a.at_ms);
+        },
+    )
+    .await
 }
 
 /// The refusal the committed cache alone decides for a start, if any.
@@ -267,14 +346,18 @@ pub async fn change(
     key: &str,
     change: Change,
 ) -> Result<Modified, StoreError> {
-    let Some((to, sid)) = recipient_of(s, service, key) else {
+    let since = sends_since(&policy, clocks.now(account));
+    let Some((target, needs)) = target(s, service, key, since) else {
         return Ok(Modified::Missing);
     };
     let (account, service) = (account.to_owned(), service.to_owned());
     s.writer
-        .decide(move |batch| {
+        .decide_needing(needs, move |batch| {
             let now = clocks.now(&account);
             let cache = batch.cache;
+            let Some((to, sid)) = target.resolve(cache, &service) else {
+                return Modified::Missing;
+            };
             let r = batch.overlay.recipient(cache, &service, &to);
             match core::verification::resolve(r.pending.as_ref(), sid.as_deref(), now) {
                 Resolved::Missing => Modified::Missing,
@@ -296,12 +379,132 @@ pub async fn change(
         .await
 }
 
-pub fn fetch(s: &SqliteStore, service: &str, key: &str, now: i64) -> Option<Verification> {
-    let (to, sid) = recipient_of(s, service, key)?;
-    match core::verification::resolve(s.cache.pending(service, &to).as_ref(), sid.as_deref(), now) {
+/// Whom a key names: a recipient the cache held when asked (with the SID named, if any), or a
+/// pending SID the cache may have evicted.
+enum Target {
+    Held(String, Option<String>),
+    Evicted(String),
+}
+
+impl Target {
+    /// The recipient and the SID named, as the cache holds them now (read back if they were
+    /// evicted: `Need`).
+    fn resolve(self, cache: &Cache, service: &str) -> Option<(String, Option<String>)> {
+        match self {
+            Target::Held(to, sid) => Some((to, sid)),
+            Target::Evicted(sid) => {
+                let (svc, to) = cache.find_sid(&sid)?;
+                (svc == service).then_some((to, Some(sid)))
+            }
+        }
+    }
+}
+
+/// Whom a key names, and what a decision about it needs the cache to hold; `None` if it names
+/// no recipient held or evicted.
+fn target(
+    s: &SqliteStore,
+    service: &str,
+    key: &str,
+    sends_since: Option<i64>,
+) -> Option<(Target, Vec<Need>)> {
+    if let Some((to, sid)) = recipient_of(s, service, key) {
+        let need = Need::Recipient {
+            service: service.to_owned(),
+            to: to.clone(),
+            sends_since,
+        };
+        return Some((Target::Held(to, sid), vec![need]));
+    }
+    match Key::parse(key) {
+        Key::Sid(sid) if s.cache.sid_evicted(sid) => {
+            let need = Need::Sid {
+                sid: sid.to_owned(),
+                sends_since,
+            };
+            Some((Target::Evicted(sid.to_owned()), vec![need]))
+        }
+        _ => None,
+    }
+}
+
+pub async fn fetch(
+    s: &SqliteStore,
+    clocks: &Clocks,
+    policy: &Policy,
+    account: &str,
+    service: &str,
+    key: &str,
+) -> Result<Option<Verification>, StoreError> {
+    let now = clocks.now(account);
+    // The cache first; what it does not hold and may have evicted is read back through the
+    // writer, which reads it from the tables (`Need`). The filter is asked after the cache: an
+    // eviction adds the keys to it before it lets go of the entries.
+    let read_back = match recipient_of(s, service, key) {
+        Some((to, sid)) => {
+            let pending = s.cache.pending(service, &to);
+            if pending.is_some() || !s.cache.recipient_evicted(service, &to) {
+                return Ok(live(pending, sid, now));
+            }
+            let need = Need::Recipient {
+                service: service.to_owned(),
+                to: to.clone(),
+                sends_since: sends_since(policy, now),
+            };
+            (Target::Held(to, sid), vec![need])
+        }
+        None => match Key::parse(key) {
+            Key::Sid(sid) if s.cache.sid_evicted(sid) => {
+                let need = Need::Sid {
+                    sid: sid.to_owned(),
+                    sends_since: sends_since(policy, now),
+                };
+                (Target::Evicted(sid.to_owned()), vec![need])
+            }
+            _ => return Ok(None),
+        },
+    };
+    let (target, needs) = read_back;
+    let service = service.to_owned();
+    let (pending, sid) = s
+        .writer
+        .decide_needing(needs, move |batch| {
+            let (to, sid) = target.resolve(batch.cache, &service)?;
+            Some((batch.cache.pending(&service, &to), sid))
+        })
+        .await?
+        .unwrap_or((None, None));
+    Ok(live(pending, sid, now))
+}
+
+/// The verification a fetch answers: the pending one, if live and the SID named (if any).
+fn live(pending: Option<Verification>, sid: Option<String>, now: i64) -> Option<Verification> {
+    match core::verification::resolve(pending.as_ref(), sid.as_deref(), now) {
         Resolved::Live(v) => Some(v),
         Resolved::Expired(_) | Resolved::Missing => None,
     }
+}
+
+/// The admission logs of one rate limit from `since` on (optionally of one value), from the
+/// tables: what `Engine::usage` reads once the cache has evicted some.
+pub async fn usage(
+    s: &SqliteStore,
+    rate_limit_id: i64,
+    value: Option<&str>,
+    since: i64,
+) -> Result<Vec<ValueLog>, StoreError> {
+    let rows = q::admissions_since(&mut *s.reader().await?, rate_limit_id, value, since).await?;
+    let mut out: Vec<ValueLog> = Vec::new();
+    for (v, t) in rows {
+        match out.last_mut() {
+            Some(last) if last.value == v => last.log.push_back(t),
+            _ => out.push(ValueLog {
+                value: v,
+                log: VecDeque::from([t]),
+            }),
+        }
+    }
+    Ok(out)
 }
 
 /// Verifications a decision batch may expire at once (one transaction each).
@@ -316,17 +519,48 @@ pub async fn maintain(
     clocks: Arc<Clocks>,
     policy: Policy,
 ) -> Result<(Vec<Verification>, usize, usize), StoreError> {
-    let due = s.cache.expired(|a| clocks.now(a), usize::MAX);
+    let mut due = s.cache.expired(|a| clocks.now(a), usize::MAX);
+    if s.cache.evicted_any() {
+        // Evicted pending verifications past their lifetime: the tables know them (read
+        // without waiting for the journal: these are candidates, decided again below).
+        let real = super::real_now_ms();
+        let rows = q::pending_due(
+            &mut *s.pool.acquire().await.map_err(StoreError::from)?,
+            real + clocks.latest_offset(),
+            EXPIRE_CHUNK as i64 * 16,
+        )
+        .await?;
+        let held: std::collections::HashSet<(String, String)> = due
+            .iter()
+            .map(|(_, service, to)| (service.clone(), to.clone()))
+            .collect();
+        due.extend(
+            rows.into_iter()
+                .filter(|(account, service, to, expires)| {
+                    *expires <= clocks.now(account)
+                        && !held.contains(&(service.clone(), to.clone()))
+                })
+                .map(|(account, service, to, _)| (account, service, to)),
+        );
+    }
     let mut expired = Vec::new();
     for chunk in due.chunks(EXPIRE_CHUNK) {
         let chunk = chunk.to_vec();
         let clocks = clocks.clone();
+        let needs = chunk
+            .iter()
+            .map(|(account, service, to)| Need::Recipient {
+                service: service.clone(),
+                to: to.clone(),
+                sends_since: sends_since(&policy, clocks.now(account)),
+            })
+            .collect();
         expired.extend(
             s.writer
-                .decide(move |batch| {
+                .decide_needing(needs, move |batch| {
                     let cache = batch.cache;
                     let mut out = Vec::new();
-                    for (service, to) in chunk {
+                    for (_, service, to) in chunk {
                         let r = batch.overlay.recipient(cache, &service, &to);
                         let now = clocks.now(&r.account_sid);
                         if let Some(old) = r
@@ -346,10 +580,12 @@ pub async fn maintain(
                 .await?,
         );
     }
+    let (evict_catalog, evict_clocks) = (catalog.clone(), clocks.clone());
     let dropped = s
         .writer
         .decide(move |batch| {
             let catalog = catalog.read();
+            let tables_current = batch.tables_current;
             batch.cache.trim(
                 |id| {
                     let home = catalog.rate_limit_home(id)?;
@@ -362,9 +598,52 @@ pub async fn maintain(
                 },
                 |a| clocks.now(a),
                 policy.send_window_ms,
+                tables_current,
             )
         })
         .await?;
+    // Over its budget, the cache evicts what was used least recently, once the tables hold
+    // everything it holds (a statement job: the writer applies its journal first).
+    s.cache.expire_evicted(super::real_now_ms());
+    let mut evicted = 0;
+    if s.cache.bytes() > s.cache.budget() {
+        let (cache, catalog, clocks) = (s.cache.clone(), evict_catalog, evict_clocks);
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = count.clone();
+        s.writer
+            .write(
+                |_| Box::pin(async { Ok(()) }),
+                move |_: &()| {
+                    let catalog = catalog.read();
+                    let n = cache.evict(
+                        |id| {
+                            let home = catalog.rate_limit_home(id)?;
+                            let rl = catalog.rate_limit(
+                                &home.account_sid,
+                                &home.service_sid,
+                                &home.rate_limit_sid,
+                            )?;
+                            let widest = rl.rules.iter().map(|r| r.interval_ms).max().unwrap_or(0);
+                            Some((clocks.now(&home.account_sid), widest))
+                        },
+                        |a| clocks.now(a),
+                        policy.send_window_ms,
+                        super::real_now_ms(),
+                    );
+                    counted.store(n, std::sync::atomic::Ordering::Relaxed);
+                },
+            )
+            .await?;
+        evicted = count.load(std::sync::atomic::Ordering::Relaxed);
+        if evicted > 0 {
+            tracing::debug!(
+                evicted,
+                bytes = s.cache.bytes(),
+                filter_bytes = s.cache.evicted_bytes(),
+                "the cache evicted what was used least recently"
+            );
+        }
+    }
     let (logs, recipients) = s.cache.tracked();
-    Ok((expired, dropped, logs + recipients))
+    Ok((expired, dropped + evicted, logs + recipients))
 }

@@ -38,7 +38,7 @@ use std::time::Duration;
 use sqlx::{Connection, Row, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::cache::{Cache, Overlay};
+use super::cache::{Cache, Need, Overlay};
 use crate::core::{Admission, Attempt, Verification};
 use crate::store::StoreError;
 
@@ -58,7 +58,8 @@ enum Job {
     /// Shares a transaction (begun and committed by the writer) with the jobs around it; runs
     /// after the journal has been applied unless `false` (`Writer::write_beside_journal`).
     Batched(JobFn, bool),
-    Decide(DecideFn),
+    /// With the entries it needs the cache to hold (read back first if evicted).
+    Decide(DecideFn, Vec<Need>),
     /// Answered once the tables hold everything the journal held when it arrived.
     Sync(oneshot::Sender<Result<(), StoreError>>),
 }
@@ -72,6 +73,9 @@ pub type SaveItem = (Verification, Option<Attempt>, Vec<Admission>);
 pub struct Batch<'a> {
     pub cache: &'a Cache,
     pub overlay: Overlay,
+    /// Whether the tables held every committed decision when the batch began (the journal was
+    /// empty).
+    pub tables_current: bool,
     rows: Vec<SaveItem>,
 }
 
@@ -150,6 +154,16 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&mut Batch<'_>) -> T + Send + 'static,
     {
+        self.decide_needing(Vec::new(), decide).await
+    }
+
+    /// `decide`, with the entries it reads from the cache: any the cache evicted is read back
+    /// from the tables before the batch is decided.
+    pub async fn decide_needing<T, F>(&self, needs: Vec<Need>, decide: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Batch<'_>) -> T + Send + 'static,
+    {
         let (done_tx, done_rx) = oneshot::channel::<Result<T, StoreError>>();
         let job: DecideFn = Box::new(move |batch| {
             let out = decide(batch);
@@ -162,7 +176,7 @@ impl Writer {
             })
         });
         self.tx
-            .send(Job::Decide(job))
+            .send(Job::Decide(job, needs))
             .await
             .map_err(|_| StoreError::Unavailable)?;
         done_rx.await.map_err(|_| StoreError::Unavailable)?
@@ -310,13 +324,15 @@ async fn run(
                 }
             }
             let mut decisions = Vec::new();
-            while let Some(Job::Decide(_)) = jobs.peek() {
-                if let Some(Job::Decide(job)) = jobs.next() {
+            let mut needs = Vec::new();
+            while let Some(Job::Decide(..)) = jobs.peek() {
+                if let Some(Job::Decide(job, need)) = jobs.next() {
                     decisions.push(job);
+                    needs.extend(need);
                 }
             }
             if !decisions.is_empty() {
-                let saved = run_decisions(&mut conn, &cache, &mut journal, decisions).await;
+                let saved = run_decisions(&mut conn, &cache, &mut journal, decisions, &needs).await;
                 if journal.items > JOURNAL_BACKLOG && journal.may_retry() {
                     // Keep up: apply more than the batch added.
                     journal
@@ -462,29 +478,46 @@ async fn run_decisions(
     cache: &Cache,
     journal: &mut Journal,
     jobs: Vec<DecideFn>,
+    needs: &[Need],
 ) -> usize {
     let started = std::time::Instant::now();
     let count = jobs.len();
+    // What the cache evicted is read back first; if that fails, the batch is decided but not
+    // committed (each decision answers an error).
+    let read_back = if needs.is_empty() || !cache.evicted_any() {
+        true
+    } else {
+        match super::sqlite::fault_in(conn, cache, needs).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "reading back what the cache evicted failed");
+                crate::metrics::db_error();
+                false
+            }
+        }
+    };
     let mut batch = Batch {
         cache,
         overlay: Overlay::default(),
+        tables_current: journal.items == 0,
         rows: Vec::new(),
     };
     let finishes: Vec<Finish> = jobs.into_iter().map(|job| job(&mut batch)).collect();
     let Batch { overlay, rows, .. } = batch;
     let saved = rows.len();
-    let committed = rows.is_empty() || {
-        match append(conn, &rows).await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, "a batch of verification changes failed");
-                // It may have failed inside its transaction; "no transaction is active"
-                // otherwise, which is fine.
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                false
+    let committed = read_back
+        && (rows.is_empty() || {
+            match append(conn, &rows).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, "a batch of verification changes failed");
+                    // It may have failed inside its transaction; "no transaction is active"
+                    // otherwise, which is fine.
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                    false
+                }
             }
-        }
-    };
+        });
     drop(rows);
     if committed {
         if saved > 0 {

@@ -853,6 +853,130 @@ pub mod sqlite {
         )
         .await
     }
+    // --- one entry read back: what the cache evicted (`engine::sqlite::fault_in`) ----------
+
+    /// The admission times of one (rate limit, value), oldest first.
+    pub async fn admissions_of(
+        c: &mut sqlx::SqliteConnection,
+        rate_limit_id: i64,
+        value: &str,
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT at_ms FROM admissions WHERE rate_limit_id = ? AND value = ? ORDER BY at_ms",
+        )
+        .bind(rate_limit_id)
+        .bind(value)
+        .fetch_all(&mut *c)
+        .await
+    }
+
+    /// Calls `pending` with each pending verification of one recipient (oldest first), then
+    /// `attempt` with every send attempt to it (in time order), as the start-up reads them.
+    pub async fn recipient_rows(
+        c: &mut sqlx::SqliteConnection,
+        service: &str,
+        to: &str,
+        mut pending: impl FnMut(PendingRow<'_>),
+        mut attempt: impl FnMut(AttemptRow<'_>),
+    ) -> Result<(), sqlx::Error> {
+        // Through the attempts' index by recipient: every verification has its first attempt.
+        let rows = sqlx::query(&format!(
+            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE sid IN \
+             (SELECT verification_sid FROM send_attempts WHERE service_sid = ?1 AND recipient = ?2) \
+             AND status = 'pending' ORDER BY date_created, sid"
+        ))
+        .bind(service)
+        .bind(to)
+        .fetch_all(&mut *c)
+        .await?;
+        for r in &rows {
+            pending(PendingRow {
+                sid: Cow::Borrowed(r.try_get(0)?),
+                service_sid: Cow::Borrowed(r.try_get(1)?),
+                account_sid: Cow::Borrowed(r.try_get(2)?),
+                to: Cow::Borrowed(r.try_get(3)?),
+                channel: Cow::Borrowed(r.try_get(4)?),
+                status: Cow::Borrowed(r.try_get(5)?),
+                code: Cow::Borrowed(r.try_get(6)?),
+                amount: r.try_get(7)?,
+                payee: r.try_get(8)?,
+                checks_failed: r.try_get(9)?,
+                expires_ms: r.try_get(10)?,
+                date_created: r.try_get(11)?,
+                date_updated: r.try_get(12)?,
+                version: r.try_get(13)?,
+            });
+        }
+        let rows = sqlx::query(
+            "SELECT verification_sid, account_sid, service_sid, recipient, sid, channel, at_ms \
+             FROM send_attempts WHERE service_sid = ?1 AND recipient = ?2 ORDER BY at_ms",
+        )
+        .bind(service)
+        .bind(to)
+        .fetch_all(&mut *c)
+        .await?;
+        for r in &rows {
+            attempt(AttemptRow {
+                verification_sid: Cow::Borrowed(r.try_get(0)?),
+                account_sid: Cow::Borrowed(r.try_get(1)?),
+                service_sid: Cow::Borrowed(r.try_get(2)?),
+                recipient: Cow::Borrowed(r.try_get(3)?),
+                sid: Cow::Borrowed(r.try_get(4)?),
+                channel: Cow::Borrowed(r.try_get(5)?),
+                at_ms: r.try_get(6)?,
+            });
+        }
+        Ok(())
+    }
+
+    /// The (service, recipient) of a pending verification.
+    pub async fn pending_recipient(
+        c: &mut sqlx::SqliteConnection,
+        sid: &str,
+    ) -> Result<Option<(String, String)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT service_sid, recipient FROM verifications WHERE sid = ? AND status = 'pending'",
+        )
+        .bind(sid)
+        .fetch_optional(&mut *c)
+        .await
+    }
+
+    /// Pending verifications whose expiry is at or before `before`, up to `limit`: (account,
+    /// service, recipient, expiry).
+    pub async fn pending_due(
+        c: &mut sqlx::SqliteConnection,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, String, String, i64)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT account_sid, service_sid, recipient, expires_ms FROM verifications \
+             WHERE status = 'pending' AND expires_ms <= ? ORDER BY expires_ms LIMIT ?",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await
+    }
+
+    /// The admissions of one rate limit from `since` on, optionally of one value: (value,
+    /// time), ordered by value and time.
+    pub async fn admissions_since(
+        c: &mut sqlx::SqliteConnection,
+        rate_limit_id: i64,
+        value: Option<&str>,
+        since: i64,
+    ) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT value, at_ms FROM admissions WHERE rate_limit_id = ?1 AND at_ms >= ?2 \
+             AND (?3 IS NULL OR value = ?3) ORDER BY value, at_ms",
+        )
+        .bind(rate_limit_id)
+        .bind(since)
+        .bind(value)
+        .fetch_all(&mut *c)
+        .await
+    }
 }
 
 pub mod pg {

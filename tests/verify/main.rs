@@ -9,6 +9,7 @@ mod harness;
 mod builtin;
 mod control_plane;
 mod engine;
+mod eviction;
 mod openapi;
 #[path = "../common/openapi_schema.rs"]
 mod openapi_schema;

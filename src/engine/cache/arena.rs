@@ -53,6 +53,13 @@ impl Table {
         self.shards().map(|s| s.len()).sum()
     }
 
+    /// Bytes held: buffers and slots (a slot is 4 bytes and a control byte).
+    pub fn bytes(&self) -> usize {
+        self.shards()
+            .map(|s| s.buf.capacity() + 5 * s.at.capacity())
+            .sum()
+    }
+
     /// `Shard::tighten` for every shard.
     pub fn tighten(&self) {
         for mut s in self.shards() {

@@ -434,6 +434,16 @@ impl<'a> Rec<'a> {
         Some((sid, status, created.wrapping_add(r.zz())))
     }
 
+    /// When its pending verification (if any) was created and when it expires.
+    pub fn pending_span(&self) -> Option<(i64, i64)> {
+        let mut r = Reader::new(self.r.b);
+        r.at = self.r.at;
+        r.status()?;
+        r.sid();
+        let created = r.i64();
+        Some((created, created.wrapping_add(r.zz())))
+    }
+
     /// Whether its pending verification has this SID.
     pub fn pending_is(&self, sid: &Wanted<'_>) -> bool {
         self.head().is_some_and(|(s, _, _)| s.is(sid))
