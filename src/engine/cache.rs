@@ -414,6 +414,32 @@ impl Cache {
         );
     }
 
+    /// Holds again a recipient read back from the tables, in one write: its pending
+    /// verification (with its attempts), if any, and its recent sends (in time order).
+    pub fn restore_recipient(
+        &self,
+        service: &str,
+        account: &str,
+        to: &str,
+        pending: Option<&Verification>,
+        sends: &[i64],
+    ) {
+        let scope = self.scopes.get(service, account);
+        let hash = self.recipient_hash(scope, to);
+        let pending = pending.map(Pending::from);
+        let mut index = self.by_sid.lock();
+        self.recipients.lock(hash).write(
+            hash,
+            |b| is_recipient(b, scope, to),
+            self.recipient_rehash(),
+            |held, out| {
+                let sid = pending.as_ref().map(|p| p.sid);
+                self.follow_sid(&mut index, held.map(Rec::read), sid, hash);
+                record::recipient(out, scope, to, sends.iter().copied(), pending.as_ref());
+            },
+        );
+    }
+
     /// Evicts the entries used least recently until the tables hold about half of the budget,
     /// if they hold more than it. Each evicted key (and pending SID) goes to the filter with the
     /// real time until which it may matter. Only the writer calls this, with the journal
@@ -523,7 +549,7 @@ impl Cache {
             let before = shard.len();
             shard.retain(|b, _| log_age(b).0 < cut);
             evicted += before - shard.len();
-            shard.shrink(self.log_rehash());
+            shard.fit(self.log_rehash());
         }
         let mut index = self.by_sid.lock();
         for mut shard in self.recipients.shards() {
@@ -540,9 +566,11 @@ impl Cache {
             });
             drop(scopes);
             evicted += before - shard.len();
-            shard.shrink(self.recipient_rehash());
+            shard.fit(self.recipient_rehash());
         }
-        shrink_table(&mut index);
+        if index.capacity() > 2 * index.len() {
+            index.shrink_to_fit(|(h, _)| *h);
+        }
         evicted
     }
 
@@ -1077,6 +1105,8 @@ mod tests {
         cache.set_budget(bytes / 2);
         let evicted = cache.evict(|_| Some((now, 3_600_000)), |_| now, 600_000, now);
         assert!(evicted > 0);
+        // What it let go of is given back at once.
+        assert!(cache.bytes() <= bytes / 2, "{} of {bytes}", cache.bytes());
         let v = |i: usize| recipient(i);
         let held = |i: usize| cache.has_recipient(&v(i).service_sid, &v(i).to);
         // The youngest stay, the oldest go; what went is remembered, SID and all.

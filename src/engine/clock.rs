@@ -38,17 +38,6 @@ impl Clocks {
             .min(0)
     }
 
-    /// The latest time any account's clock shows, as an offset from real time.
-    pub fn latest_offset(&self) -> i64 {
-        self.offsets
-            .read()
-            .values()
-            .copied()
-            .max()
-            .unwrap_or(0)
-            .max(0)
-    }
-
     pub fn replace(&self, offsets: HashMap<String, i64>) {
         *self.offsets.write() = offsets.into_iter().filter(|(_, o)| *o != 0).collect();
     }

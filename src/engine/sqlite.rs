@@ -209,7 +209,9 @@ pub(crate) async fn fault_in(
     Ok(())
 }
 
-/// `fault_in` of one recipient: its pending verification with its attempts, and its sends.
+/// `fault_in` of one recipient: its newest pending verification with its attempts, and its
+/// sends, read whole first and held again in one write (a read that fails changes nothing; a
+/// reader never sees it half restored).
 async fn recipient_in(
     conn: &mut sqlx::SqliteConnection,
     cache: &Cache,
@@ -220,19 +222,27 @@ async fn recipient_in(
     if cache.has_recipient(service, to) || !cache.recipient_evicted(service, to) {
         return Ok(());
     }
-    q::recipient_rows(
-        conn,
-        service,
-        to,
-        |row| cache.restore_pending(&row),
-        |a| {
-            if sends_since.is_some_and(|since| a.at_ms >= since) {
-                cache.restore_send(&a.account_sid, service, to, a.at_ms);
-            }
-            cache.restore_attempt(&a.verification_sid, &a.sid, &a.channel, a.at_ms);
-        },
-    )
-    .await
+    let (pending, attempts) = q::recipient_rows(conn, service, to, sends_since).await?;
+    let mut pending = pending.into_iter().last();
+    let mut account = pending.as_ref().map(|v| v.account_sid.clone());
+    let mut sends = Vec::new();
+    for (verification, attempt_account, sid, channel, at_ms) in attempts {
+        if sends_since.is_some_and(|since| at_ms >= since) {
+            sends.push(at_ms);
+            account.get_or_insert(attempt_account);
+        }
+        if let Some(v) = pending.as_mut().filter(|v| v.sid == verification) {
+            v.attempts.push(core::Attempt {
+                sid,
+                channel,
+                at_ms,
+            });
+        }
+    }
+    if let Some(account) = account {
+        cache.restore_recipient(service, &account, to, pending.as_ref(), &sends);
+    }
+    Ok(())
 }
 
 /// The refusal the committed cache alone decides for a start, if any.
@@ -443,7 +453,10 @@ pub async fn fetch(
     let read_back = match recipient_of(s, service, key) {
         Some((to, sid)) => {
             let pending = s.cache.pending(service, &to);
-            if pending.is_some() || !s.cache.recipient_evicted(service, &to) {
+            if pending.is_some()
+                || s.cache.has_recipient(service, &to)
+                || !s.cache.recipient_evicted(service, &to)
+            {
                 return Ok(live(pending, sid, now));
             }
             let need = Need::Recipient {
@@ -521,27 +534,29 @@ pub async fn maintain(
 ) -> Result<(Vec<Verification>, usize, usize), StoreError> {
     let mut due = s.cache.expired(|a| clocks.now(a), usize::MAX);
     if s.cache.evicted_any() {
-        // Evicted pending verifications past their lifetime: the tables know them (read
-        // without waiting for the journal: these are candidates, decided again below).
-        let real = super::real_now_ms();
-        let rows = q::pending_due(
-            &mut *s.pool.acquire().await.map_err(StoreError::from)?,
-            real + clocks.latest_offset(),
-            EXPIRE_CHUNK as i64 * 16,
-        )
-        .await?;
+        // Evicted pending verifications past their lifetime, each account's at its own time:
+        // the tables know them (read without waiting for the journal: these are candidates,
+        // decided again below).
+        let accounts: Vec<String> = catalog.read().accounts().cloned().collect();
         let held: std::collections::HashSet<(String, String)> = due
             .iter()
             .map(|(_, service, to)| (service.clone(), to.clone()))
             .collect();
-        due.extend(
-            rows.into_iter()
-                .filter(|(account, service, to, expires)| {
-                    *expires <= clocks.now(account)
-                        && !held.contains(&(service.clone(), to.clone()))
-                })
-                .map(|(account, service, to, _)| (account, service, to)),
-        );
+        let mut conn = s.pool.acquire().await.map_err(StoreError::from)?;
+        for account in accounts {
+            let rows = q::pending_due(
+                &mut conn,
+                &account,
+                clocks.now(&account),
+                EXPIRE_CHUNK as i64 * 16,
+            )
+            .await?;
+            due.extend(
+                rows.into_iter()
+                    .filter(|key| !held.contains(key))
+                    .map(|(service, to)| (account.clone(), service, to)),
+            );
+        }
     }
     let mut expired = Vec::new();
     for chunk in due.chunks(EXPIRE_CHUNK) {

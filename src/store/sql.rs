@@ -870,17 +870,25 @@ pub mod sqlite {
         .await
     }
 
-    /// Calls `pending` with each pending verification of one recipient (oldest first), then
-    /// `attempt` with every send attempt to it (in time order), as the start-up reads them.
+    /// One recipient's pending verifications (oldest first, without their attempts), and its
+    /// send attempts since `sends_since` or the oldest of those was created, whichever is
+    /// earlier (what the start-up reads of it): (verification, account, attempt, channel,
+    /// time), in time order.
+    #[allow(clippy::type_complexity)]
     pub async fn recipient_rows(
         c: &mut sqlx::SqliteConnection,
         service: &str,
         to: &str,
-        mut pending: impl FnMut(PendingRow<'_>),
-        mut attempt: impl FnMut(AttemptRow<'_>),
-    ) -> Result<(), sqlx::Error> {
+        sends_since: Option<i64>,
+    ) -> Result<
+        (
+            Vec<Verification>,
+            Vec<(String, String, String, String, i64)>,
+        ),
+        sqlx::Error,
+    > {
         // Through the attempts' index by recipient: every verification has its first attempt.
-        let rows = sqlx::query(&format!(
+        let pending: Vec<Verification> = sqlx::query(&format!(
             "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE sid IN \
              (SELECT verification_sid FROM send_attempts WHERE service_sid = ?1 AND recipient = ?2) \
              AND status = 'pending' ORDER BY date_created, sid"
@@ -888,45 +896,28 @@ pub mod sqlite {
         .bind(service)
         .bind(to)
         .fetch_all(&mut *c)
-        .await?;
-        for r in &rows {
-            pending(PendingRow {
-                sid: Cow::Borrowed(r.try_get(0)?),
-                service_sid: Cow::Borrowed(r.try_get(1)?),
-                account_sid: Cow::Borrowed(r.try_get(2)?),
-                to: Cow::Borrowed(r.try_get(3)?),
-                channel: Cow::Borrowed(r.try_get(4)?),
-                status: Cow::Borrowed(r.try_get(5)?),
-                code: Cow::Borrowed(r.try_get(6)?),
-                amount: r.try_get(7)?,
-                payee: r.try_get(8)?,
-                checks_failed: r.try_get(9)?,
-                expires_ms: r.try_get(10)?,
-                date_created: r.try_get(11)?,
-                date_updated: r.try_get(12)?,
-                version: r.try_get(13)?,
-            });
-        }
-        let rows = sqlx::query(
-            "SELECT verification_sid, account_sid, service_sid, recipient, sid, channel, at_ms \
-             FROM send_attempts WHERE service_sid = ?1 AND recipient = ?2 ORDER BY at_ms",
+        .await?
+        .iter()
+        .map(verification_from_row)
+        .collect();
+        let from = pending
+            .iter()
+            .map(|v| v.date_created)
+            .chain(sends_since)
+            .min();
+        let Some(from) = from else {
+            return Ok((pending, Vec::new()));
+        };
+        let attempts = sqlx::query_as(
+            "SELECT verification_sid, account_sid, sid, channel, at_ms FROM send_attempts \
+             WHERE service_sid = ?1 AND recipient = ?2 AND at_ms >= ?3 ORDER BY at_ms, sid",
         )
         .bind(service)
         .bind(to)
+        .bind(from)
         .fetch_all(&mut *c)
         .await?;
-        for r in &rows {
-            attempt(AttemptRow {
-                verification_sid: Cow::Borrowed(r.try_get(0)?),
-                account_sid: Cow::Borrowed(r.try_get(1)?),
-                service_sid: Cow::Borrowed(r.try_get(2)?),
-                recipient: Cow::Borrowed(r.try_get(3)?),
-                sid: Cow::Borrowed(r.try_get(4)?),
-                channel: Cow::Borrowed(r.try_get(5)?),
-                at_ms: r.try_get(6)?,
-            });
-        }
-        Ok(())
+        Ok((pending, attempts))
     }
 
     /// The (service, recipient) of a pending verification.
@@ -942,18 +933,20 @@ pub mod sqlite {
         .await
     }
 
-    /// Pending verifications whose expiry is at or before `before`, up to `limit`: (account,
-    /// service, recipient, expiry).
+    /// An account's pending verifications whose expiry is at or before `before` (its time),
+    /// up to `limit`, soonest first: (service, recipient).
     pub async fn pending_due(
         c: &mut sqlx::SqliteConnection,
+        account: &str,
         before: i64,
         limit: i64,
-    ) -> Result<Vec<(String, String, String, i64)>, sqlx::Error> {
+    ) -> Result<Vec<(String, String)>, sqlx::Error> {
         sqlx::query_as(
-            "SELECT account_sid, service_sid, recipient, expires_ms FROM verifications \
-             WHERE status = 'pending' AND expires_ms <= ? ORDER BY expires_ms LIMIT ?",
+            "SELECT service_sid, recipient FROM verifications WHERE status = 'pending' \
+             AND expires_ms <= ? AND account_sid = ? ORDER BY expires_ms LIMIT ?",
         )
         .bind(before)
+        .bind(account)
         .bind(limit)
         .fetch_all(&mut *c)
         .await

@@ -244,6 +244,19 @@ impl Shard {
         }
     }
 
+    /// Copies the buffer to exactly its live records and fits the table to them, after an
+    /// eviction: what it let go of is given back at once, not when the buffer next fills.
+    pub fn fit(&mut self, rehash: impl Fn(&[u8]) -> u64) {
+        let Shard { buf, at, .. } = self;
+        if at.capacity() > 2 * at.len() {
+            at.shrink_to_fit(|&o| rehash(record(buf, o)));
+        }
+        if self.garbage > 0 || self.buf.capacity() > self.buf.len() + COMPACT_FROM {
+            self.compact();
+        }
+        self.scratch = Vec::new();
+    }
+
     /// Copies the buffer to exactly its live records, if it holds more (after the start-up,
     /// whose records were each written more than once).
     pub fn tighten(&mut self) {

@@ -10,7 +10,7 @@
 /// Keys of the first generation (about 1.2 MiB of bits); each next one holds twice as many.
 const GENERATION: usize = 1 << 20;
 /// Generations beyond this many are no larger than the last.
-const MAX_LEVEL: usize = 6;
+const MAX_LEVEL: usize = 4;
 
 /// A generation of level `l` holds `GENERATION << l` keys with `10 + 1.5 l` bits and `7 + l`
 /// probes each: about 0.8 % / 2^l of absent keys answer "maybe", so that all the generations
