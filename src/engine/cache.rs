@@ -152,7 +152,7 @@ pub struct Cache {
     by_sid: Mutex<HashTable<(u64, u64)>>,
     scopes: Scopes,
     /// The keys of what was evicted to stay within `budget` (their state is in the database's
-    /// tables: `evict`), and of their pending SIDs.
+    /// tables: `evict`).
     evicted: Mutex<Evicted>,
     /// Bytes the tables may hold before the least recently used entries are evicted.
     budget: AtomicUsize,
@@ -180,11 +180,6 @@ pub enum Need {
     Recipient {
         service: String,
         to: String,
-        sends_since: Option<i64>,
-    },
-    /// The recipient of a pending SID.
-    Sid {
-        sid: String,
         sends_since: Option<i64>,
     },
 }
@@ -398,11 +393,6 @@ impl Cache {
         self.was_evicted(self.recipient_key(service, to))
     }
 
-    /// Whether a pending SID the index does not hold may be an evicted recipient's.
-    pub fn sid_evicted(&self, sid: &str) -> bool {
-        self.was_evicted(self.sid_hash(sid))
-    }
-
     /// Holds again a log read back from the tables (`times` in time order).
     pub fn restore_log(&self, rate_limit_id: i64, value: &str, times: &[i64]) {
         let hash = self.log_hash(rate_limit_id, value);
@@ -442,7 +432,8 @@ impl Cache {
 
     /// Evicts the entries used least recently until the tables hold about half of the budget,
     /// if they hold more than it. Each evicted key (and pending SID) goes to the filter with the
-    /// real time until which it may matter. Only the writer calls this, with the journal
+    /// real time until which it may matter (a pending SID the index no longer holds is looked
+    /// up in the tables: `engine::sqlite`). Only the writer calls this, with the journal
     /// applied and nothing decided since: the tables then hold every evicted entry as it is
     /// here, and a decision reads it back from them first (`Need`). `log_home(rate limit)`: its
     /// account's time and its widest interval (`None`: it is gone). Answers how many entries it
@@ -533,9 +524,6 @@ impl Cache {
                 if class >= cut {
                     let rec = Rec::read(b);
                     keys.push((self.recipient_key(scopes.get(rec.scope).0, rec.to), until));
-                    if let Some(sid) = rec.pending_sid() {
-                        keys.push((self.sid_hash(&sid), until));
-                    }
                 }
             }
         }
@@ -1118,7 +1106,6 @@ mod tests {
                 assert_eq!(cache.pending(&r.service_sid, &r.to), Some(r.clone()));
             } else {
                 assert!(cache.recipient_evicted(&r.service_sid, &r.to));
-                assert!(cache.sid_evicted(&r.sid));
                 assert_eq!(cache.find_sid(&r.sid), None);
             }
             let value = format!("value-{i}");

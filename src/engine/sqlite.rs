@@ -196,14 +196,6 @@ pub(crate) async fn fault_in(
                 to,
                 sends_since,
             } => recipient_in(conn, cache, service, to, *sends_since).await?,
-            Need::Sid { sid, sends_since } => {
-                if cache.find_sid(sid).is_none()
-                    && cache.sid_evicted(sid)
-                    && let Some((service, to)) = q::pending_recipient(conn, sid).await?
-                {
-                    recipient_in(conn, cache, &service, &to, *sends_since).await?;
-                }
-            }
         }
     }
     Ok(())
@@ -357,7 +349,7 @@ pub async fn change(
     change: Change,
 ) -> Result<Modified, StoreError> {
     let since = sends_since(&policy, clocks.now(account));
-    let Some((target, needs)) = target(s, service, key, since) else {
+    let Some((target, needs)) = target(s, service, key, since).await? else {
         return Ok(Modified::Missing);
     };
     let (account, service) = (account.to_owned(), service.to_owned());
@@ -410,32 +402,49 @@ impl Target {
     }
 }
 
+/// The recipient of a pending SID the cache's index does not hold, if the tables name one the
+/// cache may have evicted (read without waiting for the journal: a SID the cache holds is in
+/// its index; the writer decides again with the recipient read back, `Target::resolve`).
+async fn evicted_sid(
+    s: &SqliteStore,
+    service: &str,
+    sid: &str,
+) -> Result<Option<String>, StoreError> {
+    if !s.cache.evicted_any() {
+        return Ok(None);
+    }
+    let found = q::pending_recipient(&mut *s.pool.acquire().await?, sid).await?;
+    Ok(found.and_then(|(svc, to)| {
+        (svc == service
+            && !s.cache.has_recipient(service, &to)
+            && s.cache.recipient_evicted(service, &to))
+        .then_some(to)
+    }))
+}
+
 /// Whom a key names, and what a decision about it needs the cache to hold; `None` if it names
 /// no recipient held or evicted.
-fn target(
+async fn target(
     s: &SqliteStore,
     service: &str,
     key: &str,
     sends_since: Option<i64>,
-) -> Option<(Target, Vec<Need>)> {
+) -> Result<Option<(Target, Vec<Need>)>, StoreError> {
+    let need = |to: &str| Need::Recipient {
+        service: service.to_owned(),
+        to: to.to_owned(),
+        sends_since,
+    };
     if let Some((to, sid)) = recipient_of(s, service, key) {
-        let need = Need::Recipient {
-            service: service.to_owned(),
-            to: to.clone(),
-            sends_since,
-        };
-        return Some((Target::Held(to, sid), vec![need]));
+        let needs = vec![need(&to)];
+        return Ok(Some((Target::Held(to, sid), needs)));
     }
-    match Key::parse(key) {
-        Key::Sid(sid) if s.cache.sid_evicted(sid) => {
-            let need = Need::Sid {
-                sid: sid.to_owned(),
-                sends_since,
-            };
-            Some((Target::Evicted(sid.to_owned()), vec![need]))
-        }
-        _ => None,
+    if let Key::Sid(sid) = Key::parse(key)
+        && let Some(to) = evicted_sid(s, service, sid).await?
+    {
+        return Ok(Some((Target::Evicted(sid.to_owned()), vec![need(&to)])));
     }
+    Ok(None)
 }
 
 pub async fn fetch(
@@ -459,23 +468,12 @@ pub async fn fetch(
             {
                 return Ok(live(pending, sid, now));
             }
-            let need = Need::Recipient {
-                service: service.to_owned(),
-                to: to.clone(),
-                sends_since: sends_since(policy, now),
-            };
-            (Target::Held(to, sid), vec![need])
+            target(s, service, key, sends_since(policy, now)).await?
         }
-        None => match Key::parse(key) {
-            Key::Sid(sid) if s.cache.sid_evicted(sid) => {
-                let need = Need::Sid {
-                    sid: sid.to_owned(),
-                    sends_since: sends_since(policy, now),
-                };
-                (Target::Evicted(sid.to_owned()), vec![need])
-            }
-            _ => return Ok(None),
-        },
+        None => target(s, service, key, sends_since(policy, now)).await?,
+    };
+    let Some(read_back) = read_back else {
+        return Ok(None);
     };
     let (target, needs) = read_back;
     let service = service.to_owned();

@@ -887,11 +887,13 @@ pub mod sqlite {
         ),
         sqlx::Error,
     > {
-        // Through the attempts' index by recipient: every verification has its first attempt.
+        // Through the attempts' index by recipient (every verification has its first attempt),
+        // then by SID; `+status`: never through the index on (status, expires_ms), which would
+        // read every pending verification.
         let pending: Vec<Verification> = sqlx::query(&format!(
             "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE sid IN \
              (SELECT verification_sid FROM send_attempts WHERE service_sid = ?1 AND recipient = ?2) \
-             AND status = 'pending' ORDER BY date_created, sid"
+             AND +status = 'pending' ORDER BY date_created, sid"
         ))
         .bind(service)
         .bind(to)
