@@ -91,9 +91,9 @@ pub struct Config {
     pub check_attempts_limit: u32,
 
     /// MiB of live state the SQLite engine keeps in memory (admission logs, recipients and
-    /// their pending verifications); past it, what was used least recently is evicted and read
-    /// back from the database when needed. 0: no limit.
-    #[arg(long, env = "VERILIMIT_CACHE_MEMORY", default_value_t = 96)]
+    /// their pending verifications, and the filter of what it evicted); past it, what was used
+    /// least recently is evicted and read back from the database when needed. 0: no limit.
+    #[arg(long, env = "VERILIMIT_CACHE_MEMORY", default_value_t = 128)]
     pub cache_memory: usize,
 
     /// Seconds a code stays valid.

@@ -334,8 +334,13 @@ impl Cache {
         self.budget.store(bytes, Ordering::Relaxed);
     }
 
+    /// What the tables may hold: the budget less what the filter of evicted keys holds (the
+    /// budget bounds both), but at least a quarter of it.
     pub fn budget(&self) -> usize {
-        self.budget.load(Ordering::Relaxed)
+        let budget = self.budget.load(Ordering::Relaxed);
+        budget
+            .saturating_sub(self.evicted.lock().bytes())
+            .max(budget / 4)
     }
 
     /// Bytes held by the filter of evicted keys.
@@ -445,7 +450,7 @@ impl Cache {
         send_window_ms: i64,
         real_now: i64,
     ) -> usize {
-        let budget = self.budget.load(Ordering::Relaxed);
+        let budget = self.budget();
         if self.bytes() <= budget {
             return 0;
         }
