@@ -216,6 +216,13 @@ impl Catalog {
         self.rate_limit_homes.get(&id)
     }
 
+    /// A rate limit by its id, with its account.
+    pub fn rate_limit_by_id(&self, id: i64) -> Option<(&str, &Arc<RateLimitNode>)> {
+        let home = self.rate_limit_home(id)?;
+        let rl = self.rate_limit(&home.account_sid, &home.service_sid, &home.rate_limit_sid)?;
+        Some((home.account_sid.as_str(), rl))
+    }
+
     pub fn rate_limit_ids(&self, account: &str) -> Vec<i64> {
         self.rate_limit_homes
             .iter()

@@ -134,6 +134,23 @@ pub struct ValueLog {
     pub log: VecDeque<i64>,
 }
 
+impl ValueLog {
+    /// The logs of (value, time) rows ordered by value and time.
+    pub fn grouped(rows: Vec<(String, i64)>) -> Vec<ValueLog> {
+        let mut out: Vec<ValueLog> = Vec::new();
+        for (v, t) in rows {
+            match out.last_mut() {
+                Some(last) if last.value == v => last.log.push_back(t),
+                _ => out.push(ValueLog {
+                    value: v,
+                    log: VecDeque::from([t]),
+                }),
+            }
+        }
+        out
+    }
+}
+
 /// Lock order: `by_sid`, then a shard, then `scopes`; `scopes` is never held while another lock
 /// is taken, except `evicted`, which is taken last of all (nothing is taken while it is held).
 ///

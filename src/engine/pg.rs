@@ -10,7 +10,6 @@
 //! with `FOR UPDATE SKIP LOCKED`, so each is expired exactly once, whether by a sweep or by the
 //! request that touched it first.
 
-use std::collections::VecDeque;
 
 use super::{Change, Key, Modified, ValueLog};
 use crate::core::{self, Checked, Policy, Resolved, Verification};
@@ -105,17 +104,7 @@ pub async fn usage(
     .bind(value)
     .fetch_all(&p.pool)
     .await?;
-    let mut out: Vec<ValueLog> = Vec::new();
-    for (v, t) in rows {
-        match out.last_mut() {
-            Some(last) if last.value == v => last.log.push_back(t),
-            _ => out.push(ValueLog {
-                value: v,
-                log: VecDeque::from([t]),
-            }),
-        }
-    }
-    Ok(out)
+    Ok(ValueLog::grouped(rows))
 }
 
 /// Verifications one sweep transaction claims.

@@ -505,17 +505,7 @@ pub async fn usage(
     since: i64,
 ) -> Result<Vec<ValueLog>, StoreError> {
     let rows = q::admissions_since(&mut *s.reader().await?, rate_limit_id, value, since).await?;
-    let mut out: Vec<ValueLog> = Vec::new();
-    for (v, t) in rows {
-        match out.last_mut() {
-            Some(last) if last.value == v => last.log.push_back(t),
-            _ => out.push(ValueLog {
-                value: v,
-                log: VecDeque::from([t]),
-            }),
-        }
-    }
-    Ok(out)
+    Ok(ValueLog::grouped(rows))
 }
 
 /// Verifications a decision batch may expire at once (one transaction each).
@@ -601,13 +591,8 @@ pub async fn maintain(
             let tables_current = batch.tables_current;
             batch.cache.trim(
                 |id| {
-                    let home = catalog.rate_limit_home(id)?;
-                    let rl = catalog.rate_limit(
-                        &home.account_sid,
-                        &home.service_sid,
-                        &home.rate_limit_sid,
-                    )?;
-                    Some((rl.rules.clone(), clocks.now(&home.account_sid)))
+                    let (account, rl) = catalog.rate_limit_by_id(id)?;
+                    Some((rl.rules.clone(), clocks.now(account)))
                 },
                 |a| clocks.now(a),
                 policy.send_window_ms,
@@ -630,14 +615,9 @@ pub async fn maintain(
                     let catalog = catalog.read();
                     let n = cache.evict(
                         |id| {
-                            let home = catalog.rate_limit_home(id)?;
-                            let rl = catalog.rate_limit(
-                                &home.account_sid,
-                                &home.service_sid,
-                                &home.rate_limit_sid,
-                            )?;
+                            let (account, rl) = catalog.rate_limit_by_id(id)?;
                             let widest = rl.rules.iter().map(|r| r.interval_ms).max().unwrap_or(0);
-                            Some((clocks.now(&home.account_sid), widest))
+                            Some((clocks.now(account), widest))
                         },
                         |a| clocks.now(a),
                         policy.send_window_ms,
