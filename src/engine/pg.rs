@@ -10,7 +10,6 @@
 //! with `FOR UPDATE SKIP LOCKED`, so each is expired exactly once, whether by a sweep or by the
 //! request that touched it first.
 
-
 use super::{Change, Key, Modified, ValueLog};
 use crate::core::{self, Checked, Policy, Resolved, Verification};
 use crate::store::StoreError;
