@@ -227,7 +227,26 @@ class Server:
 # ---------------------------------------------------------------- wrk
 
 
-def wrk(name, script, url, args, duration=None, expected=None, background=False, threads=None, connections=None):
+def cpu_times(pid=None):
+    """(this process's CPU seconds, the machine's busy and idle seconds) so far, from /proc: a
+    scenario's difference says where the two cores went (the server, or nothing)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    proc_s = None
+    if pid:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            proc_s = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        except (OSError, ValueError, IndexError):
+            proc_s = None
+    with open("/proc/stat") as f:
+        cpu = [int(x) for x in f.readline().split()[1:]]
+    idle = (cpu[3] + cpu[4]) / tick  # idle + iowait
+    return proc_s, sum(cpu[:8]) / tick - idle, idle
+
+
+def wrk(name, script, url, args, duration=None, expected=None, background=False, threads=None, connections=None,
+        server=None):
     duration = duration or DURATION
     threads = threads or THREADS
     connections = connections or CONNECTIONS
@@ -245,10 +264,19 @@ def wrk(name, script, url, args, duration=None, expected=None, background=False,
         return subprocess.Popen(cmd, stdout=open(out_path, "wb"), stderr=subprocess.STDOUT), out_path
     load = loadavg()
     say(f"--> {name}: wrk -t{threads} -c{connections} -d{duration}s -s bench/{script}  (load average {load})")
+    pid = server.proc.pid if server else None
+    cpu0 = cpu_times(pid)
     with open(out_path, "wb") as out:
         code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=duration + 120).returncode
+    cpu1 = cpu_times(pid)
     r = parse_wrk(name, out_path, code)
     r["loadavg_before"] = load
+    busy, idle = cpu1[1] - cpu0[1], cpu1[2] - cpu0[2]
+    r["cpu"] = {
+        "machine_idle_fraction": idle / (busy + idle) if busy + idle else None,
+        "server_cores": (cpu1[0] - cpu0[0]) / r["duration_s"] if pid and cpu0[0] is not None and cpu1[0] is not None and r["duration_s"] else None,
+        "server_us_per_request": 1e6 * (cpu1[0] - cpu0[0]) / r["requests"] if pid and cpu0[0] is not None and cpu1[0] is not None and r["requests"] else None,
+    }
     return r
 
 
@@ -423,10 +451,10 @@ def main_scenarios(results):
         rss_before = server.rss_bytes()
 
         runs = results["scenarios"]
-        runs["floor"] = wrk("floor", "floor.lua", server.url + "/healthz", [])
+        runs["floor"] = wrk("floor", "floor.lua", server.url + "/healthz", [], server=server)
         verif = lambda svc: f"/v2/Services/{svc['sid']}/Verifications"
         store0 = server.store_totals()
-        runs["admit"] = wrk("admit", "admit.lua", server.url, [verif(admit_svc), AUTH, ",".join(keys3)])
+        runs["admit"] = wrk("admit", "admit.lua", server.url, [verif(admit_svc), AUTH, ",".join(keys3)], server=server)
         runs["admit"]["service_sid"] = admit_svc["sid"]
         store1 = server.store_totals()
         if store0 and store1:
@@ -437,13 +465,14 @@ def main_scenarios(results):
                 "ms_per_commit": 1000 * secs / commits if commits else 0,
                 "commit_busy_fraction": secs / runs["admit"]["duration_s"],
             }
-        runs["refuse"] = wrk("refuse", "refuse.lua", server.url, [verif(refuse_svc), AUTH, ",".join(keys3), "hot"])
+        runs["refuse"] = wrk("refuse", "refuse.lua", server.url, [verif(refuse_svc), AUTH, ",".join(keys3), "hot"],
+                             server=server)
         runs["refuse"]["service_sid"] = refuse_svc["sid"]
-        runs["read"] = wrk("read", "read.lua", server.url + read_path, [AUTH])
+        runs["read"] = wrk("read", "read.lua", server.url + read_path, [AUTH], server=server)
         # What a user of verilimit meets in a load test: 10,000 values, Zipf-hot, a mix of starts
         # (admitted, or refused by the hot values' buckets and the 5-sends rule), checks and fetches.
         mixed_svc = server.create_service("bench mixed", [("ip", [(10, 60), (100, 3600)])])
-        runs["mixed"] = wrk("mixed", "mixed.lua", server.url, [f"/v2/Services/{mixed_svc['sid']}", AUTH])
+        runs["mixed"] = wrk("mixed", "mixed.lua", server.url, [f"/v2/Services/{mixed_svc['sid']}", AUTH], server=server)
         runs["mixed"]["service_sid"] = mixed_svc["sid"]
         for n, shape, svc, keys in scaling_svcs:
             r = wrk(f"scale-{n}", "admit.lua", server.url, [verif(svc), AUTH, ",".join(keys)])
@@ -762,6 +791,16 @@ def report(results):
         results["ratios"][name] = round(ratio, 3)
         ratio_rows.append([f"{name}/floor", f"{ratio:.2f}", f">= {target:.2f}", "met" if ratio >= target else "NOT met"])
     say(fmt_table(["ratio", "this run", "target", ""], ratio_rows))
+    cpu_rows = [[name, f"{r['rps']:.0f}", f"{r['cpu']['server_us_per_request']:.1f}", f"{r['cpu']['server_cores']:.2f}",
+                 f"{100 * r['cpu']['machine_idle_fraction']:.0f}%"]
+                for name, r in runs.items()
+                if r.get("cpu", {}).get("server_us_per_request") is not None
+                and r["cpu"].get("machine_idle_fraction") is not None]
+    if cpu_rows:
+        say()
+        say("where the CPU went (from /proc: the server's CPU time per request, the cores it kept busy, and how much "
+            "of the machine stayed idle; the rest is wrk and the kernel's loopback):")
+        say(fmt_table(["scenario", "req/s", "server CPU us/request", "server cores", "machine idle"], cpu_rows))
     cmp = results.get("comparison")
     if cmp:
         say()

@@ -360,6 +360,13 @@ impl Cache {
             .max(budget / 4)
     }
 
+    /// Beyond what the tables are evicted (down to half the budget): three quarters of it, so
+    /// that what arrives while the writer empties its journal for the eviction (it goes on
+    /// deciding meanwhile) still fits in the budget.
+    pub fn evict_above(&self) -> usize {
+        self.budget() / 4 * 3
+    }
+
     /// Bytes held by the filter of evicted keys.
     pub fn evicted_bytes(&self) -> usize {
         self.evicted.lock().bytes()
@@ -468,7 +475,7 @@ impl Cache {
         real_now: i64,
     ) -> usize {
         let budget = self.budget();
-        if self.bytes() <= budget {
+        if self.bytes() <= self.evict_above() {
             return 0;
         }
         let mut homes: HashMap<i64, Option<(i64, i64)>> = HashMap::new();

@@ -601,15 +601,15 @@ pub async fn maintain(
         })
         .await?;
     // Over its budget, the cache evicts what was used least recently, once the tables hold
-    // everything it holds (a statement job: the writer applies its journal first).
+    // everything it holds (the writer empties its journal first, deciding meanwhile).
     s.cache.expire_evicted(super::real_now_ms());
     let mut evicted = 0;
-    if s.cache.bytes() > s.cache.budget() {
+    if s.cache.bytes() > s.cache.evict_above() {
         let (cache, catalog, clocks) = (s.cache.clone(), evict_catalog, evict_clocks);
         let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = count.clone();
         s.writer
-            .write(
+            .write_drained(
                 |_| Box::pin(async { Ok(()) }),
                 move |_: &()| {
                     let catalog = catalog.read();

@@ -23,9 +23,11 @@
 //! later, in the journal's order (`apply`): when the writer has had nothing to do for a moment,
 //! in steps while the journal holds more than `JOURNAL_BACKLOG` items, before every statement job
 //! (configuration, maintenance: they see the tables as every acknowledged decision left them),
-//! before any read of the tables (`Writer::sync`, through `SqliteStore::reader`), and at
-//! start-up, before anything else reads the database. The cache, which decisions read, is
-//! published after each commit as before: the journal never delays a decision.
+//! before any read of the tables (`Writer::sync`, through `SqliteStore::reader`) and before the
+//! cache's eviction (`Writer::write_drained`), and at start-up, before anything else reads the
+//! database. The cache, which decisions read, is published after each commit as before. A read
+//! or an eviction does not hold the decisions up while the journal empties: the writer applies
+//! it a step at a time (`DRAIN_STEP`) and decides what arrived between the steps (`Waiting`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -62,6 +64,16 @@ enum Job {
     Decide(DecideFn, Vec<Need>),
     /// Answered once the tables hold everything the journal held when it arrived.
     Sync(oneshot::Sender<Result<(), StoreError>>),
+    /// Runs in a transaction of its own once the journal is empty (`Writer::write_drained`).
+    Drained(JobFn),
+}
+
+/// What waits for the journal to be empty. Until it is, the writer applies the journal a step
+/// at a time and decides what arrives between the steps, so that no decision waits for more
+/// than one step (applying a whole backlog at once held every request for up to a second).
+enum Waiting {
+    Sync(oneshot::Sender<Result<(), StoreError>>),
+    Job(JobFn),
 }
 
 /// A verification state to save, with its new send attempt (if any) and the admissions that
@@ -98,6 +110,10 @@ const APPLY_CHUNK: usize = 4096;
 const IDLE_CHUNK: usize = 256;
 /// How long the writer waits for work before it applies the journal.
 const IDLE: Duration = Duration::from_millis(2);
+/// The least journal items one step of draining applies (`Waiting`); a step applies at least
+/// twice what the decisions since the previous step saved, so the journal empties however busy
+/// the writer is.
+const DRAIN_STEP: usize = 1024;
 
 #[derive(Clone)]
 pub struct Writer {
@@ -134,7 +150,8 @@ impl Writer {
     }
 
     /// Returns once the tables hold every decision acknowledged so far (at once when the
-    /// journal is empty). Reads of the tables call this first.
+    /// journal is empty; otherwise once the writer has applied it, deciding what arrives
+    /// meanwhile between its steps). Reads of the tables call this first.
     pub async fn sync(&self) -> Result<(), StoreError> {
         if self.journal.load(Ordering::Acquire) == 0 {
             return Ok(());
@@ -210,6 +227,26 @@ impl Writer {
         self.send_job(job, on_commit, false).await
     }
 
+    /// `write`, run once the journal is empty, in a transaction of its own; until then the
+    /// writer applies the journal in steps and goes on deciding in between (so, unlike `write`,
+    /// the job does not keep its place in arrival order). For maintenance that needs the tables
+    /// to hold everything the cache holds, and must not hold up the requests meanwhile.
+    pub async fn write_drained<T, F, A>(&self, job: F, on_commit: A) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+        A: FnOnce(&T) + Send + 'static,
+    {
+        let (job, done) = boxed(job, on_commit);
+        self.tx
+            .send(Job::Drained(job))
+            .await
+            .map_err(|_| StoreError::Unavailable)?;
+        done.await.map_err(|_| StoreError::Unavailable)?
+    }
+
     async fn send_job<T, F, A>(
         &self,
         job: F,
@@ -269,8 +306,39 @@ async fn run(
     mut rx: mpsc::Receiver<Job>,
 ) {
     let mut received: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut waiting: Vec<Waiting> = Vec::new();
+    // Items the decisions saved since the last step of draining.
+    let mut saved_since_step = 0;
     loop {
-        let got = if journal.items > 0 && rx.is_empty() && journal.may_retry() {
+        let got = if !waiting.is_empty() {
+            if journal.items == 0 {
+                run_waiting(&mut conn, std::mem::take(&mut waiting)).await;
+                continue;
+            }
+            let step = (2 * saved_since_step).clamp(DRAIN_STEP, 4 * APPLY_CHUNK);
+            saved_since_step = 0;
+            if !journal.apply(&mut conn, step).await {
+                // As when a whole apply fails: the reads answer an error (and go to the views),
+                // the jobs are not run.
+                for w in waiting.drain(..) {
+                    if let Waiting::Sync(done) = w {
+                        let _ = done.send(Err(StoreError::NotCommitted));
+                    }
+                }
+                continue;
+            }
+            // What arrived meanwhile, without waiting for more.
+            while received.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => received.push(job),
+                    Err(_) => break,
+                }
+            }
+            if received.is_empty() {
+                continue;
+            }
+            received.len()
+        } else if journal.items > 0 && rx.is_empty() && journal.may_retry() {
             // Idle for a moment: bring the tables up to date, a chunk at a time.
             match tokio::time::timeout(IDLE, rx.recv_many(&mut received, MAX_BATCH)).await {
                 Ok(n) => n,
@@ -289,11 +357,15 @@ async fn run(
         // run of decisions.
         let mut jobs = std::mem::take(&mut received).into_iter().peekable();
         while let Some(next) = jobs.peek() {
-            if let Job::Sync(_) = next {
-                let Some(Job::Sync(done)) = jobs.next() else {
-                    continue;
-                };
-                let _ = done.send(journal.apply_all(&mut conn).await);
+            if let Job::Sync(_) | Job::Drained(_) = next {
+                match jobs.next() {
+                    Some(Job::Sync(done)) if journal.items == 0 => {
+                        let _ = done.send(Ok(()));
+                    }
+                    Some(Job::Sync(done)) => waiting.push(Waiting::Sync(done)),
+                    Some(Job::Drained(job)) => waiting.push(Waiting::Job(job)),
+                    _ => {}
+                }
                 continue;
             }
             let mut group = Vec::new();
@@ -333,7 +405,8 @@ async fn run(
             }
             if !decisions.is_empty() {
                 let saved = run_decisions(&mut conn, &cache, &mut journal, decisions, &needs).await;
-                if journal.items > JOURNAL_BACKLOG && journal.may_retry() {
+                saved_since_step += saved;
+                if waiting.is_empty() && journal.items > JOURNAL_BACKLOG && journal.may_retry() {
                     // Keep up: apply more than the batch added.
                     journal
                         .apply(&mut conn, (2 * saved).clamp(256, APPLY_CHUNK))
@@ -344,6 +417,30 @@ async fn run(
     }
     if let Err(e) = conn.close().await {
         tracing::warn!(error = %e, "closing the write connection");
+    }
+}
+
+/// Answers what waited for the journal to be empty (it is): the reads at once, the jobs in one
+/// transaction.
+async fn run_waiting(conn: &mut SqliteConnection, waiting: Vec<Waiting>) {
+    let mut group = Vec::new();
+    for w in waiting {
+        match w {
+            Waiting::Sync(done) => {
+                let _ = done.send(Ok(()));
+            }
+            Waiting::Job(job) => group.push(job),
+        }
+    }
+    if group.is_empty() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let count = group.len();
+    let (committed, finishes) = run_batch(conn, group).await;
+    crate::metrics::batch(count, started.elapsed().as_secs_f64(), committed);
+    for finish in finishes {
+        finish(committed);
     }
 }
 
