@@ -110,9 +110,10 @@ const APPLY_CHUNK: usize = 4096;
 const IDLE_CHUNK: usize = 256;
 /// How long the writer waits for work before it applies the journal.
 const IDLE: Duration = Duration::from_millis(2);
-/// The least journal items one step of draining applies (`Waiting`); a step applies at least
-/// twice what the decisions since the previous step saved, so the journal empties however busy
-/// the writer is.
+/// The least journal items one step of draining applies (`Waiting`); a step takes about twice
+/// what the decisions since the previous step saved (whole journal rows, at least one), so the
+/// journal empties however busy the writer is, and what waited runs right after the step that
+/// emptied it.
 const DRAIN_STEP: usize = 1024;
 
 #[derive(Clone)]
@@ -327,6 +328,11 @@ async fn run(
                 }
                 continue;
             }
+            if journal.items == 0 {
+                // Nothing is decided between the last step and what waited for it.
+                run_waiting(&mut conn, std::mem::take(&mut waiting)).await;
+                continue;
+            }
             // What arrived meanwhile, without waiting for more.
             while received.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -405,7 +411,9 @@ async fn run(
             }
             if !decisions.is_empty() {
                 let saved = run_decisions(&mut conn, &cache, &mut journal, decisions, &needs).await;
-                saved_since_step += saved;
+                if !waiting.is_empty() {
+                    saved_since_step += saved;
+                }
                 if waiting.is_empty() && journal.items > JOURNAL_BACKLOG && journal.may_retry() {
                     // Keep up: apply more than the batch added.
                     journal
