@@ -210,7 +210,8 @@ impl Writer {
             + 'static,
         A: FnOnce(&T) + Send + 'static,
     {
-        self.send_job(job, on_commit, true).await
+        self.send_job(job, on_commit, |j| Job::Batched(j, true))
+            .await
     }
 
     /// `write`, without first applying the journal: for a job that neither reads nor deletes
@@ -225,7 +226,8 @@ impl Writer {
             + 'static,
         A: FnOnce(&T) + Send + 'static,
     {
-        self.send_job(job, on_commit, false).await
+        self.send_job(job, on_commit, |j| Job::Batched(j, false))
+            .await
     }
 
     /// `write`, run once the journal is empty, in a transaction of its own; until then the
@@ -240,19 +242,14 @@ impl Writer {
             + 'static,
         A: FnOnce(&T) + Send + 'static,
     {
-        let (job, done) = boxed(job, on_commit);
-        self.tx
-            .send(Job::Drained(job))
-            .await
-            .map_err(|_| StoreError::Unavailable)?;
-        done.await.map_err(|_| StoreError::Unavailable)?
+        self.send_job(job, on_commit, Job::Drained).await
     }
 
     async fn send_job<T, F, A>(
         &self,
         job: F,
         on_commit: A,
-        after_journal: bool,
+        kind: fn(JobFn) -> Job,
     ) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -263,7 +260,7 @@ impl Writer {
     {
         let (job, done) = boxed(job, on_commit);
         self.tx
-            .send(Job::Batched(job, after_journal))
+            .send(kind(job))
             .await
             .map_err(|_| StoreError::Unavailable)?;
         done.await.map_err(|_| StoreError::Unavailable)?
@@ -312,24 +309,22 @@ async fn run(
     let mut saved_since_step = 0;
     loop {
         let got = if !waiting.is_empty() {
-            if journal.items == 0 {
-                run_waiting(&mut conn, std::mem::take(&mut waiting)).await;
-                continue;
-            }
-            let step = (2 * saved_since_step).clamp(DRAIN_STEP, 4 * APPLY_CHUNK);
-            saved_since_step = 0;
-            if !journal.apply(&mut conn, step).await {
-                // As when a whole apply fails: the reads answer an error (and go to the views),
-                // the jobs are not run.
-                for w in waiting.drain(..) {
-                    if let Waiting::Sync(done) = w {
-                        let _ = done.send(Err(StoreError::NotCommitted));
+            if journal.items > 0 {
+                let step = (2 * saved_since_step).clamp(DRAIN_STEP, 4 * APPLY_CHUNK);
+                saved_since_step = 0;
+                if !journal.apply(&mut conn, step).await {
+                    // As when a whole apply fails: the reads answer an error (and go to the
+                    // views), the jobs are not run.
+                    for w in waiting.drain(..) {
+                        if let Waiting::Sync(done) = w {
+                            let _ = done.send(Err(StoreError::NotCommitted));
+                        }
                     }
+                    continue;
                 }
-                continue;
             }
             if journal.items == 0 {
-                // Nothing is decided between the last step and what waited for it.
+                // Nothing is decided between the step that emptied it and what waited for it.
                 run_waiting(&mut conn, std::mem::take(&mut waiting)).await;
                 continue;
             }
@@ -386,19 +381,17 @@ async fn run(
                 // Statement jobs see (and change) the tables as every acknowledged decision
                 // left them (unless none of them needs to).
                 let started = std::time::Instant::now();
-                let count = group.len();
                 let applied = if after_journal {
                     journal.apply_all(&mut conn).await
                 } else {
                     Ok(())
                 };
-                let (committed, finishes) = match applied {
-                    Ok(()) => run_batch(&mut conn, group).await,
-                    Err(_) => (false, Vec::new()),
-                };
-                crate::metrics::batch(count, started.elapsed().as_secs_f64(), committed);
-                for finish in finishes {
-                    finish(committed);
+                match applied {
+                    Ok(()) => run_group(&mut conn, group, started).await,
+                    // Not run: each job answers that the store is unavailable.
+                    Err(_) => {
+                        crate::metrics::batch(group.len(), started.elapsed().as_secs_f64(), false)
+                    }
                 }
             }
             let mut decisions = Vec::new();
@@ -440,10 +433,14 @@ async fn run_waiting(conn: &mut SqliteConnection, waiting: Vec<Waiting>) {
             Waiting::Job(job) => group.push(job),
         }
     }
-    if group.is_empty() {
-        return;
+    if !group.is_empty() {
+        run_group(conn, group, std::time::Instant::now()).await;
     }
-    let started = std::time::Instant::now();
+}
+
+/// Runs statement jobs in one transaction and answers each; `started`: when the group's work
+/// began (for the commit metric).
+async fn run_group(conn: &mut SqliteConnection, group: Vec<JobFn>, started: std::time::Instant) {
     let count = group.len();
     let (committed, finishes) = run_batch(conn, group).await;
     crate::metrics::batch(count, started.elapsed().as_secs_f64(), committed);
