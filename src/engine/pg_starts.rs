@@ -375,18 +375,28 @@ async fn decide(
     Ok((tx, outcomes))
 }
 
-/// Writes a batch's verification states, send attempts and admissions in one statement. Skips
-/// what a concurrent deletion of its service or rate limit removed, as `save_verification`
-/// does.
+/// Writes a batch's verification states, send attempts and admissions in one statement. Locks
+/// each service and rate limit the rows belong to once (`FOR KEY SHARE`: a deletion of one
+/// waits for this transaction, and its trigger then deletes these rows too) and skips the rows
+/// of those a concurrent deletion removed first. The tables have no foreign keys for this
+/// (migration 0011): those checked and locked the parent once per row.
 async fn save(tx: &mut Transaction<'static, Postgres>, w: &Writes) -> Result<(), sqlx::Error> {
     let v = &w.verifications;
     let a = &w.attempts;
+    let mut services: Vec<&str> = v.iter().map(|v| v.service_sid.as_str()).collect();
+    services.sort_unstable();
+    services.dedup();
+    let mut rate_limits: Vec<i64> = w.admissions.iter().map(|a| a.rate_limit_id).collect();
+    rate_limits.sort_unstable();
+    rate_limits.dedup();
     sqlx::query(
-        "WITH v AS (\
+        "WITH s AS (SELECT sid FROM services WHERE sid = ANY($26::text[]) FOR KEY SHARE), \
+         r AS (SELECT id FROM rate_limits WHERE id = ANY($27::int8[]) FOR KEY SHARE), \
+         v AS (\
            INSERT INTO verifications (sid, service_sid, account_sid, recipient, channel, status, code, amount, payee, checks_failed, expires_ms, date_created, date_updated, version) \
            SELECT u.* FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[], $11::int8[], $12::int8[], $13::int8[], $14::int8[]) \
              AS u(sid, service_sid, account_sid, recipient, channel, status, code, amount, payee, checks_failed, expires_ms, date_created, date_updated, version) \
-           WHERE EXISTS (SELECT 1 FROM services s WHERE s.sid = u.service_sid) \
+           WHERE u.service_sid IN (SELECT sid FROM s) \
            ON CONFLICT (sid) DO UPDATE SET channel = excluded.channel, status = excluded.status, \
              checks_failed = excluded.checks_failed, expires_ms = excluded.expires_ms, \
              date_updated = excluded.date_updated, version = excluded.version \
@@ -399,7 +409,7 @@ async fn save(tx: &mut Transaction<'static, Postgres>, w: &Writes) -> Result<(),
            WHERE u.verification_sid IN (SELECT sid FROM v)) \
          INSERT INTO admissions (rate_limit_id, value, at_ms) \
          SELECT u.id, u.value, u.at_ms FROM unnest($23::int8[], $24::text[], $25::int8[]) AS u(id, value, at_ms) \
-         WHERE EXISTS (SELECT 1 FROM rate_limits r WHERE r.id = u.id)",
+         WHERE u.id IN (SELECT id FROM r)",
     )
     .bind(v.iter().map(|v| v.sid.as_str()).collect::<Vec<_>>())
     .bind(v.iter().map(|v| v.service_sid.as_str()).collect::<Vec<_>>())
@@ -426,6 +436,8 @@ async fn save(tx: &mut Transaction<'static, Postgres>, w: &Writes) -> Result<(),
     .bind(w.admissions.iter().map(|a| a.rate_limit_id).collect::<Vec<_>>())
     .bind(w.admissions.iter().map(|a| &*a.value).collect::<Vec<_>>())
     .bind(w.admissions.iter().map(|a| a.at_ms).collect::<Vec<_>>())
+    .bind(services)
+    .bind(rate_limits)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -648,3 +648,41 @@ async fn access_tokens_are_signed_jwts_kept_for_their_service() {
         .await
         .expect_error(400, 20001);
 }
+
+#[tokio::test]
+async fn deleting_a_service_takes_its_verifications_and_their_attempts_along() {
+    let server = TestServer::start(ServerOptions::new()).await;
+    let c = server.a();
+    let doomed = service_with(&c, &[("ip", &[(5, 60)])]).await.service;
+    let kept = service_with(&c, &[("ip", &[(5, 60)])]).await.service;
+    let gone = start(&c, &doomed, &phone(1), Some(r#"{"ip": "a"}"#))
+        .await
+        .expect(201);
+    let stays = start(&c, &kept, &phone(1), Some(r#"{"ip": "a"}"#))
+        .await
+        .expect(201);
+    let attempt_of = |v: &Value| {
+        v["send_code_attempts"][0]["attempt_sid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        sids(&attempts(&c, "").await, "attempts"),
+        [attempt_of(&gone), attempt_of(&stays)]
+    );
+
+    c.delete(&format!("/v2/Services/{doomed}"))
+        .await
+        .expect(204);
+    assert_eq!(
+        sids(&attempts(&c, "").await, "attempts"),
+        [attempt_of(&stays)]
+    );
+    c.get(&format!("/v2/Attempts/{}", attempt_of(&gone)))
+        .await
+        .expect_error(404, 20404);
+    // The other service's verification is untouched: its code still approves it.
+    let code = codes_sent_to(&c, &phone(1)).await.pop().unwrap();
+    check(&c, &kept, &phone(1), &code).await.expect(200);
+}
