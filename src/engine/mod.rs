@@ -17,6 +17,7 @@ pub mod cache;
 pub mod clock;
 pub mod event_streams;
 pub mod mfa;
+mod own_thread;
 pub mod pg;
 pub mod pg_starts;
 pub mod records;
@@ -155,7 +156,7 @@ impl Engine {
         }
         let clocks = Arc::new(clocks);
         let pg_starts = match &store {
-            Store::Postgres(p) => Some(pg_starts::Starts::spawn(p.pool.clone(), clocks.clone())),
+            Store::Postgres(p) => Some(pg_starts::Starts::spawn(&p.pool, clocks.clone())),
             Store::Sqlite(_) => None,
         };
         let event_streams = Arc::new(crate::event_streams::Delivery::default());

@@ -69,13 +69,17 @@ impl Starts {
     /// batch. More tasks (each deciding batches of its own at once) were measured slower on the
     /// 2-core machine (`bench/README.md`): smaller batches, more transactions for the same
     /// starts.
-    pub fn spawn(pool: PgPool, clocks: Arc<Clocks>) -> Self {
-        let (queue, mut rx) = mpsc::channel::<Item>(BATCH * 4);
-        tokio::spawn(async move {
-            let mut items = Vec::with_capacity(BATCH);
-            while rx.recv_many(&mut items, BATCH).await > 0 {
-                run(&pool, &clocks, std::mem::take(&mut items)).await;
-            }
+    ///
+    /// The task runs on a thread of its own (`own_thread`) with two connections of its own (a
+    /// batch uses one at a time; the second is there at once when the first is being
+    /// replaced): a batch is a chain of round trips to PostgreSQL, and every start of the next
+    /// batch waits for the whole chain.
+    pub fn spawn(pool: &PgPool, clocks: Arc<Clocks>) -> Self {
+        let (queue, rx) = mpsc::channel::<Item>(BATCH * 4);
+        let options = (*pool.connect_options()).clone();
+        super::own_thread::spawn("verilimit-pg-starts", async move {
+            let pool = crate::store::pg::pool_options(2).connect_lazy_with(options);
+            serve(pool, clocks, rx).await;
         });
         Self { queue }
     }
@@ -104,6 +108,14 @@ impl Starts {
             .await
             .map_err(|_| StoreError::Unavailable)?;
         answer.await.map_err(|_| StoreError::NotCommitted)?
+    }
+}
+
+/// Decides the starts queued, a batch at a time, until the queue closes.
+async fn serve(pool: PgPool, clocks: Arc<Clocks>, mut rx: mpsc::Receiver<Item>) {
+    let mut items = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut items, BATCH).await > 0 {
+        run(&pool, &clocks, std::mem::take(&mut items)).await;
     }
 }
 

@@ -140,7 +140,9 @@ impl Writer {
             counter: counter.clone(),
             failed_at: None,
         };
-        let handle = tokio::spawn(run(conn, cache, journal, rx));
+        // Every decision waits for the writer's chain (decide, append, commit, publish): on a
+        // thread of its own, no step of it queues behind the HTTP requests.
+        let handle = super::own_thread::spawn("verilimit-writer", run(conn, cache, journal, rx));
         (
             Self {
                 tx,

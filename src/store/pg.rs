@@ -95,6 +95,29 @@ pub async fn pending_of(
     Ok(Some(v))
 }
 
+/// How every connection to PostgreSQL is set up: `size` connections at most.
+pub fn pool_options(size: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(|c, _| {
+            Box::pin(async move {
+                // A stuck statement fails instead of holding locks forever.
+                sqlx::query("SET statement_timeout = '15s'")
+                    .execute(&mut *c)
+                    .await?;
+                // Every statement here reads through an index. A table that was empty when
+                // a statement was first planned (a fresh database: statistics lag behind
+                // the rows for up to a minute, and each connection keeps its plans) would
+                // otherwise be read whole, for every start, while it grows.
+                sqlx::query("SET enable_seqscan = off")
+                    .execute(&mut *c)
+                    .await?;
+                Ok(())
+            })
+        })
+}
+
 impl PgStore {
     pub async fn open(url: &str, pool_size: u32) -> Result<Self, String> {
         let options: PgConnectOptions = url
@@ -109,25 +132,7 @@ impl PgStore {
             .await
             .map_err(|e| format!("cannot migrate the database: {e}"))?;
         let _ = conn.close().await;
-        let pool = PgPoolOptions::new()
-            .max_connections(pool_size.max(2))
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(|c, _| {
-                Box::pin(async move {
-                    // A stuck statement fails instead of holding locks forever.
-                    sqlx::query("SET statement_timeout = '15s'")
-                        .execute(&mut *c)
-                        .await?;
-                    // Every statement here reads through an index. A table that was empty when
-                    // a statement was first planned (a fresh database: statistics lag behind
-                    // the rows for up to a minute, and each connection keeps its plans) would
-                    // otherwise be read whole, for every start, while it grows.
-                    sqlx::query("SET enable_seqscan = off")
-                        .execute(&mut *c)
-                        .await?;
-                    Ok(())
-                })
-            })
+        let pool = pool_options(pool_size.max(2))
             .connect_with(options)
             .await
             .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
