@@ -469,7 +469,7 @@ def main_scenarios(results):
         # second or two of the writer's time). Refuse and read are measured once it is: each
         # scenario in its own steady state, not in admit's tail. How long it took is reported.
         t0 = time.monotonic()
-        drained = wait_until(lambda: (server.metric("verilimit_sqlite_journal_items") or 0) == 0, 300,
+        drained = wait_until(lambda: server.metric("verilimit_sqlite_journal_items") == 0, 300,
                              "the journal to be applied", step=0.1)
         results["journal_after_admit"] = {"seconds": round(time.monotonic() - t0, 1), "drained": drained}
         runs["refuse"] = wrk("refuse", "refuse.lua", server.url, [verif(refuse_svc), AUTH, ",".join(keys3), "hot"],

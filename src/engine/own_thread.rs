@@ -29,8 +29,11 @@ where
             let Some((task, done)) = take(&taken) else {
                 return;
             };
+            // As the server's workers: memory this thread freed goes back to the system when
+            // asked, the next time it waits (`memory::on_idle`).
             match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                .on_thread_park(crate::memory::on_idle)
                 .build()
             {
                 Ok(runtime) => {

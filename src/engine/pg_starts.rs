@@ -117,6 +117,7 @@ async fn serve(pool: PgPool, clocks: Arc<Clocks>, mut rx: mpsc::Receiver<Item>) 
     while rx.recv_many(&mut items, BATCH).await > 0 {
         run(&pool, &clocks, std::mem::take(&mut items)).await;
     }
+    pool.close().await;
 }
 
 /// Decides and commits one batch, and answers each of its starts.
