@@ -124,7 +124,11 @@ impl Events {
     pub fn record(&self, account: &str, event: Event) {
         crate::metrics::verification_event(event.kind.as_str());
         let mut accounts = self.accounts.lock();
-        let log = accounts.entry(account.to_owned()).or_default();
+        // The account's log exists but for its first event: no key allocated per event.
+        let log = match accounts.get_mut(account) {
+            Some(log) => log,
+            None => accounts.entry(account.to_owned()).or_default(),
+        };
         if log.len() == PER_ACCOUNT {
             log.pop_front();
         }

@@ -99,10 +99,17 @@ pub fn request(route: &str, method: &str, status: u16, seconds: f64) {
                 latency: Histogram::new(LATENCY_BOUNDS),
             }),
     };
-    *stats
+    // The common case, counted without allocating the key.
+    match stats
         .statuses
-        .entry((method.to_owned(), status))
-        .or_default() += 1;
+        .iter_mut()
+        .find(|((m, s), _)| *s == status && m == method)
+    {
+        Some((_, n)) => *n += 1,
+        None => {
+            stats.statuses.insert((method.to_owned(), status), 1);
+        }
+    }
     stats.latency.observe(seconds);
 }
 

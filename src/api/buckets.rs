@@ -7,7 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::rate_limits::rate_limit_node;
 use super::{BaseUrl, param, printable};
@@ -31,18 +32,36 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-pub fn render(base: &str, b: &BucketRecord) -> Value {
-    json!({
-        "sid": b.sid,
-        "rate_limit_sid": b.rate_limit_sid,
-        "service_sid": b.service_sid,
-        "account_sid": b.account_sid,
-        "max": b.max,
-        "interval": b.interval,
-        "date_created": date::format(b.date_created),
-        "date_updated": date::format(b.date_updated),
-        "url": format!("{base}/v2/Services/{}/RateLimits/{}/Buckets/{}", b.service_sid, b.rate_limit_sid, b.sid),
-    })
+/// A bucket as Twilio renders it (`verify.v2.service.rate_limit.bucket`); the fields in the
+/// order the JSON has always had (alphabetical).
+#[derive(Serialize)]
+pub struct Rendered<'a> {
+    account_sid: &'a str,
+    date_created: String,
+    date_updated: String,
+    interval: u32,
+    max: u32,
+    rate_limit_sid: &'a str,
+    service_sid: &'a str,
+    sid: &'a str,
+    url: String,
+}
+
+pub fn render<'a>(base: &str, b: &'a BucketRecord) -> Rendered<'a> {
+    Rendered {
+        account_sid: &b.account_sid,
+        date_created: date::format(b.date_created),
+        date_updated: date::format(b.date_updated),
+        interval: b.interval,
+        max: b.max,
+        rate_limit_sid: &b.rate_limit_sid,
+        service_sid: &b.service_sid,
+        sid: &b.sid,
+        url: format!(
+            "{base}/v2/Services/{}/RateLimits/{}/Buckets/{}",
+            b.service_sid, b.rate_limit_sid, b.sid
+        ),
+    }
 }
 
 async fn create(
@@ -97,7 +116,12 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let rl = rate_limit_node(&state, &caller.account, &service, &rate_limit)?;
     let req = PageRequest::from_query(&query(&uri), sid::BUCKET)?;
-    let page = paging::from_btree(&rl.buckets, &req, |_| true, |b| render(&base, b));
+    let page = paging::from_btree(
+        &rl.buckets,
+        &req,
+        |_| true,
+        |b| serde_json::to_value(render(&base, b)).unwrap_or(Value::Null),
+    );
     Ok(Json(paging::envelope(
         "buckets",
         &format!("{base}/v2/Services/{service}/RateLimits/{rate_limit}/Buckets"),
@@ -112,9 +136,9 @@ async fn fetch(
     caller: Caller,
     BaseUrl(base): BaseUrl,
     Path((service, rate_limit, sid)): Path<(String, String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let b = bucket(&state, &caller.account, &service, &rate_limit, &sid)?;
-    Ok(Json(render(&base, &b)))
+    Ok(Json(render(&base, &b)).into_response())
 }
 
 async fn update(
@@ -123,7 +147,7 @@ async fn update(
     BaseUrl(base): BaseUrl,
     Path((service, rate_limit, sid)): Path<(String, String, String)>,
     FormBody(p): FormBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let mut b = bucket(&state, &caller.account, &service, &rate_limit, &sid)?;
     let now = state.now(&caller.account);
     if let Some(max) = param::<Max>(&p)? {
@@ -138,7 +162,7 @@ async fn update(
     }
     b.date_updated = now.max(b.date_created);
     let saved = state.update_bucket(b).await?;
-    Ok(Json(render(&base, &saved)))
+    Ok(Json(render(&base, &saved)).into_response())
 }
 
 async fn remove(

@@ -7,7 +7,6 @@
 
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -118,12 +117,20 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "code": self.code,
-            "message": self.message,
-            "more_info": format!("https://www.twilio.com/docs/errors/{}", self.code),
-            "status": self.status.as_u16(),
-        });
+        /// Twilio's error body (its fields in the order they have always had).
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            code: u32,
+            message: &'a str,
+            more_info: String,
+            status: u16,
+        }
+        let body = Body {
+            code: self.code,
+            message: &self.message,
+            more_info: format!("https://www.twilio.com/docs/errors/{}", self.code),
+            status: self.status.as_u16(),
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);

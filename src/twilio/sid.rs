@@ -32,7 +32,19 @@ pub fn generate(prefix: &str) -> String {
         })
         .map(|last| floor.max(last + 1))
         .unwrap_or(floor);
-    format!("{prefix}{ordered:016x}{:016x}", rand::random::<u64>())
+    let mut out = String::with_capacity(prefix.len() + 32);
+    out.push_str(prefix);
+    push_hex(&mut out, ordered);
+    push_hex(&mut out, rand::random::<u64>());
+    out
+}
+
+/// Appends `n` as 16 lowercase hex digits (what `{:016x}` writes, without the formatter).
+fn push_hex(out: &mut String, n: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(char::from(DIGITS[((n >> (shift * 4)) & 0xf) as usize]));
+    }
 }
 
 /// Whether `s` is a well-formed SID with this prefix (hex digits of either case, as the spec's
@@ -60,6 +72,13 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn hex_digits_are_what_the_formatter_writes(n in any::<u64>()) {
+            let mut out = String::new();
+            push_hex(&mut out, n);
+            prop_assert_eq!(out, format!("{n:016x}"));
+        }
+
         #[test]
         fn validation_accepts_only_prefix_and_32_hex(s in "\\PC{0,40}") {
             let ok = is_valid(&s, SERVICE);
