@@ -60,7 +60,8 @@ const BATCH_BOUNDS: &[f64] = &[
 ];
 
 struct RouteStats {
-    statuses: HashMap<(String, u16), u64>,
+    /// By (method, status); a method outside HTTP's standard ones counts as `other`.
+    statuses: HashMap<(&'static str, u16), u64>,
     latency: Histogram,
 }
 
@@ -99,18 +100,24 @@ pub fn request(route: &str, method: &str, status: u16, seconds: f64) {
                 latency: Histogram::new(LATENCY_BOUNDS),
             }),
     };
-    // The common case, counted without allocating the key.
-    match stats
+    *stats
         .statuses
-        .iter_mut()
-        .find(|((m, s), _)| *s == status && m == method)
-    {
-        Some((_, n)) => *n += 1,
-        None => {
-            stats.statuses.insert((method.to_owned(), status), 1);
-        }
-    }
+        .entry((method_label(method), status))
+        .or_default() += 1;
     stats.latency.observe(seconds);
+}
+
+/// A request method as a label: HTTP's standard methods as they are, any other token (a client
+/// may send any) as `other`, so that neither the labels nor the work per request grow with
+/// what clients send.
+fn method_label(method: &str) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|m| *m == method)
+        .unwrap_or("other")
 }
 
 /// One rate limit's decision for one request.
@@ -301,4 +308,28 @@ pub fn render(
     );
     render_event_streams(&mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_the_standard_ones_count_as_other() {
+        request("/metrics-test/{sid}", "GET", 200, 0.001);
+        request("/metrics-test/{sid}", "GET", 200, 0.001);
+        request("/metrics-test/{sid}", "FROBNICATE", 405, 0.001);
+        request("/metrics-test/{sid}", "XYZZY", 405, 0.001);
+        let out = render(0, 0, |_| false);
+        assert!(out.contains(
+            "verilimit_http_requests_total{route=\"/metrics-test/{sid}\",method=\"GET\",status=\"200\"} 2"
+        ), "{out}");
+        assert!(out.contains(
+            "verilimit_http_requests_total{route=\"/metrics-test/{sid}\",method=\"other\",status=\"405\"} 2"
+        ), "{out}");
+        assert!(
+            !out.contains("FROBNICATE") && !out.contains("XYZZY"),
+            "{out}"
+        );
+    }
 }
