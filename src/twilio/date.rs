@@ -3,6 +3,9 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
+/// Twilio's date format, as chrono writes and reads it.
+const FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
+
 /// The last millisecond of year 9999: past it the year no longer has four digits.
 const MAX_FOUR_DIGIT_MS: i64 = 253_402_300_799_999;
 
@@ -13,7 +16,7 @@ pub fn format(ms: i64) -> String {
     if !(0..=MAX_FOUR_DIGIT_MS).contains(&ms) {
         return DateTime::<Utc>::from_timestamp_millis(ms)
             .unwrap_or_default()
-            .format("%Y-%m-%dT%H:%M:%SZ")
+            .format(FORMAT)
             .to_string();
     }
     let secs = ms / 1000;
@@ -58,7 +61,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 
 /// Parses `YYYY-MM-DDTHH:MM:SSZ` into epoch milliseconds.
 pub fn parse(s: &str) -> Option<i64> {
-    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%SZ")
+    NaiveDateTime::parse_from_str(s, FORMAT)
         .ok()
         .map(|t| t.and_utc().timestamp_millis())
 }
@@ -79,7 +82,7 @@ mod tests {
     fn by_chrono(ms: i64) -> String {
         DateTime::<Utc>::from_timestamp_millis(ms)
             .unwrap_or_default()
-            .format("%Y-%m-%dT%H:%M:%SZ")
+            .format(FORMAT)
             .to_string()
     }
 
