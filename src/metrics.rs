@@ -159,6 +159,14 @@ pub fn journal(items: usize) {
     JOURNAL.store(items as u64, Ordering::Relaxed);
 }
 
+/// Maintenance rounds that finished (each: verifications expired, past retention purged,
+/// admissions pruned, and freed memory given back), successful or not.
+static MAINTENANCE_ROUNDS: AtomicU64 = AtomicU64::new(0);
+
+pub fn maintenance_round() {
+    MAINTENANCE_ROUNDS.fetch_add(1, Ordering::Relaxed);
+}
+
 pub fn db_error() {
     METRICS.db_errors.fetch_add(1, Ordering::Relaxed);
 }
@@ -305,6 +313,11 @@ pub fn render(
         out,
         "# HELP verilimit_store_errors_total Database errors.\n# TYPE verilimit_store_errors_total counter\nverilimit_store_errors_total {}",
         METRICS.db_errors.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP verilimit_maintenance_rounds_total Maintenance rounds finished (expiry, retention, pruning, memory given back).\n# TYPE verilimit_maintenance_rounds_total counter\nverilimit_maintenance_rounds_total {}",
+        MAINTENANCE_ROUNDS.load(Ordering::Relaxed)
     );
     render_event_streams(&mut out);
     out

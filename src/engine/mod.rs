@@ -418,8 +418,15 @@ impl Engine {
 
     /// One round of maintenance: verifications past their lifetime stored as expired (each
     /// exactly once, whichever instance runs it), memory no decision needs given back,
-    /// admissions no bucket counts pruned, verifications past retention deleted.
+    /// admissions no bucket counts pruned, verifications past retention deleted. Counted in
+    /// `verilimit_maintenance_rounds_total` once it has finished, whatever the outcome.
     pub async fn maintain(&self) -> Result<(), ApiError> {
+        let done = self.maintain_round().await;
+        crate::metrics::maintenance_round();
+        done
+    }
+
+    async fn maintain_round(&self) -> Result<(), ApiError> {
         let accounts: Vec<String> = self.catalog.read().accounts().cloned().collect();
         let (expired, dropped, held) = match &self.store {
             Store::Sqlite(s) => {

@@ -173,6 +173,17 @@ async fn metrics_count_requests_and_decisions() {
         );
     }
     assert!(!text.contains("\"x\""), "values must not be labels");
+    // A maintenance round asked for is counted once it has finished (the background rounds
+    // may add theirs).
+    let rounds = metric(&text, "verilimit_maintenance_rounds_total ");
+    c.post_form("/emulator/v1/Maintenance", &[])
+        .await
+        .expect(204);
+    let text = c.get("/metrics").await.body;
+    assert!(
+        metric(&text, "verilimit_maintenance_rounds_total ") > rounds,
+        "{text}"
+    );
 }
 
 #[tokio::test]
