@@ -66,6 +66,8 @@ pub fn app_with_ca(state: AppState, request_timeout: Duration, ca_pem: Option<Ar
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Inside the timeout: a body that never completes is cut like any slow request.
+        .layer(middleware::from_fn(twilio::form::read_whole_body))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(|_: BoxError| async {

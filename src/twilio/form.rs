@@ -3,8 +3,10 @@
 //! decimal strings. `Params` is a parsed body; its typed getters turn bad values into 60200 and
 //! missing required ones into 20001, so handlers only see valid data.
 
+use axum::body::Body;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
+use axum::response::Response;
 use bytes::Bytes;
 
 use super::ApiError;
@@ -168,6 +170,91 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// Oversized bodies up to this size are read and dropped before the 413 is sent.
 const DRAIN_LIMIT: usize = 1024 * 1024;
+
+/// Reads a request's whole body (up to `BODY_LIMIT`) before any extractor or handler runs.
+///
+/// A request refused before its body was read (bad credentials, an unknown path, a wrong method)
+/// would otherwise be answered while the body is still arriving; hyper then closes the
+/// connection after the answer, without saying so in the response, and a keep-alive client
+/// (the official SDKs' HTTP pools) that sends its next request on it sees the connection
+/// dropped without an answer. Read first, the body leaves the connection reusable, as an HTTP
+/// server that reads whole requests (Twilio's) leaves it.
+///
+/// A body declared larger than `BODY_LIMIT`, one that grows past it, and one whose reading
+/// fails reach the extractors as they are (what was read, then the rest or the error), so they
+/// answer exactly as before: 413 / 20413, 400 / 20001. A slow body is still cut by the request
+/// timeout (this runs inside it).
+pub async fn read_whole_body(request: Request, next: axum::middleware::Next) -> Response {
+    use http_body_util::BodyExt;
+    use hyper::body::Body as _;
+
+    let declared_too_large = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > BODY_LIMIT as u64);
+    if request.body().is_end_stream() || declared_too_large {
+        return next.run(request).await;
+    }
+    let (parts, mut body) = request.into_parts();
+    let mut read = bytes::BytesMut::new();
+    let whole = loop {
+        match body.frame().await {
+            None => break Body::from(read.freeze()),
+            Some(Ok(frame)) => {
+                // Trailers: a form or JSON body has none that matter.
+                if let Ok(data) = frame.into_data() {
+                    read.extend_from_slice(&data);
+                    if read.len() > BODY_LIMIT {
+                        break Body::new(Prefixed {
+                            read: Some(read.freeze()),
+                            failed: None,
+                            rest: Some(body),
+                        });
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                break Body::new(Prefixed {
+                    read: Some(read.freeze()),
+                    failed: Some(e),
+                    rest: None,
+                });
+            }
+        }
+    };
+    next.run(Request::from_parts(parts, whole)).await
+}
+
+/// What `read_whole_body` read, then the rest of the body or the error that stopped it.
+struct Prefixed {
+    read: Option<Bytes>,
+    failed: Option<axum::Error>,
+    rest: Option<Body>,
+}
+
+impl hyper::body::Body for Prefixed {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>> {
+        use std::task::Poll;
+        if let Some(read) = self.read.take().filter(|r| !r.is_empty()) {
+            return Poll::Ready(Some(Ok(hyper::body::Frame::data(read))));
+        }
+        if let Some(e) = self.failed.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
+        match self.rest.as_mut() {
+            Some(rest) => std::pin::Pin::new(rest).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+}
 
 /// A form body. Refuses other content types (415 / 20415) and bodies over `BODY_LIMIT` (413).
 pub struct FormBody(pub Params);

@@ -298,3 +298,92 @@ fn base64(input: &str) -> String {
     }
     out
 }
+
+/// Reads one HTTP/1.1 response (head, then a `content-length` body) from `stream`; its status.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> u16 {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return head
+                    .strip_prefix("http/1.1 ")
+                    .and_then(|r| r.get(..3))
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_else(|| panic!("not a response: {head}"));
+            }
+        }
+        let n = tokio::time::timeout(std::time::Duration::from_secs(30), stream.read(&mut chunk))
+            .await
+            .expect("an answer within 30 s")
+            .expect("read");
+        assert!(
+            n > 0,
+            "the connection was closed without a (whole) answer: {buf:?}"
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A request refused before its body mattered (bad credentials, an unknown path, a wrong
+/// method) is answered once its body has arrived, and the connection then serves the next
+/// request: keep-alive clients (the SDKs' pools) reuse it. Answered while the body was still
+/// on its way, the connection was closed after the answer and the client's next request on it
+/// was dropped unanswered.
+#[tokio::test]
+async fn a_refused_requests_body_is_read_and_the_connection_stays_usable() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(ServerOptions::new()).await;
+    let good = format!("{ACCOUNT_A}:{TOKEN_A}");
+    let bad = format!("{ACCOUNT_A}:not-the-token");
+    let cases = [
+        ("POST", "/v2/Services", bad.as_str(), 401),
+        ("POST", "/v2/Nowhere", good.as_str(), 404),
+        ("PUT", "/v2/Services", good.as_str(), 405),
+    ];
+    for (method, path, user, status) in cases {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.port()))
+            .await
+            .expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let body = b"FriendlyName=Nope";
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+            base64(user),
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.expect("head");
+        // Nothing is answered while the announced body has not arrived.
+        let mut early = [0u8; 64];
+        let answered_early = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            stream.read(&mut early),
+        )
+        .await;
+        assert!(
+            answered_early.is_err(),
+            "{method} {path}: answered before its body arrived: {answered_early:?} {:?}",
+            String::from_utf8_lossy(&early)
+        );
+        stream.write_all(body).await.expect("body");
+        assert_eq!(read_response(&mut stream).await, status, "{method} {path}");
+        // The same connection serves the next request.
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .expect("second request");
+        assert_eq!(
+            read_response(&mut stream).await,
+            200,
+            "{method} {path}: next request"
+        );
+    }
+}
