@@ -66,8 +66,12 @@ pub fn app_with_ca(state: AppState, request_timeout: Duration, ca_pem: Option<Ar
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Inside the timeout: a body that never completes is cut like any slow request.
-        .layer(middleware::from_fn(twilio::form::read_whole_body))
+        // Inside the timeout: a body that never completes is cut like any slow request, and so
+        // is a configuration refresh that cannot get through.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            prepare_request,
+        ))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(|_: BoxError| async {
@@ -80,20 +84,19 @@ pub fn app_with_ca(state: AppState, request_timeout: Duration, ca_pem: Option<Ar
                 .timeout(request_timeout),
         )
         .layer(DefaultBodyLimit::max(twilio::form::BODY_LIMIT))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            refresh_config,
-        ))
         .layer(middleware::from_fn(telemetry::trace_request))
         .with_state(state)
 }
 
-/// On PostgreSQL, brings this instance's configuration cache up to date before each request.
-async fn refresh_config(
+/// Before each request: reads its whole body (`twilio::form::read_whole_body`: an answer sent
+/// before the body has arrived would cost the client its connection), then, on PostgreSQL,
+/// brings this instance's configuration cache up to date.
+async fn prepare_request(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: axum::extract::Request,
     next: middleware::Next,
 ) -> axum::response::Response {
+    let request = twilio::form::read_whole_body(request).await;
     if let Err(e) = state.refresh().await {
         return axum::response::IntoResponse::into_response(ApiError::from(e));
     }

@@ -6,7 +6,6 @@
 use axum::body::Body;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
-use axum::response::Response;
 use bytes::Bytes;
 
 use super::ApiError;
@@ -183,8 +182,8 @@ const DRAIN_LIMIT: usize = 1024 * 1024;
 /// A body declared larger than `BODY_LIMIT`, one that grows past it, and one whose reading
 /// fails reach the extractors as they are (what was read, then the rest or the error), so they
 /// answer exactly as before: 413 / 20413, 400 / 20001. A slow body is still cut by the request
-/// timeout (this runs inside it).
-pub async fn read_whole_body(request: Request, next: axum::middleware::Next) -> Response {
+/// timeout (the middleware that calls this runs inside it).
+pub async fn read_whole_body(request: Request) -> Request {
     use http_body_util::BodyExt;
     use hyper::body::Body as _;
 
@@ -195,7 +194,7 @@ pub async fn read_whole_body(request: Request, next: axum::middleware::Next) -> 
         .and_then(|v| v.trim().parse::<u64>().ok())
         .is_some_and(|n| n > BODY_LIMIT as u64);
     if request.body().is_end_stream() || declared_too_large {
-        return next.run(request).await;
+        return request;
     }
     let (parts, mut body) = request.into_parts();
     let mut read = bytes::BytesMut::new();
@@ -224,7 +223,7 @@ pub async fn read_whole_body(request: Request, next: axum::middleware::Next) -> 
             }
         }
     };
-    next.run(Request::from_parts(parts, whole)).await
+    Request::from_parts(parts, whole)
 }
 
 /// What `read_whole_body` read, then the rest of the body or the error that stopped it.
