@@ -159,8 +159,8 @@ pub fn journal(items: usize) {
     JOURNAL.store(items as u64, Ordering::Relaxed);
 }
 
-/// Maintenance rounds that finished (each: verifications expired, past retention purged,
-/// admissions pruned, and freed memory given back), successful or not.
+/// Maintenance rounds that finished, successfully or not (a round: verifications expired, past
+/// retention purged, admissions pruned, then, after a large sweep, freed memory given back).
 static MAINTENANCE_ROUNDS: AtomicU64 = AtomicU64::new(0);
 
 pub fn maintenance_round() {
@@ -316,7 +316,7 @@ pub fn render(
     );
     let _ = writeln!(
         out,
-        "# HELP verilimit_maintenance_rounds_total Maintenance rounds finished (expiry, retention, pruning, memory given back).\n# TYPE verilimit_maintenance_rounds_total counter\nverilimit_maintenance_rounds_total {}",
+        "# HELP verilimit_maintenance_rounds_total Maintenance rounds finished, successfully or not (expiry, retention, pruning, then memory given back after a large sweep).\n# TYPE verilimit_maintenance_rounds_total counter\nverilimit_maintenance_rounds_total {}",
         MAINTENANCE_ROUNDS.load(Ordering::Relaxed)
     );
     render_event_streams(&mut out);

@@ -197,17 +197,17 @@ pub async fn read_whole_body(request: Request) -> Request {
         return request;
     }
     let (parts, mut body) = request.into_parts();
-    let mut read = bytes::BytesMut::new();
+    let mut read = Read::default();
     let whole = loop {
         match body.frame().await {
-            None => break Body::from(read.freeze()),
+            None => break Body::from(read.take()),
             Some(Ok(frame)) => {
                 // Trailers: a form or JSON body has none that matter.
                 if let Ok(data) = frame.into_data() {
-                    read.extend_from_slice(&data);
+                    read.push(data);
                     if read.len() > BODY_LIMIT {
                         break Body::new(Prefixed {
-                            read: Some(read.freeze()),
+                            read: Some(read.take()),
                             failed: None,
                             rest: Some(body),
                         });
@@ -216,7 +216,7 @@ pub async fn read_whole_body(request: Request) -> Request {
             }
             Some(Err(e)) => {
                 break Body::new(Prefixed {
-                    read: Some(read.freeze()),
+                    read: Some(read.take()),
                     failed: Some(e),
                     rest: None,
                 });
@@ -224,6 +224,39 @@ pub async fn read_whole_body(request: Request) -> Request {
         }
     };
     Request::from_parts(parts, whole)
+}
+
+/// The frames of a body read so far: the first as it came (a body in one frame, the usual case,
+/// is passed on without a copy), later ones copied after it.
+#[derive(Default)]
+struct Read {
+    first: Option<Bytes>,
+    more: bytes::BytesMut,
+}
+
+impl Read {
+    fn push(&mut self, data: Bytes) {
+        match self.first.take() {
+            None if self.more.is_empty() => self.first = Some(data),
+            first => {
+                if let Some(first) = first {
+                    self.more.reserve(first.len() + data.len());
+                    self.more.extend_from_slice(&first);
+                }
+                self.more.extend_from_slice(&data);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.first.as_ref().map_or(self.more.len(), Bytes::len)
+    }
+
+    fn take(&mut self) -> Bytes {
+        self.first
+            .take()
+            .unwrap_or_else(|| self.more.split().freeze())
+    }
 }
 
 /// What `read_whole_body` read, then the rest of the body or the error that stopped it.
@@ -383,6 +416,24 @@ mod tests {
     }
 
     proptest! {
+        /// A body read frame by frame is the frames in order, whatever their sizes (empty
+        /// ones too), and its length is counted as it grows.
+        #[test]
+        fn a_body_read_in_frames_is_its_frames_in_order(
+            frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..8)
+        ) {
+            let mut read = Read::default();
+            let mut want = Vec::new();
+            for f in &frames {
+                read.push(Bytes::copy_from_slice(f));
+                want.extend_from_slice(f);
+                prop_assert_eq!(read.len(), want.len());
+            }
+            let whole = read.take();
+            prop_assert_eq!(whole.as_ref(), want.as_slice());
+            prop_assert_eq!(read.len(), 0);
+        }
+
         #[test]
         fn any_bytes_parse_without_panicking(input in proptest::collection::vec(any::<u8>(), 0..256)) {
             let p = Params::parse(&input);
