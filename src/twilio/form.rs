@@ -187,13 +187,7 @@ pub async fn read_whole_body(request: Request) -> Request {
     use http_body_util::BodyExt;
     use hyper::body::Body as _;
 
-    let declared_too_large = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .is_some_and(|n| n > BODY_LIMIT as u64);
-    if request.body().is_end_stream() || declared_too_large {
+    if request.body().is_end_stream() || declared_oversize(&request).is_some() {
         return request;
     }
     let (parts, mut body) = request.into_parts();
@@ -224,6 +218,16 @@ pub async fn read_whole_body(request: Request) -> Request {
         }
     };
     Request::from_parts(parts, whole)
+}
+
+/// The length a request's `Content-Length` declares, when it is over `BODY_LIMIT`.
+fn declared_oversize(request: &Request) -> Option<u64> {
+    request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|n| *n > BODY_LIMIT as u64)
 }
 
 /// The frames of a body read so far: the first as it came (a body in one frame, the usual case,
@@ -306,12 +310,7 @@ impl<S: Send + Sync> FromRequest<S> for FormBody {
                 ));
             }
         }
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if let Some(n) = declared.filter(|n| *n > BODY_LIMIT as u64) {
+        if let Some(n) = declared_oversize(&req) {
             // Read (and drop) a moderately oversized body so the client sees the answer rather
             // than a reset; refuse an absurd one at once.
             if n <= DRAIN_LIMIT as u64 {
